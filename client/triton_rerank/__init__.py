@@ -1,0 +1,28 @@
+"""Cross-encoder reranking served by Triton Inference Server, in front of Milvus.
+
+The client part (this package's top level) needs only tritonclient and numpy; exporting
+(``triton_rerank.export``) and the embedded server (``triton_rerank.server``) need the extras.
+"""
+
+from triton_rerank.client import AsyncTritonRerankFunction, RerankResult, TritonRerankFunction
+from triton_rerank.errors import (
+    ModelNotReadyError,
+    RerankError,
+    RerankInputError,
+    RerankTimeoutError,
+    ServerResponseError,
+    ServerUnavailableError,
+)
+
+__all__ = [
+    "AsyncTritonRerankFunction",
+    "ModelNotReadyError",
+    "RerankError",
+    "RerankInputError",
+    "RerankResult",
+    "RerankTimeoutError",
+    "ServerResponseError",
+    "ServerUnavailableError",
+    "TritonRerankFunction",
+]
+__version__ = "0.1.0"

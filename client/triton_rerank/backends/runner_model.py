@@ -1,0 +1,96 @@
+"""Triton Python-backend runner: serves ``model.onnx`` (ONNX Runtime) or ``model.pt`` (TorchScript)
+where the Triton build has no onnxruntime / pytorch backend (the server inside nvidia-pytriton).
+
+It is given the very config of the native model (``repository.python_runner_config``): same name,
+tensors, dims, dynamic batching and instance groups, so the ensemble and clients see no difference.
+
+The batch Triton hands over is scored in small slices of rows of similar length, each slice cut to
+its own longest row: attention masks keep padding out of the result, so this only saves work.
+"""
+
+import json
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+# Rows per model call on CPU; small batches of similar length keep activations in cache.
+CPU_SLICE_ROWS = 16
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        config = json.loads(args["model_config"])
+        parameters = {key: value["string_value"] for key, value in config.get("parameters", {}).items()}
+        self.input_names = [tensor["name"] for tensor in config["input"]]
+        self.output_name = config["output"][0]["name"]
+        path = f"{args['model_repository']}/{args['model_version']}/{parameters['runner_model_file']}"
+        on_gpu = args["model_instance_kind"] == "GPU"
+        device_id = int(args["model_instance_device_id"])
+        self.slice_rows = None if on_gpu else CPU_SLICE_ROWS
+        if parameters["runner_format"] == "onnx":
+            self.run = _onnx_runner(path, on_gpu, device_id, int(parameters.get("intra_op_thread_count", 0)))
+        else:
+            self.run = _torchscript_runner(path, on_gpu, device_id)
+
+    def execute(self, requests):
+        batches = [[pb_utils.get_input_tensor_by_name(r, name).as_numpy() for name in self.input_names] for r in requests]
+        sizes = [batch[0].shape[0] for batch in batches]
+        try:
+            scores = self._score([_concat_padded([batch[i] for batch in batches]) for i in range(len(self.input_names))])
+        except Exception as err:  # the model failed: every request in this batch gets the reason
+            error = pb_utils.TritonError(f"{type(err).__name__}: {err}")
+            return [pb_utils.InferenceResponse(error=error) for _ in requests]
+        ends = np.cumsum(sizes)
+        return [
+            pb_utils.InferenceResponse([pb_utils.Tensor(self.output_name, scores[end - size : end])])
+            for size, end in zip(sizes, ends)
+        ]
+
+    def _score(self, inputs):
+        """Score rows in slices of similar length, each cut to its longest row; keep row order."""
+        mask = inputs[1]  # attention_mask
+        rows = mask.shape[0]
+        order = np.argsort(mask.sum(axis=1), kind="stable")
+        step = self.slice_rows or rows
+        out = np.empty((rows, 1), dtype=np.float32)
+        for start in range(0, rows, step):
+            idx = order[start : start + step]
+            width = int(np.flatnonzero(mask[idx].any(axis=0)).max()) + 1
+            out[idx] = self.run([array[idx, :width] for array in inputs]).reshape(len(idx), -1)[:, :1]
+        return out
+
+
+def _concat_padded(arrays):
+    """Stack requests along the batch axis, right-padding shorter ones with zeros (mask 0)."""
+    if len(arrays) == 1:
+        return arrays[0]
+    width = max(array.shape[1] for array in arrays)
+    return np.concatenate([np.pad(array, ((0, 0), (0, width - array.shape[1]))) for array in arrays])
+
+
+def _onnx_runner(path, on_gpu, device_id, intra_op_threads):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = intra_op_threads
+    providers = [("CUDAExecutionProvider", {"device_id": device_id})] if on_gpu else []
+    session = ort.InferenceSession(path, options, providers=providers + ["CPUExecutionProvider"])
+    names = [node.name for node in session.get_inputs()]
+
+    def run(inputs):
+        return session.run(None, dict(zip(names, inputs)))[0]
+
+    return run
+
+
+def _torchscript_runner(path, on_gpu, device_id):
+    import torch
+
+    device = torch.device(f"cuda:{device_id}" if on_gpu else "cpu")
+    module = torch.jit.load(path, map_location=device).eval()
+
+    def run(inputs):
+        with torch.inference_mode():
+            return module(*[torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in inputs]).float().cpu().numpy()
+
+    return run

@@ -1,0 +1,42 @@
+"""Errors raised by the reranking client.
+
+Every failure the client reports is a ``RerankError``; tritonclient's and the network's
+exceptions are wrapped with ``raise ... from err`` so the original stays attached::
+
+    RerankError
+    ├── RerankInputError        bad query / documents / top_k, or a request the server rejected
+    ├── ServerUnavailableError  no server answers at the URL
+    ├── ModelNotReadyError      the server answers, but the model is unknown or not loaded
+    ├── RerankTimeoutError      no answer within ``timeout_s``
+    └── ServerResponseError     the server answered something the client cannot use
+"""
+
+from __future__ import annotations
+
+
+class RerankError(Exception):
+    """Base class of every error raised by ``triton_rerank``."""
+
+
+class RerankInputError(RerankError, ValueError):
+    """The request is invalid: caught by the client, or rejected by the server."""
+
+
+class ServerUnavailableError(RerankError, ConnectionError):
+    """The Triton server cannot be reached."""
+
+
+class ModelNotReadyError(RerankError):
+    """The server is up but the named model is unknown, failed to load, or is not ready."""
+
+    def __init__(self, message: str, *, model_name: str) -> None:
+        super().__init__(message)
+        self.model_name = model_name
+
+
+class RerankTimeoutError(RerankError, TimeoutError):
+    """The server did not answer within the client's timeout."""
+
+
+class ServerResponseError(RerankError):
+    """The server answered, but with an error or a result the client cannot use."""

@@ -1,0 +1,219 @@
+"""The Triton model repository: its layout and every ``config.pbtxt``, built from one place.
+
+The repository holds three models::
+
+    reranker        ensemble, what clients call: QUERY [1], DOCUMENTS [-1] (strings) -> SCORES [-1, 1]
+    ├── tokenizer       Python backend: QUERY + DOCUMENTS -> input_ids, attention_mask, token_type_ids
+    └── cross_encoder   ONNX Runtime (or PyTorch) backend, dynamic batching: ids -> logits
+
+Configs are built here as Triton's own protobuf messages (``model_config_pb2.ModelConfig``), so a
+field Triton does not know cannot be written. The export writes them; the embedded server derives
+its Python-backend stand-in for ``cross_encoder`` from the same config (``python_runner_config``),
+so there is no second, hand-kept copy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as mc
+
+TOKENIZER = "tokenizer"
+CROSS_ENCODER = "cross_encoder"
+RERANKER = "reranker"
+MODEL_NAMES = (TOKENIZER, CROSS_ENCODER, RERANKER)
+
+BERT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+ONNX_OUTPUT = "logits"
+
+# Files the export writes next to the configs, by model.
+ONNX_FILE = "model.onnx"
+TORCHSCRIPT_FILE = "model.pt"
+TOKENIZER_CODE = Path(__file__).parent / "backends" / "tokenizer_model.py"
+RUNNER_CODE = Path(__file__).parent / "backends" / "runner_model.py"
+
+# Native backends in the official container, and the runner that stands in for them here.
+_NATIVE = {"onnx": ("onnxruntime", ONNX_FILE), "torchscript": ("pytorch", TORCHSCRIPT_FILE)}
+RUNNER_FORMAT_PARAMETER = "runner_format"
+RUNNER_FILE_PARAMETER = "runner_model_file"
+
+
+@dataclass(frozen=True, kw_only=True)
+class RepositorySettings:
+    """What the configs depend on. The defaults serve ``cross-encoder/ms-marco-MiniLM-L-6-v2``.
+
+    Attributes:
+        model_format: ``onnx`` (onnxruntime backend) or ``torchscript`` (pytorch backend).
+        model_inputs: The id tensors the model takes, in order; BERT-style models take all three,
+            RoBERTa-style models no ``token_type_ids``.
+        max_length: Tokens per (query, document) pair; longer pairs are truncated longest-first,
+            as sentence-transformers does.
+        device: ``auto`` leaves the instance group to Triton (one instance per GPU when it sees
+            GPUs, else CPU); ``cpu`` / ``gpu`` declare KIND_CPU / KIND_GPU groups.
+        instances: Instances of ``cross_encoder`` per group.
+        max_batch_size: Most (query, document) pairs one ``cross_encoder`` execution takes; it is
+            also the most documents one ``reranker`` request may carry.
+        max_queue_delay_us: How long the dynamic batcher waits to fill a batch.
+        intra_op_threads: ONNX Runtime threads per instance (0: ONNX Runtime's default).
+    """
+
+    model_format: Literal["onnx", "torchscript"] = "onnx"
+    model_inputs: tuple[str, ...] = BERT_INPUTS
+    max_length: int = 512
+    device: Literal["auto", "cpu", "gpu"] = "auto"
+    instances: int = 1
+    max_batch_size: int = 128
+    max_queue_delay_us: int = 1000
+    intra_op_threads: int = 0
+
+    def __post_init__(self) -> None:
+        if self.model_format not in _NATIVE:
+            raise ValueError(f"model_format must be one of {sorted(_NATIVE)}, got {self.model_format!r}")
+        if self.device not in ("auto", "cpu", "gpu"):
+            raise ValueError(f"device must be 'auto', 'cpu' or 'gpu', got {self.device!r}")
+        unknown = set(self.model_inputs) - set(BERT_INPUTS)
+        if unknown or self.model_inputs[:2] != BERT_INPUTS[:2]:
+            raise ValueError(f"model_inputs must start with input_ids, attention_mask; got {self.model_inputs}")
+        for name in ("max_length", "instances", "max_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    def replace(self, **changes) -> RepositorySettings:
+        return dataclasses.replace(self, **changes)
+
+
+def _tensor(name: str, data_type: int, dims: list[int]) -> dict:
+    return {"name": name, "data_type": data_type, "dims": dims}
+
+
+def _parameters(config: mc.ModelConfig, **values: object) -> None:
+    for key, value in values.items():
+        config.parameters[key].string_value = str(value)
+
+
+def model_tensor_names(settings: RepositorySettings) -> tuple[list[str], str]:
+    """The cross_encoder's input names and output name, as its backend requires them."""
+    if settings.model_format == "torchscript":  # the pytorch backend's INPUT__i / OUTPUT__i names
+        return [f"INPUT__{i}" for i in range(len(settings.model_inputs))], "OUTPUT__0"
+    return list(settings.model_inputs), ONNX_OUTPUT
+
+
+def tokenizer_config(settings: RepositorySettings) -> mc.ModelConfig:
+    config = mc.ModelConfig(
+        name=TOKENIZER,
+        backend="python",
+        max_batch_size=0,
+        input=[
+            _tensor("QUERY", mc.TYPE_STRING, [1]),
+            _tensor("DOCUMENTS", mc.TYPE_STRING, [-1]),
+        ],
+        output=[_tensor(name, mc.TYPE_INT64, [-1, -1]) for name in settings.model_inputs],
+        instance_group=[{"kind": mc.ModelInstanceGroup.KIND_CPU, "count": 1}],
+    )
+    _parameters(config, max_length=settings.max_length, truncation="longest_first")
+    return config
+
+
+def cross_encoder_config(settings: RepositorySettings) -> mc.ModelConfig:
+    backend, filename = _NATIVE[settings.model_format]
+    inputs, output = model_tensor_names(settings)
+    config = mc.ModelConfig(
+        name=CROSS_ENCODER,
+        backend=backend,
+        default_model_filename=filename,
+        max_batch_size=settings.max_batch_size,
+        input=[_tensor(name, mc.TYPE_INT64, [-1]) for name in inputs],
+        output=[_tensor(output, mc.TYPE_FP32, [1])],
+        dynamic_batching={"max_queue_delay_microseconds": settings.max_queue_delay_us},
+    )
+    if settings.device != "auto":
+        kind = mc.ModelInstanceGroup.KIND_GPU if settings.device == "gpu" else mc.ModelInstanceGroup.KIND_CPU
+        config.instance_group.add(kind=kind, count=settings.instances)
+    if settings.model_format == "onnx" and settings.intra_op_threads:
+        _parameters(config, intra_op_thread_count=settings.intra_op_threads)
+    return config
+
+
+def reranker_config(settings: RepositorySettings) -> mc.ModelConfig:
+    inputs, output = model_tensor_names(settings)
+    config = mc.ModelConfig(
+        name=RERANKER,
+        platform="ensemble",
+        max_batch_size=0,
+        input=[
+            _tensor("QUERY", mc.TYPE_STRING, [1]),
+            _tensor("DOCUMENTS", mc.TYPE_STRING, [-1]),
+        ],
+        output=[_tensor("SCORES", mc.TYPE_FP32, [-1, 1])],
+    )
+    steps = config.ensemble_scheduling.step
+    steps.add(
+        model_name=TOKENIZER,
+        model_version=-1,
+        input_map={"QUERY": "QUERY", "DOCUMENTS": "DOCUMENTS"},
+        output_map={name: name for name in settings.model_inputs},
+    )
+    steps.add(
+        model_name=CROSS_ENCODER,
+        model_version=-1,
+        input_map=dict(zip(inputs, settings.model_inputs)),
+        output_map={output: "SCORES"},
+    )
+    return config
+
+
+def build_configs(settings: RepositorySettings) -> dict[str, mc.ModelConfig]:
+    """Every model's config, by model name."""
+    return {
+        TOKENIZER: tokenizer_config(settings),
+        CROSS_ENCODER: cross_encoder_config(settings),
+        RERANKER: reranker_config(settings),
+    }
+
+
+def to_pbtxt(config: mc.ModelConfig) -> str:
+    return text_format.MessageToString(config)
+
+
+def load_config(path: Path) -> mc.ModelConfig:
+    """Parse a ``config.pbtxt`` with Triton's schema; unknown fields raise ``ParseError``."""
+    return text_format.Parse(Path(path).read_text(), mc.ModelConfig())
+
+
+def write_configs(repository: Path, settings: RepositorySettings) -> None:
+    """Write every ``config.pbtxt``, the tokenizer's model code and the version folders."""
+    repository = Path(repository)
+    for name, config in build_configs(settings).items():
+        (repository / name / "1").mkdir(parents=True, exist_ok=True)
+        (repository / name / "config.pbtxt").write_text(to_pbtxt(config))
+    shutil.copyfile(TOKENIZER_CODE, repository / TOKENIZER / "1" / "model.py")
+    (repository / RERANKER / "1" / ".gitkeep").touch()
+
+
+def native_backend_format(config: mc.ModelConfig) -> str | None:
+    """``onnx`` / ``torchscript`` for a model served by those native backends, else None."""
+    for model_format, (backend, _) in _NATIVE.items():
+        if config.backend == backend:
+            return model_format
+    return None
+
+
+def python_runner_config(config: mc.ModelConfig) -> mc.ModelConfig:
+    """The same model served by the Python-backend runner, for a Triton build without the
+    native backend: only the backend changes; names, dims, batching and instances stay."""
+    model_format = native_backend_format(config)
+    if model_format is None:
+        raise ValueError(f"model {config.name!r} uses backend {config.backend!r}, not onnxruntime or pytorch")
+    runner = mc.ModelConfig()
+    runner.CopyFrom(config)
+    runner.backend = "python"
+    runner.ClearField("platform")
+    # The Python backend loads its code from default_model_filename; the runner finds the weights.
+    runner.default_model_filename = "model.py"
+    _parameters(runner, **{RUNNER_FORMAT_PARAMETER: model_format, RUNNER_FILE_PARAMETER: config.default_model_filename})
+    return runner

@@ -1,0 +1,235 @@
+"""Run a real Triton Inference Server without Docker: the 2.51 build inside ``nvidia-pytriton``.
+
+That build has the Python backend and ensembles but no onnxruntime / pytorch backend, so the
+server is started on a *derived* repository: models those backends would serve get the Python
+runner (``backends/runner_model.py``) under the same config (``repository.python_runner_config``);
+everything else is linked unchanged. The official container serves the original repository.
+
+Needs the ``serve`` extra.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from triton_rerank import repository as repo
+
+log = logging.getLogger(__name__)
+
+
+class ServerStartError(RuntimeError):
+    """The server exited or did not become ready; the message carries the end of its log."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerSettings:
+    """Where the server listens. Loopback by default: nothing is exposed unless asked."""
+
+    host: str = "127.0.0.1"
+    http_port: int = 8000
+    grpc_port: int = 8001
+    metrics_port: int = 8002
+    startup_timeout_s: float = 120.0
+    log_verbose: int = 0
+    log_file: Path | None = None  # None: a temporary file, removed on stop
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
+def free_port_settings(**overrides) -> ServerSettings:
+    """Settings with three free ports, for tests and the quick start."""
+    return ServerSettings(http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(), **overrides)
+
+
+def _pytriton_dirs() -> tuple[Path, Path]:
+    try:
+        import pytriton
+    except ImportError as err:
+        raise ImportError("the embedded server needs the 'serve' extra: pip install 'triton-rerank[serve]'") from err
+    root = Path(pytriton.__file__).parent / "tritonserver"
+    libs = Path(pytriton.__file__).parent.parent / "nvidia_pytriton.libs"
+    return root, libs
+
+
+def prepare_backends(target: Path) -> Path:
+    """A backend directory with the Python backend and the stub for this interpreter."""
+    root, _ = _pytriton_dirs()
+    stub = root / "python_backend_stubs" / f"{sys.version_info.major}.{sys.version_info.minor}" / "triton_python_backend_stub"
+    if not stub.exists():
+        raise ServerStartError(f"nvidia-pytriton has no Python backend stub for Python {sys.version.split()[0]}")
+    python = target / "python"
+    python.mkdir(parents=True, exist_ok=True)
+    for source in (root / "backends" / "python" / "libtriton_python.so", root / "backends" / "python" / "triton_python_backend_utils.py", stub):
+        shutil.copy2(source, python / source.name)
+    return target
+
+
+def derive_repository(source: Path, target: Path) -> Path:
+    """Link ``source`` into ``target``, swapping native onnxruntime / pytorch models for the runner."""
+    source = Path(source).resolve()
+    if not source.is_dir():
+        raise FileNotFoundError(f"model repository {source} does not exist; run scripts/export_model.py first")
+    target.mkdir(parents=True, exist_ok=True)
+    for model_dir in sorted(p for p in source.iterdir() if (p / "config.pbtxt").exists()):
+        config = repo.load_config(model_dir / "config.pbtxt")
+        if repo.native_backend_format(config) is None:
+            (target / model_dir.name).symlink_to(model_dir, target_is_directory=True)
+            continue
+        runner_dir = target / model_dir.name
+        runner_dir.mkdir()
+        (runner_dir / "config.pbtxt").write_text(repo.to_pbtxt(repo.python_runner_config(config)))
+        for version_dir in (p for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()):
+            (runner_dir / version_dir.name).mkdir()
+            for item in version_dir.iterdir():
+                (runner_dir / version_dir.name / item.name).symlink_to(item)
+            shutil.copyfile(repo.RUNNER_CODE, runner_dir / version_dir.name / "model.py")
+    return target
+
+
+class EmbeddedTritonServer:
+    """A Triton server process serving ``repository``; a context manager.
+
+    ``start()`` returns once the server and every model are ready, or raises ``ServerStartError``
+    with the end of the server log. ``stop()`` sends SIGTERM, then SIGKILL to the whole process
+    group after a grace period, so no backend stub outlives it.
+    """
+
+    def __init__(self, repository: Path | str, settings: ServerSettings | None = None) -> None:
+        self.repository = Path(repository)
+        self.settings = settings or ServerSettings()
+        self._process: subprocess.Popen | None = None
+        self._workdir: tempfile.TemporaryDirectory | None = None
+        self.log_path: Path | None = None
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.settings.host}:{self.settings.http_port}"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"grpc://{self.settings.host}:{self.settings.grpc_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://{self.settings.host}:{self.settings.metrics_port}/metrics"
+
+    def start(self) -> EmbeddedTritonServer:
+        root, libs = _pytriton_dirs()
+        self._workdir = tempfile.TemporaryDirectory(prefix="triton-rerank-")
+        work = Path(self._workdir.name)
+        models = derive_repository(self.repository, work / "models")
+        backends = prepare_backends(work / "backends")
+        s = self.settings
+        command = [
+            str(root / "bin" / "tritonserver"),
+            f"--model-repository={models}",
+            f"--backend-directory={backends}",
+            f"--http-address={s.host}",
+            f"--http-port={s.http_port}",
+            f"--grpc-address={s.host}",
+            f"--grpc-port={s.grpc_port}",
+            f"--metrics-address={s.host}",
+            f"--metrics-port={s.metrics_port}",
+            "--model-control-mode=none",
+            "--exit-on-error=true",
+            "--strict-readiness=true",
+            f"--log-verbose={s.log_verbose}",
+        ]
+        env = dict(os.environ)
+        # The Python backend stub runs model code with the first python3 on PATH: make it ours.
+        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+        # ...and link the stub with this interpreter's own libpython: the system's may be another
+        # patch release, whose ABI breaks stdlib extensions (seen: _ssl "undefined symbol").
+        libpython = sysconfig.get_config_var("LIBDIR") if sysconfig.get_config_var("Py_ENABLE_SHARED") else None
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, [libpython, str(libs), env.get("LD_LIBRARY_PATH")]))
+        self.log_path = Path(s.log_file) if s.log_file else work / "tritonserver.log"
+        log_file = self.log_path.open("wb")
+        log.info("starting %s", " ".join(command))
+        self._process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        log_file.close()
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self.settings.startup_timeout_s
+        url = f"http://{self.settings.host}:{self.settings.http_port}/v2/health/ready"
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise ServerStartError(f"tritonserver exited with code {self._process.returncode}:\n{self.log_tail()}")
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            time.sleep(0.25)
+        raise ServerStartError(f"tritonserver not ready after {self.settings.startup_timeout_s:.0f} s:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 15) -> str:
+        """The server's error lines (``E...``), then the last ``lines`` lines of its log."""
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        text = self.log_path.read_text(errors="replace").splitlines()
+        errors = [line for line in text[:-lines] if line[:1] == "E" and line[1:5].isdigit()]
+        return "\n".join(errors + text[-lines:])
+
+    def ready_models(self) -> list[str]:
+        """Names of the models the server reports READY."""
+        request = urllib.request.Request(f"{self.http_url}/v2/repository/index", data=b"{}", method="POST")
+        with urllib.request.urlopen(request, timeout=10) as response:
+            index = json.load(response)
+        return sorted(model["name"] for model in index if model.get("state") == "READY")
+
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def stop(self, grace_s: float = 30.0) -> int | None:
+        """Stop the server and its backend stubs; returns the server's exit code."""
+        process, self._process = self._process, None
+        code = None
+        if process is not None:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout=grace_s)
+                except subprocess.TimeoutExpired:
+                    log.warning("tritonserver did not stop within %.0f s; killing it", grace_s)
+            code = process.poll()
+            try:  # stubs left behind by a crash share the process group
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            process.wait()
+        if self._workdir is not None:
+            self._workdir.cleanup()
+            self._workdir = None
+        return code
+
+    def __enter__(self) -> EmbeddedTritonServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -1,0 +1,63 @@
+#!/usr/bin/env python
+"""Export a cross-encoder into a Triton model repository and check it against PyTorch.
+
+    python scripts/export_model.py --model cross-encoder/ms-marco-MiniLM-L-6-v2 --repository model_repository
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from triton_rerank.export import DEFAULT_MODEL, DEFAULT_TOLERANCE, ExportError, export_cross_encoder
+from triton_rerank.repository import RepositorySettings
+
+
+def main(argv: list[str] | None = None) -> int:
+    defaults = RepositorySettings()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="Hugging Face hub id or local folder (default: %(default)s)")
+    parser.add_argument("--repository", default="model_repository", help="model repository to write (default: %(default)s)")
+    parser.add_argument("--format", dest="model_format", choices=["onnx", "torchscript"], default="onnx",
+                        help="onnx for the onnxruntime backend, torchscript (model.pt) for the pytorch backend")
+    parser.add_argument("--device", choices=["auto", "cpu", "gpu"], default=defaults.device,
+                        help="cross_encoder instance group: auto lets Triton pick GPU when present (default: %(default)s)")
+    parser.add_argument("--instances", type=int, default=defaults.instances, help="cross_encoder instances per group")
+    parser.add_argument("--max-batch-size", type=int, default=defaults.max_batch_size,
+                        help="most pairs per cross_encoder execution, and most documents per request (default: %(default)s)")
+    parser.add_argument("--max-queue-delay-us", type=int, default=defaults.max_queue_delay_us,
+                        help="dynamic batcher wait, in microseconds (default: %(default)s)")
+    parser.add_argument("--intra-op-threads", type=int, default=defaults.intra_op_threads,
+                        help="ONNX Runtime threads per instance; 0 = ONNX Runtime's default")
+    parser.add_argument("--no-optimize", dest="optimize", action="store_false",
+                        help="skip ONNX Runtime's transformer graph fusions")
+    parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
+                        help="largest |score difference| to PyTorch that passes the check (default: %(default)g)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    settings = defaults.replace(
+        device=args.device,
+        instances=args.instances,
+        max_batch_size=args.max_batch_size,
+        max_queue_delay_us=args.max_queue_delay_us,
+        intra_op_threads=args.intra_op_threads,
+    )
+    try:
+        report = export_cross_encoder(
+            args.model, args.repository, model_format=args.model_format, optimize=args.optimize,
+            tolerance=args.tolerance, settings=settings,
+        )
+    except (ExportError, OSError, ValueError) as err:
+        print(f"export failed: {err}", file=sys.stderr)
+        return 1
+    print(
+        f"exported {report.model} -> {report.repository} ({report.model_format}, max_length {report.max_length}); "
+        f"check: max |score - PyTorch| = {report.max_abs_diff:.2e} on {report.pairs_checked} pairs "
+        f"(tolerance {report.tolerance:g})"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
