@@ -1,0 +1,117 @@
+"""The client's own logic: URLs, input checks, ranking, activation, errors without a server."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from triton_rerank import (
+    AsyncTritonRerankFunction,
+    RerankInputError,
+    RerankResult,
+    ServerUnavailableError,
+    TritonRerankFunction,
+)
+from triton_rerank.client import activate, check_request, parse_url, rank
+from triton_rerank.server import free_port
+
+
+@pytest.mark.parametrize(
+    "url, protocol, address, ssl",
+    [
+        ("grpc://localhost:8001", "grpc", "localhost:8001", False),
+        ("grpcs://triton.example:443", "grpc", "triton.example:443", True),
+        ("http://127.0.0.1:8000/", "http", "127.0.0.1:8000", False),
+        ("HTTPS://triton.example", "http", "triton.example", True),
+        ("localhost:8000", "http", "localhost:8000", False),
+    ],
+)
+def test_parse_url_picks_protocol_from_scheme(url, protocol, address, ssl):
+    endpoint = parse_url(url)
+    assert (endpoint.protocol, endpoint.address, endpoint.ssl) == (protocol, address, ssl)
+
+
+@pytest.mark.parametrize("url", ["", "   ", "ftp://host:21", "grpc://", None, 8001])
+def test_parse_url_refuses_what_is_not_a_triton_url(url):
+    with pytest.raises(RerankInputError, match="url"):
+        parse_url(url)
+
+
+@pytest.mark.parametrize(
+    "query, documents, top_k, message",
+    [
+        (None, ["a"], 1, "query must be a str, got NoneType"),
+        (b"bytes", ["a"], 1, "query must be a str, got bytes"),
+        (["q"], ["a"], 1, "query must be a str, got list"),
+        ("q", "a single string", 1, "documents must be a list of str, got str"),
+        ("q", None, 1, "documents must be a list of str, got NoneType"),
+        ("q", {"a": 1}, 1, "documents must be a list of str, got dict"),
+        ("q", ["a", 3, "c"], 1, r"documents\[1\] must be a str, got int"),
+        ("q", ["a", None], 1, r"documents\[1\] must be a str, got NoneType"),
+        ("q", ["a"], 0, "top_k must be a positive int or None"),
+        ("q", ["a"], -2, "top_k must be a positive int or None"),
+        ("q", ["a"], 1.5, "top_k must be a positive int or None"),
+        ("q", ["a"], "3", "top_k must be a positive int or None"),
+        ("q", ["a"], True, "top_k must be a positive int or None"),
+        ("\ud800", ["a"], 1, "query cannot be encoded as UTF-8"),
+        ("q", ["ok", "bad \udcff"], 1, r"documents\[1\] cannot be encoded as UTF-8"),
+    ],
+)
+def test_check_request_names_the_problem(query, documents, top_k, message):
+    with pytest.raises(RerankInputError, match=message):
+        check_request(query, documents, top_k)
+
+
+def test_check_request_accepts_any_sequence_and_encodes_in_order():
+    assert check_request("q", ("é", "", "  "), None) == ["é".encode(), b"", b"  "]
+
+
+def test_rank_sorts_descending_and_keeps_input_order_on_ties():
+    documents = ["a", "b", "c", "d"]
+    results = rank(documents, np.array([0.5, 2.0, 0.5, -1.0], dtype=np.float32), None)
+    assert [r.index for r in results] == [1, 0, 2, 3]
+    assert results[0] == RerankResult(text="b", score=2.0, index=1)
+    assert isinstance(results[0].score, float)
+    assert [r.index for r in rank(documents, np.array([1, 2, 3, 4]), 2)] == [3, 2]
+    assert len(rank(documents, np.zeros(4), 10)) == 4  # top_k above N returns all N
+
+
+def test_sigmoid_activation_maps_logits_into_unit_interval():
+    logits = np.array([-30.0, 0.0, 2.0], dtype=np.float32)
+    np.testing.assert_allclose(activate(logits, "sigmoid"), 1 / (1 + np.exp(-logits.astype(np.float64))))
+    assert activate(logits, "identity") is logits
+
+
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        ({"activation": "softmax"}, "activation"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"timeout_s": 0}, "timeout_s"),
+        ({"timeout_s": "5"}, "timeout_s"),
+    ],
+)
+def test_client_refuses_bad_options(option, message):
+    with pytest.raises(RerankInputError, match=message):
+        TritonRerankFunction("grpc://127.0.0.1:1", **option)
+
+
+@pytest.mark.parametrize("scheme", ["http", "grpc"])
+def test_client_reports_a_server_that_is_down(scheme):
+    with TritonRerankFunction(f"{scheme}://127.0.0.1:{free_port()}", timeout_s=5) as rf:
+        assert rf.is_ready() is False
+        with pytest.raises(ServerUnavailableError, match="unreachable"):
+            rf(query="q", documents=["a", "b"])
+
+
+@pytest.mark.parametrize("scheme", ["http", "grpc"])
+async def test_async_client_reports_a_server_that_is_down(scheme):
+    async with AsyncTritonRerankFunction(f"{scheme}://127.0.0.1:{free_port()}", timeout_s=5) as rf:
+        assert await rf.is_ready() is False
+        with pytest.raises(ServerUnavailableError, match="unreachable"):
+            await rf(query="q", documents=["a", "b"])
+
+
+def test_empty_document_list_returns_no_results_without_a_request():
+    with TritonRerankFunction(f"grpc://127.0.0.1:{free_port()}") as rf:  # nothing listens there
+        assert rf(query="q", documents=[]) == []

@@ -1,0 +1,112 @@
+"""The model repository's configs: Triton's schema, the ensemble wiring, and no drift."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as mc
+
+from triton_rerank import repository as repo
+
+ROOT = Path(__file__).resolve().parents[2]
+COMMITTED = ROOT / "model_repository"
+
+ALL_SETTINGS = [
+    repo.RepositorySettings(),
+    repo.RepositorySettings(model_format="torchscript"),
+    repo.RepositorySettings(model_inputs=("input_ids", "attention_mask"), device="gpu", instances=2),
+    repo.RepositorySettings(device="cpu", intra_op_threads=2, max_batch_size=16),
+]
+
+
+def test_committed_repository_equals_generated_configs_for_the_default_model():
+    generated = repo.build_configs(repo.RepositorySettings())
+    for name, config in generated.items():
+        assert (COMMITTED / name / "config.pbtxt").read_text() == repo.to_pbtxt(config), name
+    assert (COMMITTED / "tokenizer" / "1" / "model.py").read_text() == repo.TOKENIZER_CODE.read_text()
+    assert (COMMITTED / "reranker" / "1" / ".gitkeep").exists()
+
+
+def test_every_committed_config_parses_with_tritons_schema_and_names_its_folder():
+    configs = sorted(COMMITTED.glob("*/config.pbtxt"))
+    assert [p.parent.name for p in configs] == sorted(repo.MODEL_NAMES)
+    for path in configs:
+        config = text_format.Parse(path.read_text(), mc.ModelConfig())
+        assert config.name == path.parent.name
+
+
+def test_schema_rejects_an_unknown_field():
+    with pytest.raises(text_format.ParseError):
+        text_format.Parse('name: "x"\nmax_batch_sizes: 4\n', mc.ModelConfig())
+
+
+def _outputs(config):
+    return {t.name: (t.data_type, list(t.dims)) for t in config.output}
+
+
+def _inputs(config):
+    return {t.name: (t.data_type, list(t.dims)) for t in config.input}
+
+
+@pytest.mark.parametrize("settings", ALL_SETTINGS, ids=lambda s: f"{s.model_format}-{len(s.model_inputs)}in-{s.device}")
+def test_ensemble_tensors_line_up_with_each_member(settings):
+    configs = repo.build_configs(settings)
+    ensemble = configs[repo.RERANKER]
+    produced = dict(_inputs(ensemble))  # ensemble tensor -> (dtype, dims)
+    for step in ensemble.ensemble_scheduling.step:
+        member = configs[step.model_name]
+        member_inputs, member_outputs = _inputs(member), _outputs(member)
+        assert set(step.input_map) == set(member_inputs), step.model_name
+        for member_name, tensor in step.input_map.items():
+            dtype, dims = produced[tensor]
+            want_dtype, want_dims = member_inputs[member_name]
+            assert dtype == want_dtype, (step.model_name, member_name)
+            # A batching member sees the leading dimension as its batch axis.
+            seen = dims[1:] if member.max_batch_size > 0 else dims
+            assert len(seen) == len(want_dims), (step.model_name, member_name, dims, want_dims)
+        assert set(step.output_map) <= set(member_outputs), step.model_name
+        for member_name, tensor in step.output_map.items():
+            dtype, dims = member_outputs[member_name]
+            produced[tensor] = (dtype, ([-1] if member.max_batch_size > 0 else []) + dims)
+    for name, (dtype, dims) in _outputs(ensemble).items():
+        assert produced[name] == (dtype, dims), name
+
+
+def test_runner_config_changes_only_the_backend():
+    native = repo.build_configs(repo.RepositorySettings(device="cpu", instances=2, intra_op_threads=1))[repo.CROSS_ENCODER]
+    runner = repo.python_runner_config(native)
+    assert runner.backend == "python" and native.backend == "onnxruntime"
+    assert runner.parameters[repo.RUNNER_FILE_PARAMETER].string_value == repo.ONNX_FILE
+    for field in ("name", "max_batch_size", "input", "output", "dynamic_batching", "instance_group"):
+        assert getattr(runner, field) == getattr(native, field), field
+
+
+def test_runner_config_refuses_a_python_model():
+    tokenizer = repo.build_configs(repo.RepositorySettings())[repo.TOKENIZER]
+    with pytest.raises(ValueError, match="not onnxruntime or pytorch"):
+        repo.python_runner_config(tokenizer)
+
+
+def test_device_choice_sets_the_instance_group():
+    auto, cpu, gpu = (repo.cross_encoder_config(repo.RepositorySettings(device=d, instances=3)) for d in ("auto", "cpu", "gpu"))
+    assert len(auto.instance_group) == 0  # Triton: one instance per GPU if any, else CPU
+    assert (cpu.instance_group[0].kind, cpu.instance_group[0].count) == (mc.ModelInstanceGroup.KIND_CPU, 3)
+    assert (gpu.instance_group[0].kind, gpu.instance_group[0].count) == (mc.ModelInstanceGroup.KIND_GPU, 3)
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"model_format": "tensorrt"}, "model_format"),
+        ({"device": "tpu"}, "device"),
+        ({"max_length": 0}, "max_length"),
+        ({"max_batch_size": 0}, "max_batch_size"),
+        ({"model_inputs": ("input_ids",)}, "model_inputs"),
+        ({"model_inputs": ("input_ids", "attention_mask", "pixel_values")}, "model_inputs"),
+    ],
+)
+def test_settings_refuse_bad_values(changes, message):
+    with pytest.raises(ValueError, match=message):
+        repo.RepositorySettings(**changes)
