@@ -1,0 +1,97 @@
+"""The export: files and tensor names, its self-check, refusals, and TorchScript served end to end."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from transformers import BertConfig, BertForSequenceClassification
+
+from tiny_models import TINY_MAX_LENGTH
+from triton_rerank import TritonRerankFunction
+from triton_rerank import export as export_module
+from triton_rerank import repository as repo
+from triton_rerank.export import ExportCheckError, ExportError, export_cross_encoder
+from triton_rerank.server import EmbeddedTritonServer, free_port_settings
+
+TOLERANCE = 1e-4
+
+
+def test_onnx_export_writes_named_dynamic_tensors_that_match_the_config(tiny_repository):
+    model = onnx.load(str(tiny_repository / "cross_encoder" / "1" / "model.onnx"))
+    config = repo.load_config(tiny_repository / "cross_encoder" / "config.pbtxt")
+    inputs = {i.name: i for i in model.graph.input}
+    assert list(inputs) == [t.name for t in config.input] == list(repo.BERT_INPUTS)
+    assert [o.name for o in model.graph.output] == [t.name for t in config.output] == ["logits"]
+    for tensor in model.graph.input:
+        dims = tensor.type.tensor_type.shape.dim
+        assert [d.dim_param for d in dims] == ["batch", "sequence"]  # dynamic batch and sequence axes
+        assert tensor.type.tensor_type.elem_type == onnx.TensorProto.INT64
+    out_dims = model.graph.output[0].type.tensor_type.shape.dim
+    assert out_dims[0].dim_param == "batch" and out_dims[1].dim_value == 1  # [batch, 1] = config dims [1]
+
+
+def test_export_records_max_length_and_its_check(tiny_repository, tiny_model):
+    tokenizer_config = repo.load_config(tiny_repository / "tokenizer" / "config.pbtxt")
+    assert tokenizer_config.parameters["max_length"].string_value == str(TINY_MAX_LENGTH)
+    report = json.loads((tiny_repository / "cross_encoder" / "1" / "export.json").read_text())
+    assert report["model"] == str(tiny_model)
+    assert report["max_abs_diff"] <= TOLERANCE and report["pairs_checked"] >= 5
+    assert (tiny_repository / "tokenizer" / "1" / "tokenizer.json").exists()
+
+
+def test_export_fails_loudly_and_writes_nothing_when_the_check_fails(tiny_model, tmp_path, monkeypatch):
+    real_load_scorer = export_module.load_scorer
+
+    def off_by_a_hundredth(path):
+        score = real_load_scorer(path)
+        return lambda inputs: score(inputs) + 0.01
+
+    monkeypatch.setattr(export_module, "load_scorer", off_by_a_hundredth)
+    target = tmp_path / "repo"
+    with pytest.raises(ExportCheckError, match=r"differs from the PyTorch model by 0\.01.*nothing was written"):
+        export_cross_encoder(str(tiny_model), target)
+    assert list(target.iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir()] == ["repo"]  # no staging folder left behind
+
+
+def test_export_refuses_a_model_with_several_labels(tmp_path, tiny_model):
+    folder = tmp_path / "two-labels"
+    config = BertConfig.from_pretrained(tiny_model, num_labels=2)
+    BertForSequenceClassification(config).save_pretrained(folder)
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt"):
+        (folder / name).write_bytes((tiny_model / name).read_bytes())
+    with pytest.raises(ExportError, match="2 labels; a reranker must output one score per pair"):
+        export_cross_encoder(str(folder), tmp_path / "repo")
+
+
+def test_export_of_a_missing_folder_fails_with_its_name(tmp_path):
+    with pytest.raises(OSError, match="no-such-model"):
+        export_cross_encoder(str(tmp_path / "no-such-model"), tmp_path / "repo")
+
+
+@pytest.fixture(scope="module")
+def torchscript_server(tiny_model, tmp_path_factory):
+    repository = tmp_path_factory.mktemp("repo-ts") / "model_repository"
+    report = export_cross_encoder(str(tiny_model), repository, model_format="torchscript")
+    assert report.max_abs_diff <= TOLERANCE
+    assert (repository / "cross_encoder" / "1" / "model.pt").exists()
+    with EmbeddedTritonServer(repository, free_port_settings()) as server:
+        yield server
+
+
+@pytest.mark.integration
+def test_torchscript_export_serves_the_same_scores_under_the_same_names(torchscript_server, reference):
+    cross_encoder, _ = reference
+    long = "protein cell water " * 50
+    documents = ["paris is the capital", "", long, "berlin " * 3, "😀 café"]
+    queries = ["what is the capital of france", long]
+    with TritonRerankFunction(torchscript_server.grpc_url) as rf:
+        for query in queries:  # different padded lengths: the trace must not have frozen a shape
+            expected = cross_encoder.predict([(query, d) for d in documents], activation_fn=torch.nn.Identity())
+            np.testing.assert_allclose(rf.score(query, documents), expected, atol=TOLERANCE, rtol=0)
+        for count in (1, 3, 40):
+            assert rf.score("paris", ["paris france"] * count).shape == (count,)
