@@ -51,3 +51,37 @@ def build_tiny_bert_cross_encoder(folder: Path, *, seed: int = 0, max_length: in
     model = BertForSequenceClassification(config)
     model.save_pretrained(folder)
     return folder
+
+
+def build_tiny_roberta_cross_encoder(folder: Path, *, seed: int = 0, max_length: int = TINY_MAX_LENGTH) -> Path:
+    """A 2-layer RoBERTa cross-encoder: byte-level BPE, and no ``token_type_ids`` input."""
+    from tokenizers import ByteLevelBPETokenizer, processors
+    from transformers import RobertaConfig, RobertaForSequenceClassification, RobertaTokenizerFast
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    bpe = ByteLevelBPETokenizer()
+    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    bpe.train_from_iterator([" ".join(WORDS)] * 5, vocab_size=400, min_frequency=1, special_tokens=specials)
+    bpe.post_processor = processors.RobertaProcessing(("</s>", bpe.token_to_id("</s>")), ("<s>", bpe.token_to_id("<s>")))
+    tokenizer = RobertaTokenizerFast(tokenizer_object=bpe, model_max_length=max_length)
+    tokenizer.save_pretrained(folder)
+
+    torch.manual_seed(seed)
+    config = RobertaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=max_length + 2 + 80,  # RoBERTa positions start after the pad id
+        type_vocab_size=1,
+        num_labels=1,
+        initializer_range=0.3,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    config.sentence_transformers = {"activation_fn": "torch.nn.modules.linear.Identity"}
+    RobertaForSequenceClassification(config).save_pretrained(folder)
+    return folder

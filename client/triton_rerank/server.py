@@ -10,6 +10,7 @@ Needs the ``serve`` extra.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -61,13 +62,12 @@ def free_port_settings(**overrides) -> ServerSettings:
 
 
 def _pytriton_dirs() -> tuple[Path, Path]:
-    try:
-        import pytriton
-    except ImportError as err:
-        raise ImportError("the embedded server needs the 'serve' extra: pip install 'triton-rerank[serve]'") from err
-    root = Path(pytriton.__file__).parent / "tritonserver"
-    libs = Path(pytriton.__file__).parent.parent / "nvidia_pytriton.libs"
-    return root, libs
+    """The server tree and its shared libraries inside the nvidia-pytriton wheel (not imported)."""
+    spec = importlib.util.find_spec("pytriton")
+    if spec is None or spec.origin is None:
+        raise ImportError("the embedded server needs the 'serve' extra: pip install 'triton-rerank[serve]'")
+    package = Path(spec.origin).parent
+    return package / "tritonserver", package.parent / "nvidia_pytriton.libs"
 
 
 def prepare_backends(target: Path) -> Path:

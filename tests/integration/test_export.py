@@ -8,9 +8,10 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from sentence_transformers import CrossEncoder
 from transformers import BertConfig, BertForSequenceClassification
 
-from tiny_models import TINY_MAX_LENGTH
+from tiny_models import TINY_MAX_LENGTH, build_tiny_roberta_cross_encoder
 from triton_rerank import TritonRerankFunction
 from triton_rerank import export as export_module
 from triton_rerank import repository as repo
@@ -95,3 +96,25 @@ def test_torchscript_export_serves_the_same_scores_under_the_same_names(torchscr
             np.testing.assert_allclose(rf.score(query, documents), expected, atol=TOLERANCE, rtol=0)
         for count in (1, 3, 40):
             assert rf.score("paris", ["paris france"] * count).shape == (count,)
+
+
+@pytest.mark.integration
+def test_a_model_without_token_type_ids_is_exported_and_served_with_two_inputs(tmp_path):
+    folder = build_tiny_roberta_cross_encoder(tmp_path / "tiny-roberta")
+    repository = tmp_path / "repo"
+    report = export_cross_encoder(str(folder), repository)
+    assert report.model_inputs == ["input_ids", "attention_mask"]
+    configs = {name: repo.load_config(repository / name / "config.pbtxt") for name in repo.MODEL_NAMES}
+    assert [t.name for t in configs[repo.CROSS_ENCODER].input] == ["input_ids", "attention_mask"]
+    assert [t.name for t in configs[repo.TOKENIZER].output] == ["input_ids", "attention_mask"]
+    query, documents = "what is the capital of france", ["paris is the capital", "", "berlin " * 60, "café 🚀"]
+    expected = CrossEncoder(str(folder)).predict([(query, d) for d in documents], activation_fn=torch.nn.Identity())
+    with EmbeddedTritonServer(repository, free_port_settings()) as server:
+        with TritonRerankFunction(server.http_url) as rf:
+            np.testing.assert_allclose(rf.score(query, documents), expected, atol=TOLERANCE, rtol=0)
+
+
+def test_exported_configs_parse_with_tritons_schema_and_equal_the_generator(tiny_repository):
+    settings = repo.RepositorySettings(max_length=TINY_MAX_LENGTH)
+    for name, config in repo.build_configs(settings).items():
+        assert repo.load_config(tiny_repository / name / "config.pbtxt") == config, name

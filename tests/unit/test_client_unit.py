@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -115,3 +118,13 @@ async def test_async_client_reports_a_server_that_is_down(scheme):
 def test_empty_document_list_returns_no_results_without_a_request():
     with TritonRerankFunction(f"grpc://127.0.0.1:{free_port()}") as rf:  # nothing listens there
         assert rf(query="q", documents=[]) == []
+
+
+def test_the_client_imports_without_torch_transformers_or_onnxruntime():
+    code = (
+        "import sys, triton_rerank; "
+        "heavy = sorted({'torch', 'transformers', 'onnxruntime', 'sentence_transformers'} & set(sys.modules)); "
+        "print(heavy)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

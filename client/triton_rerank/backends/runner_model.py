@@ -71,6 +71,12 @@ def _concat_padded(arrays):
 def _onnx_runner(path, on_gpu, device_id, intra_op_threads):
     import onnxruntime as ort
 
+    if on_gpu and "CUDAExecutionProvider" not in ort.get_available_providers():
+        # ONNX Runtime would fall back to the CPU without a word; a KIND_GPU instance must not.
+        raise RuntimeError(
+            f"KIND_GPU instance, but this onnxruntime has no CUDAExecutionProvider "
+            f"(has {ort.get_available_providers()}): install onnxruntime-gpu or export with --device cpu"
+        )
     options = ort.SessionOptions()
     options.intra_op_num_threads = intra_op_threads
     providers = [("CUDAExecutionProvider", {"device_id": device_id})] if on_gpu else []

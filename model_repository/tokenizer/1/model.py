@@ -63,8 +63,6 @@ class TritonPythonModel:
 
 
 def _decode(value, what):
-    if isinstance(value, str):
-        return value
     try:
         return bytes(value).decode("utf-8")
     except UnicodeDecodeError as err:
