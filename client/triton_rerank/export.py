@@ -109,6 +109,17 @@ def export_cross_encoder(
     settings = (settings or repo.RepositorySettings()).replace(
         model_format=model_format, model_inputs=model_inputs, max_length=reference.max_seq_length
     )
+    trace_device = "cpu"
+    if model_format == "torchscript":  # a trace is bound to the device it ran on
+        if settings.device == "auto":
+            settings = settings.replace(device="gpu" if torch.cuda.is_available() else "cpu")
+        if settings.device == "gpu":
+            if not torch.cuda.is_available():
+                raise ExportError(
+                    "a TorchScript trace runs only on the kind of device it was traced on: export with "
+                    "--device gpu on a machine with a CUDA GPU, or use --format onnx"
+                )
+            trace_device = "cuda"
     activation = type(reference.activation_fn).__name__
     if activation != "Identity":
         log.warning(
@@ -122,21 +133,22 @@ def export_cross_encoder(
     with tempfile.TemporaryDirectory(prefix=".export-", dir=_existing_parent(repository)) as staging:
         staging = Path(staging)
         repo.write_configs(staging, settings)
-        tokenizer.save_pretrained(staging / repo.TOKENIZER / "1")
+        served_tokenizer = _save_tokenizer(tokenizer, staging / repo.TOKENIZER / "1", settings)
         weights = staging / repo.CROSS_ENCODER / "1" / (repo.ONNX_FILE if model_format == "onnx" else repo.TORCHSCRIPT_FILE)
         wrapper = _LogitsOnly(hf_model, model_inputs)
-        example = _encode(tokenizer, SAMPLE_PAIRS[:2], settings)
+        example = _encode(served_tokenizer, SAMPLE_PAIRS[:2], settings)
         if model_format == "onnx":
             _export_onnx(wrapper, example, weights, settings, hf_model.config if optimize else None)
         else:
-            _export_torchscript(wrapper, example, weights)
+            _export_torchscript(wrapper.to(trace_device), example, weights, trace_device)
 
         expected = reference.predict(SAMPLE_PAIRS, activation_fn=torch.nn.Identity(), batch_size=len(SAMPLE_PAIRS))
-        score = load_scorer(weights)
-        # Once as one padded batch, once pair by pair (each its own length): a shape frozen by the
-        # exporter, or padding that leaks into scores, shows up as a difference.
-        batched = score(_encode(tokenizer, SAMPLE_PAIRS, settings))
-        single = np.concatenate([score(_encode(tokenizer, [pair], settings)) for pair in SAMPLE_PAIRS])
+        score = load_scorer(weights, trace_device)
+        # Tokenized as the server will (tokenizer.json), scored once as one padded batch and once
+        # pair by pair: a tokenization that differs from sentence-transformers', a shape frozen by
+        # the exporter, or padding that leaks into scores all show up as a difference.
+        batched = score(_encode(served_tokenizer, SAMPLE_PAIRS, settings))
+        single = np.concatenate([score(_encode(served_tokenizer, [pair], settings)) for pair in SAMPLE_PAIRS])
         expected = np.asarray(expected, dtype=np.float64)
         max_abs_diff = float(max(np.max(np.abs(expected - batched)), np.max(np.abs(expected - single))))
         report = ExportReport(
@@ -161,18 +173,31 @@ def export_cross_encoder(
     return report
 
 
-def _encode(tokenizer, pairs, settings: repo.RepositorySettings) -> list[np.ndarray]:
-    """Tokenize exactly as the served ``tokenizer`` model does."""
-    queries, documents = zip(*pairs)
-    encoded = tokenizer(
-        list(queries),
-        list(documents),
-        padding=True,
-        truncation="longest_first",
-        max_length=settings.max_length,
-        return_tensors="np",
+def _save_tokenizer(tokenizer, folder: Path, settings: repo.RepositorySettings):
+    """Save the tokenizer files, and a ``tokenizer.json`` that carries the padding and truncation
+    transformers applies at call time, so that the server needs only the ``tokenizers`` library."""
+    from tokenizers import Tokenizer
+
+    if tokenizer.pad_token is None:
+        raise ExportError(f"{tokenizer.name_or_path}: the tokenizer has no pad token; batches cannot be padded")
+    tokenizer.save_pretrained(folder)
+    backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+    backend.enable_padding(
+        direction=tokenizer.padding_side,
+        pad_id=tokenizer.pad_token_id,
+        pad_type_id=tokenizer.pad_token_type_id,
+        pad_token=tokenizer.pad_token,
     )
-    return [encoded[name].astype(np.int64) for name in settings.model_inputs]
+    backend.enable_truncation(settings.max_length, strategy="longest_first", direction=tokenizer.truncation_side)
+    backend.save(str(folder / "tokenizer.json"))
+    return backend
+
+
+def _encode(served_tokenizer, pairs, settings: repo.RepositorySettings) -> list[np.ndarray]:
+    """Tokenize as the served ``tokenizer`` model does: its ``tokenizer.json``, ``encode_batch``."""
+    encodings = served_tokenizer.encode_batch(list(pairs))
+    fields = {"input_ids": "ids", "attention_mask": "attention_mask", "token_type_ids": "type_ids"}
+    return [np.array([getattr(e, fields[name]) for e in encodings], dtype=np.int64) for name in settings.model_inputs]
 
 
 def _export_onnx(wrapper, example, path: Path, settings: repo.RepositorySettings, fuse_config) -> None:
@@ -202,15 +227,16 @@ def _export_onnx(wrapper, example, path: Path, settings: repo.RepositorySettings
     fused.save_model_to_file(str(path))
 
 
-def _export_torchscript(wrapper, example, path: Path) -> None:
+def _export_torchscript(wrapper, example, path: Path, device: str) -> None:
     with torch.inference_mode(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        traced = torch.jit.trace(wrapper, tuple(torch.from_numpy(a) for a in example), strict=False)
+        traced = torch.jit.trace(wrapper, tuple(torch.from_numpy(a).to(device) for a in example), strict=False)
     traced.save(str(path))
 
 
-def load_scorer(path: Path):
-    """A function: tokenized inputs -> logits (float64, one per row), for ``model.onnx`` / ``model.pt``."""
+def load_scorer(path: Path, device: str = "cpu"):
+    """A function: tokenized inputs -> logits (float64, one per row), for ``model.onnx`` / ``model.pt``
+    (a TorchScript file on the ``device`` it was traced for)."""
     if path.suffix == ".onnx":
         import onnxruntime as ort
 
@@ -221,11 +247,11 @@ def load_scorer(path: Path):
             return session.run(None, dict(zip(names, inputs)))[0]
 
     else:
-        module = torch.jit.load(str(path), map_location="cpu").eval()
+        module = torch.jit.load(str(path), map_location=device).eval()
 
         def run(inputs: list[np.ndarray]) -> np.ndarray:
             with torch.inference_mode():
-                return module(*[torch.from_numpy(a) for a in inputs]).numpy()
+                return module(*[torch.from_numpy(a).to(device) for a in inputs]).cpu().numpy()
 
     return lambda inputs: run(inputs).reshape(len(inputs[0]), -1)[:, 0].astype(np.float64)
 

@@ -24,7 +24,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from triton_rerank import repository as repo
@@ -47,6 +47,7 @@ class ServerSettings:
     startup_timeout_s: float = 120.0
     log_verbose: int = 0
     log_file: Path | None = None  # None: a temporary file, removed on stop
+    env: dict[str, str] = field(default_factory=dict)  # extra environment for the server and its models
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -154,7 +155,7 @@ class EmbeddedTritonServer:
             "--strict-readiness=true",
             f"--log-verbose={s.log_verbose}",
         ]
-        env = dict(os.environ)
+        env = {**os.environ, **s.env}
         # The Python backend stub runs model code with the first python3 on PATH: make it ours.
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
         # ...and link the stub with this interpreter's own libpython: the system's may be another

@@ -47,8 +47,8 @@ def test_export_records_max_length_and_its_check(tiny_repository, tiny_model):
 def test_export_fails_loudly_and_writes_nothing_when_the_check_fails(tiny_model, tmp_path, monkeypatch):
     real_load_scorer = export_module.load_scorer
 
-    def off_by_a_hundredth(path):
-        score = real_load_scorer(path)
+    def off_by_a_hundredth(path, device="cpu"):
+        score = real_load_scorer(path, device)
         return lambda inputs: score(inputs) + 0.01
 
     monkeypatch.setattr(export_module, "load_scorer", off_by_a_hundredth)
@@ -118,3 +118,15 @@ def test_exported_configs_parse_with_tritons_schema_and_equal_the_generator(tiny
     settings = repo.RepositorySettings(max_length=TINY_MAX_LENGTH)
     for name, config in repo.build_configs(settings).items():
         assert repo.load_config(tiny_repository / name / "config.pbtxt") == config, name
+
+
+def test_torchscript_export_is_bound_to_the_device_it_can_trace_on(tiny_model, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: a KIND_GPU TorchScript export is possible here")
+    with pytest.raises(ExportError, match="TorchScript trace runs only on the kind of device"):
+        export_cross_encoder(
+            str(tiny_model), tmp_path / "gpu", model_format="torchscript", settings=repo.RepositorySettings(device="gpu")
+        )
+    export_cross_encoder(str(tiny_model), tmp_path / "auto", model_format="torchscript")
+    config = repo.load_config(tmp_path / "auto" / "cross_encoder" / "config.pbtxt")
+    assert [(g.kind, g.count) for g in config.instance_group] == [(repo.mc.ModelInstanceGroup.KIND_CPU, 1)]

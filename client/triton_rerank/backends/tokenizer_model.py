@@ -1,9 +1,10 @@
 """Triton Python-backend model ``tokenizer``: (QUERY, DOCUMENTS) -> the cross-encoder's id tensors.
 
-Tokenizes each (query, document) pair exactly as sentence-transformers' ``CrossEncoder`` does:
-the Hugging Face fast tokenizer saved by the export, ``truncation="longest_first"`` at the
-``max_length`` the export measured, padding to the longest pair of the request. Tokenizer files
-are read from this model's version folder; nothing is downloaded.
+Tokenizes each (query, document) pair exactly as sentence-transformers' ``CrossEncoder`` does: the
+model's fast tokenizer (``tokenizer.json``, saved by the export with the model's padding settings),
+truncation longest-first at the ``max_length`` parameter of this model's config, padding to the
+longest pair of the request. It needs only the ``tokenizers`` library, reads its files from this
+model's version folder, and downloads nothing.
 
 This file is copied to ``<repository>/tokenizer/1/model.py`` by the export.
 """
@@ -12,24 +13,28 @@ import json
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
-from transformers import AutoTokenizer
+from tokenizers import Tokenizer
+
+# Model input name -> tokenizers.Encoding attribute.
+_ENCODING_FIELDS = {"input_ids": "ids", "attention_mask": "attention_mask", "token_type_ids": "type_ids"}
 
 
 class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
         parameters = {key: value["string_value"] for key, value in config.get("parameters", {}).items()}
-        self.max_length = int(parameters["max_length"])
-        self.truncation = parameters.get("truncation", "longest_first")
         self.output_names = [output["name"] for output in config["output"]]
-        folder = f"{args['model_repository']}/{args['model_version']}"
-        self.tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-        missing = set(self.output_names) - set(self.tokenizer.model_input_names)
-        if missing:
-            raise pb_utils.TritonModelException(
-                f"tokenizer in {folder} does not produce {sorted(missing)} "
-                f"(it produces {self.tokenizer.model_input_names}); re-export the model"
-            )
+        unknown = set(self.output_names) - set(_ENCODING_FIELDS)
+        if unknown:
+            raise pb_utils.TritonModelException(f"tokenizer cannot produce {sorted(unknown)}")
+        path = f"{args['model_repository']}/{args['model_version']}/tokenizer.json"
+        self.tokenizer = Tokenizer.from_file(path)
+        if not self.tokenizer.padding:
+            raise pb_utils.TritonModelException(f"{path} sets no padding; re-export the model")
+        direction = (self.tokenizer.truncation or {}).get("direction", "right")
+        self.tokenizer.enable_truncation(
+            int(parameters["max_length"]), strategy=parameters.get("truncation", "longest_first"), direction=direction
+        )
 
     def execute(self, requests):
         responses = []
@@ -51,15 +56,11 @@ class TritonPythonModel:
         return _decode(query[0], "QUERY"), [_decode(doc, f"DOCUMENTS[{i}]") for i, doc in enumerate(documents)]
 
     def _tokenize(self, query, documents):
-        encoded = self.tokenizer(
-            [query] * len(documents),
-            documents,
-            padding=True,
-            truncation=self.truncation,
-            max_length=self.max_length,
-            return_tensors="np",
-        )
-        return [pb_utils.Tensor(name, encoded[name].astype(np.int64)) for name in self.output_names]
+        encodings = self.tokenizer.encode_batch([(query, document) for document in documents])
+        return [
+            pb_utils.Tensor(name, np.array([getattr(e, _ENCODING_FIELDS[name]) for e in encodings], dtype=np.int64))
+            for name in self.output_names
+        ]
 
 
 def _decode(value, what):

@@ -1,0 +1,170 @@
+#!/usr/bin/env python
+"""Check the KIND_GPU path on a machine with an NVIDIA GPU: export, serve, compare, time.
+
+    python scripts/gpu_check.py --model path/to/cross-encoder [--random-weights] [--out gpu_check.json]
+
+1. Exports the model with ``--device gpu`` (a KIND_GPU instance group) as TorchScript, and as ONNX
+   (which needs onnxruntime-gpu for its CUDA execution provider; without it the server must refuse
+   to load the model rather than run it on the CPU).
+2. Serves each with the embedded Triton server and compares the served scores with
+   sentence-transformers' CrossEncoder on the same GPU (tolerance 1e-4).
+3. Times one query x N documents (40-120 words each): the in-process CrossEncoder on the GPU
+   (batch 32, as pymilvus' CrossEncoderRerankFunction) against the served path, 1 and 4 clients.
+
+``--random-weights`` replaces the weights by a random initialisation of the same architecture
+(speed does not depend on weight values), so a folder with only config.json and tokenizer files works.
+Not part of the test suite: CI has no GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+WORDS = (
+    "protein cell immune response vaccine virus antibody gene expression tumor growth patients trial "
+    "dose risk blood pressure heart disease brain neurons memory learning model data analysis method "
+    "results study effect increase decrease level significant treatment therapy clinical outcome"
+).split()
+
+
+def make_documents(count: int, seed: int = 0) -> list[str]:
+    rng = np.random.default_rng(seed)
+    return [" ".join(rng.choice(WORDS, size=int(rng.integers(40, 121)))) for _ in range(count)]
+
+
+def random_weights_copy(folder: Path, target: Path) -> Path:
+    import torch
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    torch.manual_seed(0)
+    config = AutoConfig.from_pretrained(folder)
+    AutoModelForSequenceClassification.from_config(config).save_pretrained(target)
+    AutoTokenizer.from_pretrained(folder).save_pretrained(target)
+    return target
+
+
+def time_calls(call, rounds: int) -> list[float]:
+    times = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - started)
+    return times
+
+
+def check_format(model: Path, model_format: str, work: Path, documents: list[str], rounds: int, device: str,
+                 server_env: dict[str, str]) -> dict:
+    import torch
+    from sentence_transformers import CrossEncoder
+
+    from triton_rerank import RerankError, TritonRerankFunction
+    from triton_rerank.export import export_cross_encoder
+    from triton_rerank.repository import RepositorySettings
+    from triton_rerank.server import EmbeddedTritonServer, ServerStartError, free_port_settings
+
+    repository = work / f"repo-{model_format}"
+    report = export_cross_encoder(
+        str(model), repository, model_format=model_format, settings=RepositorySettings(device=device)
+    )
+    result: dict = {"format": model_format, "export_max_abs_diff": report.max_abs_diff}
+    query = "immune response of patients to the vaccine trial"
+    try:
+        server = EmbeddedTritonServer(repository, free_port_settings(env=server_env)).start()
+    except ServerStartError as err:
+        result["served"] = False
+        result["server_error"] = str(err).splitlines()[-1][:300] if str(err) else "?"
+        result["server_error_lines"] = [line[:400] for line in str(err).splitlines() if line.startswith("E")][:4]
+        return result
+    try:
+        reference = CrossEncoder(str(model), device="cuda" if device == "gpu" else "cpu")
+        expected = reference.predict([(query, d) for d in documents], activation_fn=torch.nn.Identity(), batch_size=32)
+        with TritonRerankFunction(server.grpc_url) as rf:
+            config = rf._client.get_model_config("cross_encoder", as_json=True)["config"]
+            result["instance_group"] = config.get("instance_group")
+            served = rf.score(query, documents)
+            result["served"] = True
+            result["max_abs_diff_vs_in_process"] = float(np.max(np.abs(served - expected)))
+            result["top10_identical"] = [r.index for r in rf(query=query, documents=documents, top_k=10)] == list(
+                np.argsort(-expected, kind="stable")[:10]
+            )
+            n = len(documents)
+            in_process = time_calls(
+                lambda: reference.predict([(query, d) for d in documents], batch_size=32, show_progress_bar=False), rounds
+            )
+            single = time_calls(lambda: rf.score(query, documents), rounds)
+
+        def one_client(_):
+            with TritonRerankFunction(server.grpc_url) as client:
+                return time_calls(lambda: client.score(query, documents), rounds)
+
+        started = time.perf_counter()
+        with ThreadPoolExecutor(4) as pool:
+            concurrent = [t for times in pool.map(one_client, range(4)) for t in times]
+        wall = time.perf_counter() - started
+        result.update(
+            documents=n,
+            in_process_p50_s=statistics.median(in_process),
+            in_process_pairs_per_s=n / statistics.median(in_process),
+            served_1_client_p50_s=statistics.median(single),
+            served_1_client_pairs_per_s=n / statistics.median(single),
+            served_4_clients_pairs_per_s=4 * rounds * n / wall,
+            served_4_clients_p50_s=statistics.median(concurrent),
+        )
+    except RerankError as err:
+        result["client_error"] = str(err)
+    finally:
+        server.stop()
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, required=True, help="cross-encoder folder")
+    parser.add_argument("--random-weights", action="store_true", help="random weights of the same architecture")
+    parser.add_argument("--documents", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--formats", nargs="+", default=["torchscript", "onnx"])
+    parser.add_argument("--out", type=Path, default=Path("gpu_check.json"))
+    parser.add_argument("--device", choices=["gpu", "cpu"], default="gpu", help="cpu: a dry run of this script")
+    parser.add_argument("--server-env", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra environment for the server and its Python models (repeatable)")
+    args = parser.parse_args(argv)
+
+    import onnxruntime
+    import torch
+
+    facts = {
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "device": args.device,
+        "torch": torch.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "onnxruntime_providers": onnxruntime.get_available_providers(),
+        "numpy": np.__version__,
+    }
+    print(json.dumps(facts), flush=True)
+    if args.device == "gpu" and not torch.cuda.is_available():
+        print("no CUDA device: nothing to check", file=sys.stderr)
+        return 1
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        model = random_weights_copy(args.model, work / "model") if args.random_weights else args.model
+        documents = make_documents(args.documents)
+        server_env = dict(item.split("=", 1) for item in args.server_env)
+        results = [check_format(model, fmt, work, documents, args.rounds, args.device, server_env) for fmt in args.formats]
+    for result in results:
+        print(json.dumps(result), flush=True)
+    args.out.write_text(json.dumps({"facts": facts, "results": results}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
