@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Export a cross-encoder into a Triton model repository and check it against PyTorch.
 
-    python scripts/export_model.py --model cross-encoder/ms-marco-MiniLM-L-6-v2 --repository model_repository
+python scripts/export_model.py --model cross-encoder/ms-marco-MiniLM-L-6-v2 --repository model_repository
 """
 
 from __future__ import annotations
@@ -17,23 +17,53 @@ from triton_rerank.repository import RepositorySettings
 def main(argv: list[str] | None = None) -> int:
     defaults = RepositorySettings()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=DEFAULT_MODEL, help="Hugging Face hub id or local folder (default: %(default)s)")
-    parser.add_argument("--repository", default="model_repository", help="model repository to write (default: %(default)s)")
-    parser.add_argument("--format", dest="model_format", choices=["onnx", "torchscript"], default="onnx",
-                        help="onnx for the onnxruntime backend, torchscript (model.pt) for the pytorch backend")
-    parser.add_argument("--device", choices=["auto", "cpu", "gpu"], default=defaults.device,
-                        help="cross_encoder instance group: auto lets Triton pick GPU when present (default: %(default)s)")
+    parser.add_argument(
+        "--model", default=DEFAULT_MODEL, help="Hugging Face hub id or local folder (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--repository", default="model_repository", help="model repository to write (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--format",
+        dest="model_format",
+        choices=["onnx", "torchscript"],
+        default="onnx",
+        help="onnx for the onnxruntime backend, torchscript (model.pt) for the pytorch backend",
+    )
+    parser.add_argument(
+        "--device",
+        choices=["auto", "cpu", "gpu"],
+        default=defaults.device,
+        help="cross_encoder instance group: auto lets Triton pick GPU when present (default: %(default)s)",
+    )
     parser.add_argument("--instances", type=int, default=defaults.instances, help="cross_encoder instances per group")
-    parser.add_argument("--max-batch-size", type=int, default=defaults.max_batch_size,
-                        help="most pairs per cross_encoder execution, and most documents per request (default: %(default)s)")
-    parser.add_argument("--max-queue-delay-us", type=int, default=defaults.max_queue_delay_us,
-                        help="dynamic batcher wait, in microseconds (default: %(default)s)")
-    parser.add_argument("--intra-op-threads", type=int, default=defaults.intra_op_threads,
-                        help="ONNX Runtime threads per instance; 0 = ONNX Runtime's default")
-    parser.add_argument("--no-optimize", dest="optimize", action="store_false",
-                        help="skip ONNX Runtime's transformer graph fusions")
-    parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
-                        help="largest |score difference| to PyTorch that passes the check (default: %(default)g)")
+    parser.add_argument(
+        "--max-batch-size",
+        type=int,
+        default=defaults.max_batch_size,
+        help="most pairs per cross_encoder execution, and most documents per request (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-queue-delay-us",
+        type=int,
+        default=defaults.max_queue_delay_us,
+        help="dynamic batcher wait, in microseconds (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--intra-op-threads",
+        type=int,
+        default=defaults.intra_op_threads,
+        help="ONNX Runtime threads per instance; 0 = ONNX Runtime's default",
+    )
+    parser.add_argument(
+        "--no-optimize", dest="optimize", action="store_false", help="skip ONNX Runtime's transformer graph fusions"
+    )
+    parser.add_argument(
+        "--tolerance",
+        type=float,
+        default=DEFAULT_TOLERANCE,
+        help="largest |score difference| to PyTorch that passes the check (default: %(default)g)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     settings = defaults.replace(
@@ -45,8 +75,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         report = export_cross_encoder(
-            args.model, args.repository, model_format=args.model_format, optimize=args.optimize,
-            tolerance=args.tolerance, settings=settings,
+            args.model,
+            args.repository,
+            model_format=args.model_format,
+            optimize=args.optimize,
+            tolerance=args.tolerance,
+            settings=settings,
         )
     except (ExportError, OSError, ValueError) as err:
         print(f"export failed: {err}", file=sys.stderr)

@@ -61,8 +61,15 @@ def time_calls(call, rounds: int) -> list[float]:
     return times
 
 
-def check_format(model: Path, model_format: str, work: Path, documents: list[str], rounds: int, device: str,
-                 server_env: dict[str, str]) -> dict:
+def check_format(
+    model: Path,
+    model_format: str,
+    work: Path,
+    documents: list[str],
+    rounds: int,
+    device: str,
+    server_env: dict[str, str],
+) -> dict:
     import torch
     from sentence_transformers import CrossEncoder
 
@@ -98,7 +105,8 @@ def check_format(model: Path, model_format: str, work: Path, documents: list[str
             )
             n = len(documents)
             in_process = time_calls(
-                lambda: reference.predict([(query, d) for d in documents], batch_size=32, show_progress_bar=False), rounds
+                lambda: reference.predict([(query, d) for d in documents], batch_size=32, show_progress_bar=False),
+                rounds,
             )
             single = time_calls(lambda: rf.score(query, documents), rounds)
 
@@ -135,8 +143,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--formats", nargs="+", default=["torchscript", "onnx"])
     parser.add_argument("--out", type=Path, default=Path("gpu_check.json"))
     parser.add_argument("--device", choices=["gpu", "cpu"], default="gpu", help="cpu: a dry run of this script")
-    parser.add_argument("--server-env", action="append", default=[], metavar="KEY=VALUE",
-                        help="extra environment for the server and its Python models (repeatable)")
+    parser.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra environment for the server and its Python models (repeatable)",
+    )
     args = parser.parse_args(argv)
 
     import onnxruntime
@@ -159,7 +172,9 @@ def main(argv: list[str] | None = None) -> int:
         model = random_weights_copy(args.model, work / "model") if args.random_weights else args.model
         documents = make_documents(args.documents)
         server_env = dict(item.split("=", 1) for item in args.server_env)
-        results = [check_format(model, fmt, work, documents, args.rounds, args.device, server_env) for fmt in args.formats]
+        results = [
+            check_format(model, fmt, work, documents, args.rounds, args.device, server_env) for fmt in args.formats
+        ]
     for result in results:
         print(json.dumps(result), flush=True)
     args.out.write_text(json.dumps({"facts": facts, "results": results}, indent=2) + "\n")

@@ -67,19 +67,31 @@ def compare_in_process(model: str, query: str, served: list[float]) -> None:
     reference = CrossEncoder(model, device="cpu").predict(
         [(query, d) for d in SAMPLE_DOCUMENTS], activation_fn=torch.nn.Identity()
     )
-    diff = max(abs(float(a) - b) for a, b in zip(reference, served))
-    print(f"\nin-process sentence-transformers CrossEncoder (load + score {time.perf_counter() - started:.1f} s): "
-          f"max |score difference| to Triton = {diff:.1e}")
+    diff = max(abs(float(a) - b) for a, b in zip(reference, served, strict=True))
+    print(
+        f"\nin-process sentence-transformers CrossEncoder (load + score {time.perf_counter() - started:.1f} s): "
+        f"max |score difference| to Triton = {diff:.1e}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--reranker-model", default="cross-encoder/ms-marco-MiniLM-L-6-v2",
-                        help="hub id or local folder of the cross-encoder (default: %(default)s)")
-    parser.add_argument("--repository", type=Path, default=Path("model_repository"),
-                        help="model repository to export into and serve (default: %(default)s)")
-    parser.add_argument("--triton-url", help="an already running Triton (http://... or grpc://...); "
-                        "default: start the embedded server on free loopback ports")
+    parser.add_argument(
+        "--reranker-model",
+        default="cross-encoder/ms-marco-MiniLM-L-6-v2",
+        help="hub id or local folder of the cross-encoder (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--repository",
+        type=Path,
+        default=Path("model_repository"),
+        help="model repository to export into and serve (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--triton-url",
+        help="an already running Triton (http://... or grpc://...); "
+        "default: start the embedded server on free loopback ports",
+    )
     parser.add_argument("--query", default=SAMPLE_QUERY)
     parser.add_argument("--top-k", type=int, default=5)
     args = parser.parse_args(argv)
@@ -112,8 +124,11 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"\nquery: {args.query}")
     show("first-stage order (as given):", [(i, "", d) for i, d in enumerate(SAMPLE_DOCUMENTS)])
-    show(f"reranked by Triton (top {args.top_k}, raw logits, {elapsed_ms:.0f} ms for {len(SAMPLE_DOCUMENTS)} documents):",
-         [(r.index, f"{r.score:+.3f}", r.text) for r in results])
+    timing = f"{elapsed_ms:.0f} ms for {len(SAMPLE_DOCUMENTS)} documents"
+    show(
+        f"reranked by Triton (top {args.top_k}, raw logits, {timing}):",
+        [(r.index, f"{r.score:+.3f}", r.text) for r in results],
+    )
     if args.triton_url is None:
         compare_in_process(args.reranker_model, args.query, all_scores)
     return 0

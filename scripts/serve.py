@@ -35,8 +35,12 @@ def main(argv: list[str] | None = None) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     settings = ServerSettings(
-        host=args.host, http_port=args.http_port, grpc_port=args.grpc_port, metrics_port=args.metrics_port,
-        log_file=args.log_file, log_verbose=args.log_verbose,
+        host=args.host,
+        http_port=args.http_port,
+        grpc_port=args.grpc_port,
+        metrics_port=args.metrics_port,
+        log_file=args.log_file,
+        log_verbose=args.log_verbose,
     )
     server = EmbeddedTritonServer(args.repository, settings)
     try:
@@ -44,8 +48,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ServerStartError, FileNotFoundError, ImportError) as err:
         print(f"could not start Triton: {err}", file=sys.stderr)
         return 1
-    print(f"Triton ready: models {', '.join(server.ready_models())} | {server.http_url} {server.grpc_url} "
-          f"metrics {server.metrics_url} | log {server.log_path}", flush=True)
+    print(
+        f"Triton ready: models {', '.join(server.ready_models())} | {server.http_url} {server.grpc_url} "
+        f"metrics {server.metrics_url} | log {server.log_path}",
+        flush=True,
+    )
     while not stop.wait(0.5):
         if not server.running():
             print(f"Triton exited unexpectedly:\n{server.log_tail()}", file=sys.stderr)

@@ -63,7 +63,9 @@ def build_tiny_roberta_cross_encoder(folder: Path, *, seed: int = 0, max_length:
     bpe = ByteLevelBPETokenizer()
     specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
     bpe.train_from_iterator([" ".join(WORDS)] * 5, vocab_size=400, min_frequency=1, special_tokens=specials)
-    bpe.post_processor = processors.RobertaProcessing(("</s>", bpe.token_to_id("</s>")), ("<s>", bpe.token_to_id("<s>")))
+    bpe.post_processor = processors.RobertaProcessing(
+        ("</s>", bpe.token_to_id("</s>")), ("<s>", bpe.token_to_id("<s>"))
+    )
     tokenizer = RobertaTokenizerFast(tokenizer_object=bpe, model_max_length=max_length)
     tokenizer.save_pretrained(folder)
 

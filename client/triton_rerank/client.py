@@ -168,8 +168,10 @@ class _Core:
                 return RerankTimeoutError(f"{where}: no answer within {self.timeout_s:g} s ({message})")
             if "unavailable" in status.lower() or "failed to connect" in lowered or "connection refused" in lowered:
                 return ServerUnavailableError(f"{where} is unreachable: {message}")
-            if "unknown model" in lowered or "not ready" in lowered or "not found" in lowered and "model" in lowered:
-                return ModelNotReadyError(f"model {self.model_name!r} is not available on {where}: {message}", model_name=self.model_name)
+            if "unknown model" in lowered or "not ready" in lowered or ("not found" in lowered and "model" in lowered):
+                return ModelNotReadyError(
+                    f"model {self.model_name!r} is not available on {where}: {message}", model_name=self.model_name
+                )
             if status in ("400", "StatusCode.INVALID_ARGUMENT") or "invalid" in lowered:
                 return RerankInputError(f"{where} rejected the request to {self.model_name!r}: {message}")
             return ServerResponseError(f"{where} failed on {self.model_name!r}: {message}")
@@ -292,7 +294,9 @@ class AsyncTritonRerankFunction:
             else:
                 import tritonclient.http.aio as module
 
-                self._client = module.InferenceServerClient(endpoint.address, ssl=endpoint.ssl, conn_timeout=self._core.timeout_s)
+                self._client = module.InferenceServerClient(
+                    endpoint.address, ssl=endpoint.ssl, conn_timeout=self._core.timeout_s
+                )
             self._module = module
         return self._client
 
@@ -312,7 +316,9 @@ class AsyncTritonRerankFunction:
     async def _infer(self, client, query: bytes, chunk: list[bytes]) -> np.ndarray:
         core = self._core
         try:
-            result = await client.infer(core.model_name, core.inputs(self._module, query, chunk), **core.infer_kwargs(self._module))
+            result = await client.infer(
+                core.model_name, core.inputs(self._module, query, chunk), **core.infer_kwargs(self._module)
+            )
         except Exception as err:
             raise core.translate(err) from err
         return core.scores(result, len(chunk))

@@ -80,7 +80,7 @@ class _LogitsOnly(torch.nn.Module):
         self.input_names = input_names
 
     def forward(self, *ids: torch.Tensor) -> torch.Tensor:
-        return self.model(**dict(zip(self.input_names, ids))).logits
+        return self.model(**dict(zip(self.input_names, ids, strict=True))).logits
 
 
 def export_cross_encoder(
@@ -134,7 +134,9 @@ def export_cross_encoder(
         staging = Path(staging)
         repo.write_configs(staging, settings)
         served_tokenizer = _save_tokenizer(tokenizer, staging / repo.TOKENIZER / "1", settings)
-        weights = staging / repo.CROSS_ENCODER / "1" / (repo.ONNX_FILE if model_format == "onnx" else repo.TORCHSCRIPT_FILE)
+        weights = (
+            staging / repo.CROSS_ENCODER / "1" / (repo.ONNX_FILE if model_format == "onnx" else repo.TORCHSCRIPT_FILE)
+        )
         wrapper = _LogitsOnly(hf_model, model_inputs)
         example = _encode(served_tokenizer, SAMPLE_PAIRS[:2], settings)
         if model_format == "onnx":
@@ -244,7 +246,7 @@ def load_scorer(path: Path, device: str = "cpu"):
         names = [node.name for node in session.get_inputs()]
 
         def run(inputs: list[np.ndarray]) -> np.ndarray:
-            return session.run(None, dict(zip(names, inputs)))[0]
+            return session.run(None, dict(zip(names, inputs, strict=True)))[0]
 
     else:
         module = torch.jit.load(str(path), map_location=device).eval()

@@ -161,7 +161,7 @@ def reranker_config(settings: RepositorySettings) -> mc.ModelConfig:
     steps.add(
         model_name=CROSS_ENCODER,
         model_version=-1,
-        input_map=dict(zip(inputs, settings.model_inputs)),
+        input_map=dict(zip(inputs, settings.model_inputs, strict=True)),
         output_map={output: "SCORES"},
     )
     return config

@@ -74,12 +74,21 @@ def _pytriton_dirs() -> tuple[Path, Path]:
 def prepare_backends(target: Path) -> Path:
     """A backend directory with the Python backend and the stub for this interpreter."""
     root, _ = _pytriton_dirs()
-    stub = root / "python_backend_stubs" / f"{sys.version_info.major}.{sys.version_info.minor}" / "triton_python_backend_stub"
+    stub = (
+        root
+        / "python_backend_stubs"
+        / f"{sys.version_info.major}.{sys.version_info.minor}"
+        / "triton_python_backend_stub"
+    )
     if not stub.exists():
         raise ServerStartError(f"nvidia-pytriton has no Python backend stub for Python {sys.version.split()[0]}")
     python = target / "python"
     python.mkdir(parents=True, exist_ok=True)
-    for source in (root / "backends" / "python" / "libtriton_python.so", root / "backends" / "python" / "triton_python_backend_utils.py", stub):
+    for source in (
+        root / "backends" / "python" / "libtriton_python.so",
+        root / "backends" / "python" / "triton_python_backend_utils.py",
+        stub,
+    ):
         shutil.copy2(source, python / source.name)
     return target
 
@@ -165,7 +174,9 @@ class EmbeddedTritonServer:
         self.log_path = Path(s.log_file) if s.log_file else work / "tritonserver.log"
         log_file = self.log_path.open("wb")
         log.info("starting %s", " ".join(command))
-        self._process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        self._process = subprocess.Popen(
+            command, stdout=log_file, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
         log_file.close()
         try:
             self._wait_ready()
@@ -187,7 +198,9 @@ class EmbeddedTritonServer:
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 pass
             time.sleep(0.25)
-        raise ServerStartError(f"tritonserver not ready after {self.settings.startup_timeout_s:.0f} s:\n{self.log_tail()}")
+        raise ServerStartError(
+            f"tritonserver not ready after {self.settings.startup_timeout_s:.0f} s:\n{self.log_tail()}"
+        )
 
     def log_tail(self, lines: int = 15) -> str:
         """The server's error lines (``E...``), then the last ``lines`` lines of its log."""

@@ -57,7 +57,11 @@ def test_a_tiny_timeout_raises_rerank_timeout(url):
 @pytest.mark.parametrize(
     "query, documents, message",
     [
-        (np.array([b"q"], dtype=object), np.array([b"ok", b"\xff\xfe bad"], dtype=object), r"DOCUMENTS\[1\] is not valid UTF-8"),
+        (
+            np.array([b"q"], dtype=object),
+            np.array([b"ok", b"\xff\xfe bad"], dtype=object),
+            r"DOCUMENTS\[1\] is not valid UTF-8",
+        ),
         (np.array([b"\xc3"], dtype=object), np.array([b"ok"], dtype=object), "QUERY is not valid UTF-8"),
         (np.array([b"q"], dtype=object), np.array([], dtype=object), "DOCUMENTS must hold at least one document"),
     ],
@@ -67,14 +71,18 @@ def test_raw_requests_with_bad_strings_are_refused_and_the_server_stays_ready(ra
     with pytest.raises(InferenceServerException, match=message):
         client.infer("reranker", raw_inputs(module, query, documents))
     assert client.is_model_ready("reranker")
-    ok = client.infer("reranker", raw_inputs(module, np.array([b"q"], dtype=object), np.array([b"a", b"b"], dtype=object)))
+    ok = client.infer(
+        "reranker", raw_inputs(module, np.array([b"q"], dtype=object), np.array([b"a", b"b"], dtype=object))
+    )
     assert ok.as_numpy("SCORES").shape == (2, 1)
 
 
 def test_raw_request_with_two_queries_is_refused(raw_client):
     module, client = raw_client
     with pytest.raises(InferenceServerException, match="QUERY"):
-        client.infer("reranker", raw_inputs(module, np.array([b"q1", b"q2"], dtype=object), np.array([b"a"], dtype=object)))
+        client.infer(
+            "reranker", raw_inputs(module, np.array([b"q1", b"q2"], dtype=object), np.array([b"a"], dtype=object))
+        )
 
 
 def test_raw_request_missing_an_input_is_refused(raw_client):

@@ -125,7 +125,10 @@ def test_torchscript_export_is_bound_to_the_device_it_can_trace_on(tiny_model, t
         pytest.skip("this machine has a GPU: a KIND_GPU TorchScript export is possible here")
     with pytest.raises(ExportError, match="TorchScript trace runs only on the kind of device"):
         export_cross_encoder(
-            str(tiny_model), tmp_path / "gpu", model_format="torchscript", settings=repo.RepositorySettings(device="gpu")
+            str(tiny_model),
+            tmp_path / "gpu",
+            model_format="torchscript",
+            settings=repo.RepositorySettings(device="gpu"),
         )
     export_cross_encoder(str(tiny_model), tmp_path / "auto", model_format="torchscript")
     config = repo.load_config(tmp_path / "auto" / "cross_encoder" / "config.pbtxt")

@@ -33,9 +33,20 @@ def descendants(pid: int) -> list[int]:
 def test_serve_prints_one_ready_line_serves_and_stops_cleanly(tiny_repository, signum):
     http, grpc, metrics = free_port(), free_port(), free_port()
     process = subprocess.Popen(
-        script("serve.py", "--repository", str(tiny_repository), "--http-port", str(http),
-               "--grpc-port", str(grpc), "--metrics-port", str(metrics)),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        script(
+            "serve.py",
+            "--repository",
+            str(tiny_repository),
+            "--http-port",
+            str(http),
+            "--grpc-port",
+            str(grpc),
+            "--metrics-port",
+            str(metrics),
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         line = process.stdout.readline()
@@ -63,8 +74,9 @@ def _zombie(pid: int) -> bool:
 
 
 def test_serve_fails_with_the_reason_when_the_repository_is_missing(tmp_path):
-    result = subprocess.run(script("serve.py", "--repository", str(tmp_path / "nothing")), capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run(
+        script("serve.py", "--repository", str(tmp_path / "nothing")), capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 1
     assert "does not exist; run scripts/export_model.py first" in result.stderr
 
@@ -74,9 +86,20 @@ def test_serve_names_the_model_that_failed_to_load(tiny_repository, tmp_path):
     subprocess.run(["cp", "-r", str(tiny_repository), str(broken)], check=True)
     (broken / "cross_encoder" / "1" / "model.onnx").write_bytes(b"not an onnx file")
     result = subprocess.run(
-        script("serve.py", "--repository", str(broken), "--http-port", str(free_port()),
-               "--grpc-port", str(free_port()), "--metrics-port", str(free_port())),
-        capture_output=True, text=True, timeout=120,
+        script(
+            "serve.py",
+            "--repository",
+            str(broken),
+            "--http-port",
+            str(free_port()),
+            "--grpc-port",
+            str(free_port()),
+            "--metrics-port",
+            str(free_port()),
+        ),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 1
     assert "failed to load 'cross_encoder'" in result.stderr
@@ -84,8 +107,12 @@ def test_serve_names_the_model_that_failed_to_load(tiny_repository, tmp_path):
 
 def test_export_script_reports_the_check(tiny_model, tmp_path):
     result = subprocess.run(
-        script("export_model.py", "--model", str(tiny_model), "--repository", str(tmp_path / "repo"), "--device", "cpu"),
-        capture_output=True, text=True, timeout=300,
+        script(
+            "export_model.py", "--model", str(tiny_model), "--repository", str(tmp_path / "repo"), "--device", "cpu"
+        ),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr
     assert "max |score - PyTorch| =" in result.stdout
@@ -95,7 +122,9 @@ def test_export_script_reports_the_check(tiny_model, tmp_path):
 def test_export_script_fails_cleanly_for_a_missing_model(tmp_path):
     result = subprocess.run(
         script("export_model.py", "--model", str(tmp_path / "missing"), "--repository", str(tmp_path / "repo")),
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 1
     assert "export failed:" in result.stderr and "missing" in result.stderr
@@ -103,8 +132,12 @@ def test_export_script_fails_cleanly_for_a_missing_model(tmp_path):
 
 def test_quick_start_exports_serves_and_reranks(tiny_model, tmp_path):
     result = subprocess.run(
-        script("reranking.py", "--reranker-model", str(tiny_model), "--repository", str(tmp_path / "repo"), "--top-k", "3"),
-        capture_output=True, text=True, timeout=300,
+        script(
+            "reranking.py", "--reranker-model", str(tiny_model), "--repository", str(tmp_path / "repo"), "--top-k", "3"
+        ),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr
     assert "reranked by Triton (top 3" in result.stdout

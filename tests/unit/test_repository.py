@@ -75,7 +75,9 @@ def test_ensemble_tensors_line_up_with_each_member(settings):
 
 
 def test_runner_config_changes_only_the_backend():
-    native = repo.build_configs(repo.RepositorySettings(device="cpu", instances=2, intra_op_threads=1))[repo.CROSS_ENCODER]
+    native = repo.build_configs(repo.RepositorySettings(device="cpu", instances=2, intra_op_threads=1))[
+        repo.CROSS_ENCODER
+    ]
     runner = repo.python_runner_config(native)
     assert runner.backend == "python" and native.backend == "onnxruntime"
     assert runner.parameters[repo.RUNNER_FILE_PARAMETER].string_value == repo.ONNX_FILE
@@ -90,7 +92,9 @@ def test_runner_config_refuses_a_python_model():
 
 
 def test_device_choice_sets_the_instance_group():
-    auto, cpu, gpu = (repo.cross_encoder_config(repo.RepositorySettings(device=d, instances=3)) for d in ("auto", "cpu", "gpu"))
+    auto, cpu, gpu = (
+        repo.cross_encoder_config(repo.RepositorySettings(device=d, instances=3)) for d in ("auto", "cpu", "gpu")
+    )
     assert len(auto.instance_group) == 0  # Triton: one instance per GPU if any, else CPU
     assert (cpu.instance_group[0].kind, cpu.instance_group[0].count) == (mc.ModelInstanceGroup.KIND_CPU, 3)
     assert (gpu.instance_group[0].kind, gpu.instance_group[0].count) == (mc.ModelInstanceGroup.KIND_GPU, 3)

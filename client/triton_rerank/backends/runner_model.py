@@ -33,17 +33,21 @@ class TritonPythonModel:
             self.run = _torchscript_runner(path, on_gpu, device_id)
 
     def execute(self, requests):
-        batches = [[pb_utils.get_input_tensor_by_name(r, name).as_numpy() for name in self.input_names] for r in requests]
+        batches = [
+            [pb_utils.get_input_tensor_by_name(r, name).as_numpy() for name in self.input_names] for r in requests
+        ]
         sizes = [batch[0].shape[0] for batch in batches]
         try:
-            scores = self._score([_concat_padded([batch[i] for batch in batches]) for i in range(len(self.input_names))])
+            scores = self._score(
+                [_concat_padded([batch[i] for batch in batches]) for i in range(len(self.input_names))]
+            )
         except Exception as err:  # the model failed: every request in this batch gets the reason
             error = pb_utils.TritonError(f"{type(err).__name__}: {err}")
             return [pb_utils.InferenceResponse(error=error) for _ in requests]
         ends = np.cumsum(sizes)
         return [
             pb_utils.InferenceResponse([pb_utils.Tensor(self.output_name, scores[end - size : end])])
-            for size, end in zip(sizes, ends)
+            for size, end in zip(sizes, ends, strict=True)
         ]
 
     def _score(self, inputs):
@@ -84,7 +88,7 @@ def _onnx_runner(path, on_gpu, device_id, intra_op_threads):
     names = [node.name for node in session.get_inputs()]
 
     def run(inputs):
-        return session.run(None, dict(zip(names, inputs)))[0]
+        return session.run(None, dict(zip(names, inputs, strict=True)))[0]
 
     return run
 
