@@ -1,9 +1,12 @@
-"""Export a Hugging Face cross-encoder into a Triton model repository, and prove the export.
+"""Export Hugging Face models into a Triton model repository, and prove each export.
 
 ``export_cross_encoder`` writes ``cross_encoder/1/model.onnx`` (or ``model.pt``), the tokenizer
-files into ``tokenizer/1/``, and every ``config.pbtxt``. Before anything is written it scores
-sample pairs with the exported file and with sentence-transformers' ``CrossEncoder`` (PyTorch) and
-raises ``ExportCheckError`` when they differ by more than the tolerance.
+files into ``tokenizer/1/``, and the reranker family's ``config.pbtxt`` files; ``export_bi_encoder``
+writes the embedder family (``embed_tokenizer``, ``bi_encoder``, ``embedder``) the same way. Before
+anything is written the exported file scores sample inputs, tokenized as the server will, and the
+result is compared with sentence-transformers in PyTorch (``CrossEncoder.predict`` /
+``SentenceTransformer.encode``); above the tolerance ``ExportCheckError`` is raised and the
+repository is left as it was. Each export replaces only its own family's models.
 
 Needs the ``export`` extra (torch, transformers, sentence-transformers, onnx, onnxruntime).
 """
@@ -25,14 +28,15 @@ from triton_rerank import repository as repo
 
 try:
     import torch
-    from sentence_transformers import CrossEncoder
-    from transformers import AutoModelForSequenceClassification
+    from sentence_transformers import CrossEncoder, SentenceTransformer
+    from transformers import AutoModel, AutoModelForSequenceClassification
 except ImportError as err:  # pragma: no cover - depends on the install
     raise ImportError(f"exporting needs the 'export' extra: pip install 'triton-rerank[export]' ({err})") from err
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "cross-encoder/ms-marco-MiniLM-L-6-v2"
+DEFAULT_EMBEDDER = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_TOLERANCE = 1e-4
 ONNX_OPSET = 17
 # ONNX Runtime's transformer fusions (Attention, SkipLayerNorm, ...) know these architectures.
@@ -48,10 +52,11 @@ SAMPLE_PAIRS = [
     ("an empty document", ""),
     ("a whitespace document", "   \t\n "),
 ]
+SAMPLE_TEXTS = [pair[1] for pair in SAMPLE_PAIRS] + [_LONG + " tail", "q"]
 
 
 class ExportError(RuntimeError):
-    """The model cannot be exported as a reranker."""
+    """The model cannot be exported as asked."""
 
 
 class ExportCheckError(ExportError):
@@ -68,7 +73,7 @@ class ExportReport:
     activation: str
     max_abs_diff: float
     tolerance: float
-    pairs_checked: int
+    pairs_checked: int  # sample inputs checked: pairs, or texts for a bi-encoder
 
 
 class _LogitsOnly(torch.nn.Module):
@@ -81,6 +86,27 @@ class _LogitsOnly(torch.nn.Module):
 
     def forward(self, *ids: torch.Tensor) -> torch.Tensor:
         return self.model(**dict(zip(self.input_names, ids, strict=True))).logits
+
+
+class _PooledEmbeddings(torch.nn.Module):
+    """Positional ids in, sentence embeddings out: the encoder, then sentence-transformers'
+    pooling (mean over the attention mask, or CLS) and L2 normalisation, in one graph."""
+
+    def __init__(self, model: torch.nn.Module, input_names: tuple[str, ...], pooling: str) -> None:
+        super().__init__()
+        self.model = model
+        self.input_names = input_names
+        self.pooling = pooling
+
+    def forward(self, *ids: torch.Tensor) -> torch.Tensor:
+        inputs = dict(zip(self.input_names, ids, strict=True))
+        tokens = self.model(**inputs).last_hidden_state
+        if self.pooling == "cls":
+            pooled = tokens[:, 0]
+        else:
+            mask = inputs["attention_mask"].unsqueeze(-1).to(tokens.dtype)
+            pooled = (tokens * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+        return torch.nn.functional.normalize(pooled, p=2, dim=1)
 
 
 def export_cross_encoder(
@@ -99,15 +125,16 @@ def export_cross_encoder(
             (format, inputs, max_length) are filled in from the model.
     """
     reference = CrossEncoder(model, device="cpu")
-    tokenizer = reference.tokenizer
-    if not tokenizer.is_fast:
-        raise ExportError(f"{model}: the server needs a fast (Rust) tokenizer; {type(tokenizer).__name__} is not one")
+    tokenizer, model_inputs = _servable_tokenizer(model, reference.tokenizer)
     hf_model = AutoModelForSequenceClassification.from_pretrained(model, attn_implementation="eager").eval()
     if hf_model.config.num_labels != 1:
         raise ExportError(f"{model} has {hf_model.config.num_labels} labels; a reranker must output one score per pair")
-    model_inputs = tuple(name for name in repo.BERT_INPUTS if name in tokenizer.model_input_names)
-    settings = (settings or repo.RepositorySettings()).replace(
-        model_format=model_format, model_inputs=model_inputs, max_length=reference.max_seq_length
+    settings = (settings or repo.DEFAULT_RERANKER_SETTINGS).replace(
+        kind="cross-encoder",
+        dimension=1,
+        model_format=model_format,
+        model_inputs=model_inputs,
+        max_length=reference.max_seq_length,
     )
     trace_device = "cpu"
     if model_format == "torchscript":  # a trace is bound to the device it ran on
@@ -129,50 +156,120 @@ def export_cross_encoder(
             model,
         )
 
-    repository = Path(repository)
+    expected = reference.predict(SAMPLE_PAIRS, activation_fn=torch.nn.Identity(), batch_size=len(SAMPLE_PAIRS))
+    return _write_checked(
+        _LogitsOnly(hf_model, model_inputs),
+        tokenizer,
+        settings,
+        Path(repository),
+        samples=SAMPLE_PAIRS,
+        expected=np.asarray(expected, dtype=np.float64).reshape(-1, 1),
+        fuse_config=hf_model.config if optimize else None,
+        trace_device=trace_device,
+        tolerance=tolerance,
+        model=str(model),
+        activation=activation,
+    )
+
+
+def export_bi_encoder(
+    model: str = DEFAULT_EMBEDDER,
+    repository: Path | str = "model_repository",
+    *,
+    optimize: bool = True,
+    tolerance: float = DEFAULT_TOLERANCE,
+    settings: repo.RepositorySettings | None = None,
+) -> ExportReport:
+    """Export a sentence-transformers bi-encoder (hub id or local folder) as the ``embedder``.
+
+    The ONNX graph holds the encoder, the model's pooling (mean or CLS) and L2 normalisation, so
+    the served embeddings equal ``SentenceTransformer.encode(..., normalize_embeddings=True)``.
+    """
+    reference = SentenceTransformer(model, device="cpu")
+    modules = [type(module).__name__ for module in reference]
+    if modules[:2] != ["Transformer", "Pooling"] or any(m not in ("Normalize",) for m in modules[2:]):
+        raise ExportError(f"{model}: expected Transformer, Pooling[, Normalize] modules, found {modules}")
+    pooling = getattr(reference[1], "pooling_mode", None)
+    if pooling not in ("mean", "cls"):
+        raise ExportError(f"{model}: pooling {pooling!r} is not supported (mean or cls)")
+    tokenizer, model_inputs = _servable_tokenizer(model, reference.tokenizer)
+    hf_model = AutoModel.from_pretrained(model, attn_implementation="eager").eval()
+    settings = (settings or repo.DEFAULT_EMBEDDER_SETTINGS).replace(
+        kind="bi-encoder",
+        model_format="onnx",
+        model_inputs=model_inputs,
+        max_length=reference.max_seq_length,
+        dimension=reference.get_sentence_embedding_dimension(),
+    )
+    expected = reference.encode(SAMPLE_TEXTS, normalize_embeddings=True, batch_size=len(SAMPLE_TEXTS))
+    return _write_checked(
+        _PooledEmbeddings(hf_model, model_inputs, pooling),
+        tokenizer,
+        settings,
+        Path(repository),
+        samples=SAMPLE_TEXTS,
+        expected=np.asarray(expected, dtype=np.float64),
+        fuse_config=hf_model.config if optimize else None,
+        trace_device="cpu",
+        tolerance=tolerance,
+        model=str(model),
+        activation=f"{pooling} pooling, L2 normalised",
+    )
+
+
+def _write_checked(
+    wrapper, tokenizer, settings, repository: Path, *, samples, expected, fuse_config, trace_device, tolerance, **about
+) -> ExportReport:
+    """Export ``wrapper`` with the configs and tokenizer into a staging folder, check it against
+    ``expected`` (one row per sample), and only then move the family's models into ``repository``."""
+    family = settings.family
     with tempfile.TemporaryDirectory(prefix=".export-", dir=_existing_parent(repository)) as staging:
         staging = Path(staging)
         repo.write_configs(staging, settings)
-        served_tokenizer = _save_tokenizer(tokenizer, staging / repo.TOKENIZER / "1", settings)
-        weights = (
-            staging / repo.CROSS_ENCODER / "1" / (repo.ONNX_FILE if model_format == "onnx" else repo.TORCHSCRIPT_FILE)
-        )
-        wrapper = _LogitsOnly(hf_model, model_inputs)
-        example = _encode(served_tokenizer, SAMPLE_PAIRS[:2], settings)
-        if model_format == "onnx":
-            _export_onnx(wrapper, example, weights, settings, hf_model.config if optimize else None)
+        served_tokenizer = _save_tokenizer(tokenizer, staging / family.tokenizer / "1", settings)
+        filename = repo.ONNX_FILE if settings.model_format == "onnx" else repo.TORCHSCRIPT_FILE
+        weights = staging / family.model / "1" / filename
+        example = _encode(served_tokenizer, samples[:2], settings)
+        if settings.model_format == "onnx":
+            _export_onnx(wrapper, example, weights, settings, fuse_config)
         else:
             _export_torchscript(wrapper.to(trace_device), example, weights, trace_device)
 
-        expected = reference.predict(SAMPLE_PAIRS, activation_fn=torch.nn.Identity(), batch_size=len(SAMPLE_PAIRS))
         score = load_scorer(weights, trace_device)
-        # Tokenized as the server will (tokenizer.json), scored once as one padded batch and once
-        # pair by pair: a tokenization that differs from sentence-transformers', a shape frozen by
-        # the exporter, or padding that leaks into scores all show up as a difference.
-        batched = score(_encode(served_tokenizer, SAMPLE_PAIRS, settings))
-        single = np.concatenate([score(_encode(served_tokenizer, [pair], settings)) for pair in SAMPLE_PAIRS])
-        expected = np.asarray(expected, dtype=np.float64)
+        # Tokenized as the server will (tokenizer.json), run once as one padded batch and once
+        # row by row: a tokenization that differs from sentence-transformers', a shape frozen by
+        # the exporter, or padding that leaks into results all show up as a difference.
+        batched = score(_encode(served_tokenizer, samples, settings))
+        single = np.concatenate([score(_encode(served_tokenizer, [sample], settings)) for sample in samples])
         max_abs_diff = float(max(np.max(np.abs(expected - batched)), np.max(np.abs(expected - single))))
         report = ExportReport(
-            model=str(model),
             repository=str(repository),
-            model_format=model_format,
+            model_format=settings.model_format,
             max_length=settings.max_length,
-            model_inputs=list(model_inputs),
-            activation=activation,
+            model_inputs=list(settings.model_inputs),
             max_abs_diff=max_abs_diff,
             tolerance=tolerance,
-            pairs_checked=len(SAMPLE_PAIRS),
+            pairs_checked=len(samples),
+            **about,
         )
         if not max_abs_diff <= tolerance:  # NaN fails too
             raise ExportCheckError(
                 f"exported {weights.name} differs from the PyTorch model by {max_abs_diff:.3g} "
-                f"(tolerance {tolerance:g}) on {len(SAMPLE_PAIRS)} sample pairs; nothing was written"
+                f"(tolerance {tolerance:g}) on {len(samples)} samples; nothing was written"
             )
         (weights.parent / "export.json").write_text(json.dumps(asdict(report), indent=2) + "\n")
-        _install(staging, repository)
-    log.info("exported %s to %s (max |diff| %.2g)", model, repository, max_abs_diff)
+        _install(staging, repository, family.names)
+    log.info("exported %s to %s (max |diff| %.2g)", about["model"], repository, max_abs_diff)
     return report
+
+
+def _servable_tokenizer(model: str, tokenizer) -> tuple:
+    """The tokenizer, if the server can run it, and the id tensors the model takes."""
+    if not tokenizer.is_fast:
+        raise ExportError(f"{model}: the server needs a fast (Rust) tokenizer; {type(tokenizer).__name__} is not one")
+    if tokenizer.pad_token is None:
+        raise ExportError(f"{model}: the tokenizer has no pad token; batches cannot be padded")
+    return tokenizer, tuple(name for name in repo.BERT_INPUTS if name in tokenizer.model_input_names)
 
 
 def _save_tokenizer(tokenizer, folder: Path, settings: repo.RepositorySettings):
@@ -180,8 +277,6 @@ def _save_tokenizer(tokenizer, folder: Path, settings: repo.RepositorySettings):
     transformers applies at call time, so that the server needs only the ``tokenizers`` library."""
     from tokenizers import Tokenizer
 
-    if tokenizer.pad_token is None:
-        raise ExportError(f"{tokenizer.name_or_path}: the tokenizer has no pad token; batches cannot be padded")
     tokenizer.save_pretrained(folder)
     backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
     backend.enable_padding(
@@ -195,9 +290,9 @@ def _save_tokenizer(tokenizer, folder: Path, settings: repo.RepositorySettings):
     return backend
 
 
-def _encode(served_tokenizer, pairs, settings: repo.RepositorySettings) -> list[np.ndarray]:
-    """Tokenize as the served ``tokenizer`` model does: its ``tokenizer.json``, ``encode_batch``."""
-    encodings = served_tokenizer.encode_batch(list(pairs))
+def _encode(served_tokenizer, samples, settings: repo.RepositorySettings) -> list[np.ndarray]:
+    """Tokenize (pairs or texts) as the served tokenizer model does: ``tokenizer.json``, ``encode_batch``."""
+    encodings = served_tokenizer.encode_batch(list(samples))
     fields = {"input_ids": "ids", "attention_mask": "attention_mask", "token_type_ids": "type_ids"}
     return [np.array([getattr(e, fields[name]) for e in encodings], dtype=np.int64) for name in settings.model_inputs]
 
@@ -211,8 +306,8 @@ def _export_onnx(wrapper, example, path: Path, settings: repo.RepositorySettings
             tuple(torch.from_numpy(a) for a in example),
             str(path),
             input_names=list(settings.model_inputs),
-            output_names=[repo.ONNX_OUTPUT],
-            dynamic_axes={**dynamic, repo.ONNX_OUTPUT: {0: "batch"}},
+            output_names=[settings.family.model_output],
+            dynamic_axes={**dynamic, settings.family.model_output: {0: "batch"}},
             opset_version=ONNX_OPSET,
             dynamo=False,  # the legacy exporter's graph is the one ONNX Runtime fuses fully
         )
@@ -237,7 +332,7 @@ def _export_torchscript(wrapper, example, path: Path, device: str) -> None:
 
 
 def load_scorer(path: Path, device: str = "cpu"):
-    """A function: tokenized inputs -> logits (float64, one per row), for ``model.onnx`` / ``model.pt``
+    """A function: tokenized inputs -> outputs (float64, one row per input row), for ``model.onnx`` / ``model.pt``
     (a TorchScript file on the ``device`` it was traced for)."""
     if path.suffix == ".onnx":
         import onnxruntime as ort
@@ -255,7 +350,7 @@ def load_scorer(path: Path, device: str = "cpu"):
             with torch.inference_mode():
                 return module(*[torch.from_numpy(a).to(device) for a in inputs]).cpu().numpy()
 
-    return lambda inputs: run(inputs).reshape(len(inputs[0]), -1)[:, 0].astype(np.float64)
+    return lambda inputs: run(inputs).reshape(len(inputs[0]), -1).astype(np.float64)
 
 
 def _existing_parent(path: Path) -> Path:
@@ -263,9 +358,9 @@ def _existing_parent(path: Path) -> Path:
     return path.parent
 
 
-def _install(staging: Path, repository: Path) -> None:
-    """Move the checked models into place, replacing what an earlier export left."""
-    for name in repo.MODEL_NAMES:
+def _install(staging: Path, repository: Path, names: tuple[str, ...]) -> None:
+    """Move the checked models into place, replacing what an earlier export of them left."""
+    for name in names:
         target = repository / name
         if target.exists():
             shutil.rmtree(target)

@@ -1,15 +1,20 @@
 """The Triton model repository: its layout and every ``config.pbtxt``, built from one place.
 
-The repository holds three models::
+The repository holds two ensembles of three models each::
 
-    reranker        ensemble, what clients call: QUERY [1], DOCUMENTS [-1] (strings) -> SCORES [-1, 1]
-    ├── tokenizer       Python backend: QUERY + DOCUMENTS -> input_ids, attention_mask, token_type_ids
-    └── cross_encoder   ONNX Runtime (or PyTorch) backend, dynamic batching: ids -> logits
+    reranker        ensemble: QUERY [1], DOCUMENTS [-1] (strings) -> SCORES [-1, 1]
+    ├── tokenizer       Python backend: (query, document) pairs -> input_ids, attention_mask, token_type_ids
+    └── cross_encoder   ONNX Runtime (or PyTorch) backend, dynamic batching: ids -> logits [batch, 1]
+
+    embedder        ensemble: TEXTS [-1] (strings) -> EMBEDDINGS [-1, D]
+    ├── embed_tokenizer Python backend: texts -> the same id tensors
+    └── bi_encoder      ONNX Runtime backend, dynamic batching: ids -> embeddings [batch, D]
+                        (mean pooling and L2 normalisation are inside the ONNX graph)
 
 Configs are built here as Triton's own protobuf messages (``model_config_pb2.ModelConfig``), so a
 field Triton does not know cannot be written. The export writes them; the embedded server derives
-its Python-backend stand-in for ``cross_encoder`` from the same config (``python_runner_config``),
-so there is no second, hand-kept copy.
+its Python-backend stand-in for the ONNX / TorchScript models from the same configs
+(``python_runner_config``), so there is no second, hand-kept copy.
 """
 
 from __future__ import annotations
@@ -23,13 +28,7 @@ from typing import Literal
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-TOKENIZER = "tokenizer"
-CROSS_ENCODER = "cross_encoder"
-RERANKER = "reranker"
-MODEL_NAMES = (TOKENIZER, CROSS_ENCODER, RERANKER)
-
 BERT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-ONNX_OUTPUT = "logits"
 
 # Files the export writes next to the configs, by model.
 ONNX_FILE = "model.onnx"
@@ -43,25 +42,55 @@ RUNNER_FORMAT_PARAMETER = "runner_format"
 RUNNER_FILE_PARAMETER = "runner_model_file"
 
 
+@dataclass(frozen=True)
+class Family:
+    """One ensemble and its two members: names, client-facing tensors, the model's output."""
+
+    tokenizer: str
+    model: str
+    ensemble: str
+    inputs: tuple[tuple[str, int], ...]  # client-facing string inputs: (name, dim)
+    output: str  # client-facing output
+    model_output: str  # the ONNX graph's output
+
+    @property
+    def names(self) -> tuple[str, str, str]:
+        return self.tokenizer, self.model, self.ensemble
+
+
+RERANK = Family("tokenizer", "cross_encoder", "reranker", (("QUERY", 1), ("DOCUMENTS", -1)), "SCORES", "logits")
+EMBED = Family("embed_tokenizer", "bi_encoder", "embedder", (("TEXTS", -1),), "EMBEDDINGS", "embeddings")
+FAMILIES = {"cross-encoder": RERANK, "bi-encoder": EMBED}
+
+# The reranker's names, used throughout.
+TOKENIZER, CROSS_ENCODER, RERANKER = RERANK.names
+ONNX_OUTPUT = RERANK.model_output
+MODEL_NAMES = RERANK.names
+
+
 @dataclass(frozen=True, kw_only=True)
 class RepositorySettings:
     """What the configs depend on. The defaults serve ``cross-encoder/ms-marco-MiniLM-L-6-v2``.
 
     Attributes:
+        kind: ``cross-encoder`` (the reranker family) or ``bi-encoder`` (the embedder family).
+        dimension: Outputs per row: 1 for a cross-encoder, the embedding size for a bi-encoder.
         model_format: ``onnx`` (onnxruntime backend) or ``torchscript`` (pytorch backend).
         model_inputs: The id tensors the model takes, in order; BERT-style models take all three,
             RoBERTa-style models no ``token_type_ids``.
-        max_length: Tokens per (query, document) pair; longer pairs are truncated longest-first,
-            as sentence-transformers does.
+        max_length: Tokens per pair (or text); longer ones are truncated longest-first, as
+            sentence-transformers does.
         device: ``auto`` leaves the instance group to Triton (one instance per GPU when it sees
             GPUs, else CPU); ``cpu`` / ``gpu`` declare KIND_CPU / KIND_GPU groups.
-        instances: Instances of ``cross_encoder`` per group.
-        max_batch_size: Most (query, document) pairs one ``cross_encoder`` execution takes; it is
-            also the most documents one ``reranker`` request may carry.
+        instances: Instances of the model per group.
+        max_batch_size: Most rows one model execution takes; it is also the most documents
+            (texts) one ensemble request may carry.
         max_queue_delay_us: How long the dynamic batcher waits to fill a batch.
         intra_op_threads: ONNX Runtime threads per instance (0: ONNX Runtime's default).
     """
 
+    kind: Literal["cross-encoder", "bi-encoder"] = "cross-encoder"
+    dimension: int = 1
     model_format: Literal["onnx", "torchscript"] = "onnx"
     model_inputs: tuple[str, ...] = BERT_INPUTS
     max_length: int = 512
@@ -72,6 +101,8 @@ class RepositorySettings:
     intra_op_threads: int = 0
 
     def __post_init__(self) -> None:
+        if self.kind not in FAMILIES:
+            raise ValueError(f"kind must be one of {sorted(FAMILIES)}, got {self.kind!r}")
         if self.model_format not in _NATIVE:
             raise ValueError(f"model_format must be one of {sorted(_NATIVE)}, got {self.model_format!r}")
         if self.device not in ("auto", "cpu", "gpu"):
@@ -79,12 +110,23 @@ class RepositorySettings:
         unknown = set(self.model_inputs) - set(BERT_INPUTS)
         if unknown or self.model_inputs[:2] != BERT_INPUTS[:2]:
             raise ValueError(f"model_inputs must start with input_ids, attention_mask; got {self.model_inputs}")
-        for name in ("max_length", "instances", "max_batch_size"):
+        for name in ("dimension", "max_length", "instances", "max_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.kind == "cross-encoder" and self.dimension != 1:
+            raise ValueError(f"a cross-encoder outputs one score per pair, not {self.dimension}")
+
+    @property
+    def family(self) -> Family:
+        return FAMILIES[self.kind]
 
     def replace(self, **changes) -> RepositorySettings:
         return dataclasses.replace(self, **changes)
+
+
+# The default repository: both families, for the default models.
+DEFAULT_RERANKER_SETTINGS = RepositorySettings()
+DEFAULT_EMBEDDER_SETTINGS = RepositorySettings(kind="bi-encoder", dimension=384, max_length=256)
 
 
 def _tensor(name: str, data_type: int, dims: list[int]) -> dict:
@@ -97,21 +139,23 @@ def _parameters(config: mc.ModelConfig, **values: object) -> None:
 
 
 def model_tensor_names(settings: RepositorySettings) -> tuple[list[str], str]:
-    """The cross_encoder's input names and output name, as its backend requires them."""
+    """The model's input names and output name, as its backend requires them."""
     if settings.model_format == "torchscript":  # the pytorch backend's INPUT__i / OUTPUT__i names
         return [f"INPUT__{i}" for i in range(len(settings.model_inputs))], "OUTPUT__0"
-    return list(settings.model_inputs), ONNX_OUTPUT
+    return list(settings.model_inputs), settings.family.model_output
+
+
+def _string_inputs(family: Family) -> list[dict]:
+    return [_tensor(name, mc.TYPE_STRING, [dim]) for name, dim in family.inputs]
 
 
 def tokenizer_config(settings: RepositorySettings) -> mc.ModelConfig:
+    family = settings.family
     config = mc.ModelConfig(
-        name=TOKENIZER,
+        name=family.tokenizer,
         backend="python",
         max_batch_size=0,
-        input=[
-            _tensor("QUERY", mc.TYPE_STRING, [1]),
-            _tensor("DOCUMENTS", mc.TYPE_STRING, [-1]),
-        ],
+        input=_string_inputs(family),
         output=[_tensor(name, mc.TYPE_INT64, [-1, -1]) for name in settings.model_inputs],
         instance_group=[{"kind": mc.ModelInstanceGroup.KIND_CPU, "count": 1}],
     )
@@ -119,16 +163,17 @@ def tokenizer_config(settings: RepositorySettings) -> mc.ModelConfig:
     return config
 
 
-def cross_encoder_config(settings: RepositorySettings) -> mc.ModelConfig:
+def model_config(settings: RepositorySettings) -> mc.ModelConfig:
+    """The ONNX / TorchScript model: batched rows of ids in, ``dimension`` floats per row out."""
     backend, filename = _NATIVE[settings.model_format]
     inputs, output = model_tensor_names(settings)
     config = mc.ModelConfig(
-        name=CROSS_ENCODER,
+        name=settings.family.model,
         backend=backend,
         default_model_filename=filename,
         max_batch_size=settings.max_batch_size,
         input=[_tensor(name, mc.TYPE_INT64, [-1]) for name in inputs],
-        output=[_tensor(output, mc.TYPE_FP32, [1])],
+        output=[_tensor(output, mc.TYPE_FP32, [settings.dimension])],
         dynamic_batching={"max_queue_delay_microseconds": settings.max_queue_delay_us},
     )
     if settings.device != "auto":
@@ -139,40 +184,39 @@ def cross_encoder_config(settings: RepositorySettings) -> mc.ModelConfig:
     return config
 
 
-def reranker_config(settings: RepositorySettings) -> mc.ModelConfig:
+def ensemble_config(settings: RepositorySettings) -> mc.ModelConfig:
+    family = settings.family
     inputs, output = model_tensor_names(settings)
     config = mc.ModelConfig(
-        name=RERANKER,
+        name=family.ensemble,
         platform="ensemble",
         max_batch_size=0,
-        input=[
-            _tensor("QUERY", mc.TYPE_STRING, [1]),
-            _tensor("DOCUMENTS", mc.TYPE_STRING, [-1]),
-        ],
-        output=[_tensor("SCORES", mc.TYPE_FP32, [-1, 1])],
+        input=_string_inputs(family),
+        output=[_tensor(family.output, mc.TYPE_FP32, [-1, settings.dimension])],
     )
     steps = config.ensemble_scheduling.step
     steps.add(
-        model_name=TOKENIZER,
+        model_name=family.tokenizer,
         model_version=-1,
-        input_map={"QUERY": "QUERY", "DOCUMENTS": "DOCUMENTS"},
+        input_map={name: name for name, _ in family.inputs},
         output_map={name: name for name in settings.model_inputs},
     )
     steps.add(
-        model_name=CROSS_ENCODER,
+        model_name=family.model,
         model_version=-1,
         input_map=dict(zip(inputs, settings.model_inputs, strict=True)),
-        output_map={output: "SCORES"},
+        output_map={output: family.output},
     )
     return config
 
 
 def build_configs(settings: RepositorySettings) -> dict[str, mc.ModelConfig]:
-    """Every model's config, by model name."""
+    """Every config of the settings' family, by model name."""
+    family = settings.family
     return {
-        TOKENIZER: tokenizer_config(settings),
-        CROSS_ENCODER: cross_encoder_config(settings),
-        RERANKER: reranker_config(settings),
+        family.tokenizer: tokenizer_config(settings),
+        family.model: model_config(settings),
+        family.ensemble: ensemble_config(settings),
     }
 
 
@@ -186,13 +230,14 @@ def load_config(path: Path) -> mc.ModelConfig:
 
 
 def write_configs(repository: Path, settings: RepositorySettings) -> None:
-    """Write every ``config.pbtxt``, the tokenizer's model code and the version folders."""
+    """Write the family's ``config.pbtxt`` files, its tokenizer's model code and version folders."""
     repository = Path(repository)
+    family = settings.family
     for name, config in build_configs(settings).items():
         (repository / name / "1").mkdir(parents=True, exist_ok=True)
         (repository / name / "config.pbtxt").write_text(to_pbtxt(config))
-    shutil.copyfile(TOKENIZER_CODE, repository / TOKENIZER / "1" / "model.py")
-    (repository / RERANKER / "1" / ".gitkeep").touch()
+    shutil.copyfile(TOKENIZER_CODE, repository / family.tokenizer / "1" / "model.py")
+    (repository / family.ensemble / "1" / ".gitkeep").touch()
 
 
 def native_backend_format(config: mc.ModelConfig) -> str | None:

@@ -63,7 +63,7 @@ def test_a_tiny_timeout_raises_rerank_timeout(url):
             r"DOCUMENTS\[1\] is not valid UTF-8",
         ),
         (np.array([b"\xc3"], dtype=object), np.array([b"ok"], dtype=object), "QUERY is not valid UTF-8"),
-        (np.array([b"q"], dtype=object), np.array([], dtype=object), "DOCUMENTS must hold at least one document"),
+        (np.array([b"q"], dtype=object), np.array([], dtype=object), "DOCUMENTS must hold at least one string"),
     ],
 )
 def test_raw_requests_with_bad_strings_are_refused_and_the_server_stays_ready(raw_client, query, documents, message):

@@ -15,8 +15,9 @@ from triton_rerank import (
     ServerUnavailableError,
     TritonRerankFunction,
 )
-from triton_rerank.client import activate, check_request, parse_url, rank
+from triton_rerank.client import activate, check_request, rank
 from triton_rerank.server import free_port
+from triton_rerank.transport import parse_url
 
 
 @pytest.mark.parametrize(

@@ -15,23 +15,29 @@ COMMITTED = ROOT / "model_repository"
 
 ALL_SETTINGS = [
     repo.RepositorySettings(),
+    repo.DEFAULT_EMBEDDER_SETTINGS,
+    repo.DEFAULT_EMBEDDER_SETTINGS.replace(model_inputs=("input_ids", "attention_mask"), device="cpu"),
     repo.RepositorySettings(model_format="torchscript"),
     repo.RepositorySettings(model_inputs=("input_ids", "attention_mask"), device="gpu", instances=2),
     repo.RepositorySettings(device="cpu", intra_op_threads=2, max_batch_size=16),
 ]
 
 
-def test_committed_repository_equals_generated_configs_for_the_default_model():
-    generated = repo.build_configs(repo.RepositorySettings())
-    for name, config in generated.items():
+DEFAULTS = [repo.DEFAULT_RERANKER_SETTINGS, repo.DEFAULT_EMBEDDER_SETTINGS]
+
+
+@pytest.mark.parametrize("settings", DEFAULTS, ids=lambda s: s.kind)
+def test_committed_repository_equals_generated_configs_for_the_default_models(settings):
+    for name, config in repo.build_configs(settings).items():
         assert (COMMITTED / name / "config.pbtxt").read_text() == repo.to_pbtxt(config), name
-    assert (COMMITTED / "tokenizer" / "1" / "model.py").read_text() == repo.TOKENIZER_CODE.read_text()
-    assert (COMMITTED / "reranker" / "1" / ".gitkeep").exists()
+    tokenizer_code = COMMITTED / settings.family.tokenizer / "1" / "model.py"
+    assert tokenizer_code.read_text() == repo.TOKENIZER_CODE.read_text()
+    assert (COMMITTED / settings.family.ensemble / "1" / ".gitkeep").exists()
 
 
 def test_every_committed_config_parses_with_tritons_schema_and_names_its_folder():
     configs = sorted(COMMITTED.glob("*/config.pbtxt"))
-    assert [p.parent.name for p in configs] == sorted(repo.MODEL_NAMES)
+    assert [p.parent.name for p in configs] == sorted(repo.RERANK.names + repo.EMBED.names)
     for path in configs:
         config = text_format.Parse(path.read_text(), mc.ModelConfig())
         assert config.name == path.parent.name
@@ -50,10 +56,12 @@ def _inputs(config):
     return {t.name: (t.data_type, list(t.dims)) for t in config.input}
 
 
-@pytest.mark.parametrize("settings", ALL_SETTINGS, ids=lambda s: f"{s.model_format}-{len(s.model_inputs)}in-{s.device}")
+@pytest.mark.parametrize(
+    "settings", ALL_SETTINGS, ids=lambda s: f"{s.kind}-{s.model_format}-{len(s.model_inputs)}in-{s.device}"
+)
 def test_ensemble_tensors_line_up_with_each_member(settings):
     configs = repo.build_configs(settings)
-    ensemble = configs[repo.RERANKER]
+    ensemble = configs[settings.family.ensemble]
     produced = dict(_inputs(ensemble))  # ensemble tensor -> (dtype, dims)
     for step in ensemble.ensemble_scheduling.step:
         member = configs[step.model_name]
@@ -92,9 +100,7 @@ def test_runner_config_refuses_a_python_model():
 
 
 def test_device_choice_sets_the_instance_group():
-    auto, cpu, gpu = (
-        repo.cross_encoder_config(repo.RepositorySettings(device=d, instances=3)) for d in ("auto", "cpu", "gpu")
-    )
+    auto, cpu, gpu = (repo.model_config(repo.RepositorySettings(device=d, instances=3)) for d in ("auto", "cpu", "gpu"))
     assert len(auto.instance_group) == 0  # Triton: one instance per GPU if any, else CPU
     assert (cpu.instance_group[0].kind, cpu.instance_group[0].count) == (mc.ModelInstanceGroup.KIND_CPU, 3)
     assert (gpu.instance_group[0].kind, gpu.instance_group[0].count) == (mc.ModelInstanceGroup.KIND_GPU, 3)
@@ -109,6 +115,9 @@ def test_device_choice_sets_the_instance_group():
         ({"max_batch_size": 0}, "max_batch_size"),
         ({"model_inputs": ("input_ids",)}, "model_inputs"),
         ({"model_inputs": ("input_ids", "attention_mask", "pixel_values")}, "model_inputs"),
+        ({"kind": "colbert"}, "kind"),
+        ({"dimension": 384}, "one score per pair"),
+        ({"kind": "bi-encoder", "dimension": 0}, "dimension"),
     ],
 )
 def test_settings_refuse_bad_values(changes, message):

@@ -4,8 +4,9 @@ where the Triton build has no onnxruntime / pytorch backend (the server inside n
 It is given the very config of the native model (``repository.python_runner_config``): same name,
 tensors, dims, dynamic batching and instance groups, so the ensemble and clients see no difference.
 
-The batch Triton hands over is scored in small slices of rows of similar length, each slice cut to
-its own longest row: attention masks keep padding out of the result, so this only saves work.
+The batch Triton hands over is run in small slices of rows of similar length, each slice cut to
+its own longest row: attention masks keep padding out of the result (scores, or mean-pooled
+embeddings), so this only saves work.
 """
 
 import json
@@ -56,11 +57,14 @@ class TritonPythonModel:
         rows = mask.shape[0]
         order = np.argsort(mask.sum(axis=1), kind="stable")
         step = self.slice_rows or rows
-        out = np.empty((rows, 1), dtype=np.float32)
+        out = None
         for start in range(0, rows, step):
             idx = order[start : start + step]
             width = int(np.flatnonzero(mask[idx].any(axis=0)).max()) + 1
-            out[idx] = self.run([array[idx, :width] for array in inputs]).reshape(len(idx), -1)[:, :1]
+            result = self.run([array[idx, :width] for array in inputs])
+            if out is None:
+                out = np.empty((rows, *result.shape[1:]), dtype=np.float32)
+            out[idx] = result
         return out
 
 
