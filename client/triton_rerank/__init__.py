@@ -5,6 +5,7 @@ The client part (this package's top level) needs only tritonclient and numpy; ex
 """
 
 from triton_rerank.client import AsyncTritonRerankFunction, RerankResult, TritonRerankFunction
+from triton_rerank.embed import AsyncTritonEmbedFunction, TritonEmbedFunction
 from triton_rerank.errors import (
     ModelNotReadyError,
     RerankError,
@@ -15,6 +16,7 @@ from triton_rerank.errors import (
 )
 
 __all__ = [
+    "AsyncTritonEmbedFunction",
     "AsyncTritonRerankFunction",
     "ModelNotReadyError",
     "RerankError",
@@ -23,6 +25,7 @@ __all__ = [
     "RerankTimeoutError",
     "ServerResponseError",
     "ServerUnavailableError",
+    "TritonEmbedFunction",
     "TritonRerankFunction",
 ]
 __version__ = "0.1.0"

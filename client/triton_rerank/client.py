@@ -47,15 +47,21 @@ def check_request(query: object, documents: object, top_k: object) -> list[bytes
     if not isinstance(query, str):
         raise RerankInputError(f"query must be a str, got {type(query).__name__}")
     _utf8(query, "query")
-    if isinstance(documents, (str, bytes)) or not isinstance(documents, Sequence):
-        raise RerankInputError(f"documents must be a list of str, got {type(documents).__name__}")
-    encoded = []
-    for i, doc in enumerate(documents):
-        if not isinstance(doc, str):
-            raise RerankInputError(f"documents[{i}] must be a str, got {type(doc).__name__}")
-        encoded.append(_utf8(doc, f"documents[{i}]"))
+    encoded = check_strings(documents, "documents")
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
         raise RerankInputError(f"top_k must be a positive int or None (all documents), got {top_k!r}")
+    return encoded
+
+
+def check_strings(values: object, what: str) -> list[bytes]:
+    """``values`` must be a list (any sequence but a string) of str; returns them UTF-8 encoded."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+        raise RerankInputError(f"{what} must be a list of str, got {type(values).__name__}")
+    encoded = []
+    for i, value in enumerate(values):
+        if not isinstance(value, str):
+            raise RerankInputError(f"{what}[{i}] must be a str, got {type(value).__name__}")
+        encoded.append(_utf8(value, f"{what}[{i}]"))
     return encoded
 
 
@@ -81,8 +87,13 @@ def activate(logits: np.ndarray, activation: Activation) -> np.ndarray:
 def check_options(activation: object, batch_size: object) -> None:
     if activation not in ("identity", "sigmoid"):
         raise RerankInputError(f"activation must be 'identity' (raw logits) or 'sigmoid', got {activation!r}")
+    check_batch_size(batch_size)
+
+
+def check_batch_size(batch_size: object) -> int:
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise RerankInputError(f"batch_size must be a positive int, got {batch_size!r}")
+    return batch_size
 
 
 def chunks(items: list[bytes], size: int) -> list[list[bytes]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -50,7 +51,8 @@ def test_serve_prints_one_ready_line_serves_and_stops_cleanly(tiny_repository, s
     )
     try:
         line = process.stdout.readline()
-        assert line.startswith("Triton ready: models cross_encoder, reranker, tokenizer"), line + process.stderr.read()
+        models = "bi_encoder, cross_encoder, embed_tokenizer, embedder, reranker, tokenizer"
+        assert line.startswith(f"Triton ready: models {models} |"), line  # (stderr stays open while it runs)
         assert f"127.0.0.1:{http}" in line and f"127.0.0.1:{grpc}" in line
         children = descendants(process.pid)
         assert children  # tritonserver and its stubs
@@ -130,17 +132,60 @@ def test_export_script_fails_cleanly_for_a_missing_model(tmp_path):
     assert "export failed:" in result.stderr and "missing" in result.stderr
 
 
-def test_quick_start_exports_serves_and_reranks(tiny_model, tmp_path):
+def test_quick_start_exports_ingests_retrieves_and_reranks(tiny_model, embedder_model, tmp_path):
     result = subprocess.run(
         script(
-            "reranking.py", "--reranker-model", str(tiny_model), "--repository", str(tmp_path / "repo"), "--top-k", "3"
+            "reranking.py",
+            "--reranker-model",
+            str(tiny_model),
+            "--embedder-model",
+            embedder_model,
+            "--repository",
+            str(tmp_path / "repo"),
+            "--top-k",
+            "3",
         ),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "ingested 32 new of 32 documents" in result.stdout
+    assert result.stdout.count("first stage (Milvus, cosine)") == 3
+    assert result.stdout.count("(was #") == 9  # three queries, top 3 each
+    assert not (tmp_path / "repo" / "quickstart.db").exists()  # the temporary Milvus file is gone
+
+
+def test_cli_search_prints_json_hits(triton_server, sample_corpus, tmp_path):
+    database = str(tmp_path / "cli.db")
+    common = ["--milvus-uri", database, "--triton-url", triton_server.http_url]
+    ingest = subprocess.run(
+        [sys.executable, "-m", "triton_rerank.cli", "ingest", str(sample_corpus), *common],
         capture_output=True,
         text=True,
         timeout=300,
     )
-    assert result.returncode == 0, result.stderr
-    assert "reranked by Triton (top 3" in result.stdout
-    assert "max |score difference| to Triton =" in result.stdout
-    ranked = result.stdout.split("reranked by Triton")[1].splitlines()[1:4]
-    assert [line.strip()[:2] for line in ranked] == ["1.", "2.", "3."]
+    assert ingest.returncode == 0, ingest.stderr
+    search = subprocess.run(
+        [sys.executable, "-m", "triton_rerank.cli", "search", "sea level", "--top-k", "2", "--json", *common],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert search.returncode == 0, search.stderr
+    hits = [json.loads(line) for line in search.stdout.splitlines()]
+    assert len(hits) == 2 and {"id", "rerank_score", "first_stage_rank", "metadata"} <= set(hits[0])
+    bad = subprocess.run(
+        [sys.executable, "-m", "triton_rerank.cli", "search", "x", "--filter", "topic ==", *common],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert bad.returncode == 1 and bad.stderr.startswith("error: Milvus") and "Traceback" not in bad.stderr
+
+
+def test_cli_help_lists_the_subcommands():
+    result = subprocess.run([sys.executable, "-m", "triton_rerank.cli", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0
+    for command in ("serve", "ingest", "search"):
+        assert command in result.stdout

@@ -1,0 +1,98 @@
+"""Embed texts with the bi-encoder served by Triton (the ``embedder`` ensemble): no torch needed.
+
+    embed = TritonEmbedFunction("grpc://127.0.0.1:8001")
+    vectors = embed(["first text", "second text"])       # float32 [2, dim], L2-normalised
+
+The vectors equal ``SentenceTransformer(model).encode(texts, normalize_embeddings=True)`` for the
+exported model. Texts go in requests of at most ``batch_size``; N texts in, N vectors out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+
+from triton_rerank.client import check_batch_size, check_strings, chunks
+from triton_rerank.transport import AsyncTransport, Transport
+
+DEFAULT_EMBEDDER_NAME = "embedder"
+DEFAULT_EMBED_BATCH_SIZE = 64
+
+
+def _stack(parts: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(parts) if parts else np.empty((0, 0), np.float32)
+
+
+class TritonEmbedFunction:
+    """Blocking embedding client; ``embed(texts)`` or ``embed.encode(texts)``."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        model_name: str = DEFAULT_EMBEDDER_NAME,
+        batch_size: int = DEFAULT_EMBED_BATCH_SIZE,
+        timeout_s: float = 60.0,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.batch_size = check_batch_size(batch_size)
+        self._transport = Transport(url, model_name, timeout_s=timeout_s, headers=headers)
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        parts = [
+            self._transport.infer({"TEXTS": chunk}, "EMBEDDINGS", len(chunk))
+            for chunk in chunks(check_strings(texts, "texts"), self.batch_size)
+        ]
+        return _stack(parts)
+
+    __call__ = encode
+
+    def is_ready(self) -> bool:
+        return self._transport.is_ready()
+
+    def close(self) -> None:
+        self._transport.close()
+
+    def __enter__(self) -> TritonEmbedFunction:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class AsyncTritonEmbedFunction:
+    """The asyncio twin of ``TritonEmbedFunction``; a call's requests are sent concurrently."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        model_name: str = DEFAULT_EMBEDDER_NAME,
+        batch_size: int = DEFAULT_EMBED_BATCH_SIZE,
+        timeout_s: float = 60.0,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.batch_size = check_batch_size(batch_size)
+        self._transport = AsyncTransport(url, model_name, timeout_s=timeout_s, headers=headers)
+
+    async def encode(self, texts: list[str]) -> np.ndarray:
+        encoded = check_strings(texts, "texts")
+        parts = await asyncio.gather(
+            *(self._transport.infer({"TEXTS": c}, "EMBEDDINGS", len(c)) for c in chunks(encoded, self.batch_size))
+        )
+        return _stack(list(parts))
+
+    __call__ = encode
+
+    async def is_ready(self) -> bool:
+        return await self._transport.is_ready()
+
+    async def close(self) -> None:
+        await self._transport.close()
+
+    async def __aenter__(self) -> AsyncTritonEmbedFunction:
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()

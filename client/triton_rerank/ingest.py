@@ -1,0 +1,128 @@
+"""Read documents from files and write them, embedded through Triton, into Milvus.
+
+Sources: a JSONL file (``.jsonl`` or ``.jsonl.gz``; fields ``_id``/``id``, ``text``, optional
+``title``, anything else kept as metadata), a BEIR folder (its ``corpus.jsonl[.gz]``), or a folder
+of ``.txt`` / ``.md`` files (id = the path inside the folder). A title is put before the text, as
+BEIR and sentence-transformers do for retrieval, and kept in the metadata too.
+
+``ingest`` is idempotent and resumable: each batch first asks Milvus which of its ids are already
+there and embeds only the rest, and rows are upserted by id. A rerun after an interrupted run ends
+with every document present exactly once.
+"""
+
+from __future__ import annotations
+
+import gzip
+import itertools
+import json
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from triton_rerank.errors import RerankInputError
+from triton_rerank.store import Document, MilvusStore, check_documents
+
+TEXT_SUFFIXES = (".txt", ".md")
+
+
+@dataclass
+class IngestReport:
+    read: int = 0  # documents read from the source
+    skipped: int = 0  # already in the collection (an earlier run wrote them)
+    written: int = 0  # embedded and upserted by this run
+    batches: int = 0
+
+
+def read_documents(source: Path | str) -> Iterator[Document]:
+    """Documents from a JSONL file, a BEIR folder or a folder of text files, in source order."""
+    source = Path(source)
+    if not source.exists():
+        raise RerankInputError(f"{source} does not exist")
+    if source.is_dir():
+        for name in ("corpus.jsonl", "corpus.jsonl.gz"):
+            if (source / name).exists():
+                yield from _read_jsonl(source / name)
+                return
+        yield from _read_text_files(source)
+    elif source.name.endswith((".jsonl", ".jsonl.gz")):
+        yield from _read_jsonl(source)
+    else:
+        raise RerankInputError(f"{source}: expected a .jsonl / .jsonl.gz file or a folder")
+
+
+def _read_jsonl(path: Path) -> Iterator[Document]:
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as lines:
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise RerankInputError(f"{path}:{number}: not JSON: {err}") from err
+            yield _document_from_row(row, f"{path}:{number}")
+
+
+def _document_from_row(row: object, where: str) -> Document:
+    if not isinstance(row, dict):
+        raise RerankInputError(f"{where}: expected a JSON object, got {type(row).__name__}")
+    doc_id = row.get("_id", row.get("id"))
+    if doc_id is None or isinstance(doc_id, (dict, list)):
+        raise RerankInputError(f"{where}: needs an '_id' or 'id' string")
+    text = row.get("text")
+    if not isinstance(text, str):
+        raise RerankInputError(f"{where}: needs a 'text' string")
+    title = row.get("title") or ""
+    if not isinstance(title, str):
+        raise RerankInputError(f"{where}: 'title' must be a string")
+    metadata = {k: v for k, v in row.items() if k not in ("_id", "id", "text")}
+    return Document(id=str(doc_id), text=f"{title} {text}" if title else text, metadata=metadata)
+
+
+def _read_text_files(folder: Path) -> Iterator[Document]:
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES)
+    if not files:
+        raise RerankInputError(f"{folder} holds no corpus.jsonl[.gz] and no {'/'.join(TEXT_SUFFIXES)} files")
+    for path in files:
+        name = path.relative_to(folder).as_posix()
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as err:
+            raise RerankInputError(f"{path} is not UTF-8 text: {err}") from err
+        yield Document(id=name, text=text, metadata={"path": name})
+
+
+def ingest(
+    documents: Iterable[Document],
+    store: MilvusStore,
+    embed: Callable[[list[str]], object],
+    *,
+    batch_size: int = 256,
+    refresh: bool = False,
+    on_batch: Callable[[IngestReport], None] | None = None,
+) -> IngestReport:
+    """Embed and upsert ``documents`` in batches; see the module docstring.
+
+    Args:
+        embed: Texts -> vectors, e.g. a ``TritonEmbedFunction``.
+        refresh: Re-embed and overwrite documents already present (after their text changed).
+        on_batch: Called with the running report after each batch (progress bars).
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise RerankInputError(f"batch_size must be a positive int, got {batch_size!r}")
+    report = IngestReport()
+    iterator = iter(documents)
+    while batch := list(itertools.islice(iterator, batch_size)):
+        report.read += len(batch)
+        batch = list({d.id: d for d in batch}.values())  # an id twice in one batch: the last wins
+        check_documents(batch)
+        present = set() if refresh else store.existing_ids([d.id for d in batch])
+        todo = [d for d in batch if d.id not in present]
+        report.skipped += len(batch) - len(todo)
+        if todo:
+            vectors = embed([d.text for d in todo])
+            report.written += store.upsert(todo, vectors)
+        report.batches += 1
+        if on_batch is not None:
+            on_batch(report)
+    return report

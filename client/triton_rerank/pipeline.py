@@ -1,0 +1,145 @@
+"""Retrieve with Milvus, rerank with Triton: the two-stage search in one object.
+
+    pipeline = RerankPipeline(MilvusStore("docs.db"), TritonEmbedFunction(url), TritonRerankFunction(url))
+    result = pipeline.search("how do vaccines work?", retrieve_k=100, top_k=10)
+    for hit in result.hits:
+        print(hit.id, hit.rerank_score, hit.first_stage_score, hit.first_stage_rank)
+
+The query is embedded by the ``embedder`` ensemble, Milvus returns the ``retrieve_k`` nearest
+documents (cosine), and the ``reranker`` ensemble scores each (query, document) pair; hits come
+back best rerank score first. ``AsyncRerankPipeline`` is the asyncio twin (Milvus calls run in a
+worker thread).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from triton_rerank.client import AsyncTritonRerankFunction, TritonRerankFunction, rank
+from triton_rerank.embed import AsyncTritonEmbedFunction, TritonEmbedFunction
+from triton_rerank.errors import RerankInputError
+from triton_rerank.store import Match, MilvusStore
+
+
+@dataclass(frozen=True)
+class Hit:
+    id: str
+    text: str
+    rerank_score: float  # the cross-encoder's score (raw logit by default)
+    first_stage_score: float  # cosine similarity from Milvus
+    first_stage_rank: int  # 1-based position in the first-stage list
+    metadata: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    query: str
+    hits: list[Hit]
+    candidates: list[Match]  # the first-stage list, in Milvus' order
+    timings_ms: dict[str, float] = field(default_factory=dict)  # embed, retrieve, rerank
+
+
+def check_search(queries: list[str], retrieve_k: object, top_k: object) -> None:
+    for i, query in enumerate(queries):
+        if not isinstance(query, str):
+            raise RerankInputError(f"query {i} must be a str, got {type(query).__name__}")
+    for name, value in (("retrieve_k", retrieve_k), ("top_k", top_k)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise RerankInputError(f"{name} must be a positive int, got {value!r}")
+    if top_k > retrieve_k:
+        raise RerankInputError(f"top_k ({top_k}) cannot exceed retrieve_k ({retrieve_k})")
+
+
+def _result(query: str, candidates: list[Match], scores: np.ndarray, top_k: int, timings: dict) -> SearchResult:
+    ranked = rank([c.text for c in candidates], scores, top_k)
+    hits = [
+        Hit(
+            id=candidates[r.index].id,
+            text=r.text,
+            rerank_score=r.score,
+            first_stage_score=candidates[r.index].score,
+            first_stage_rank=r.index + 1,
+            metadata=candidates[r.index].metadata,
+        )
+        for r in ranked
+    ]
+    return SearchResult(query=query, hits=hits, candidates=candidates, timings_ms=timings)
+
+
+def _ms(since: float) -> float:
+    return (time.perf_counter() - since) * 1e3
+
+
+class RerankPipeline:
+    """Two-stage search over one Milvus collection; see the module docstring."""
+
+    def __init__(self, store: MilvusStore, embedder: TritonEmbedFunction, reranker: TritonRerankFunction) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.reranker = reranker
+
+    def search(self, query: str, *, retrieve_k: int = 100, top_k: int = 10, filter: str | None = None) -> SearchResult:
+        return self.search_batch([query], retrieve_k=retrieve_k, top_k=top_k, filter=filter)[0]
+
+    def search_batch(
+        self, queries: list[str], *, retrieve_k: int = 100, top_k: int = 10, filter: str | None = None
+    ) -> list[SearchResult]:
+        """Search several queries: one embedding call, one Milvus search, one rerank call each."""
+        check_search(queries, retrieve_k, top_k)
+        if not queries:
+            return []
+        started = time.perf_counter()
+        vectors = self.embedder.encode(queries)
+        embed_ms = _ms(started)
+        started = time.perf_counter()
+        candidate_lists = self.store.search(vectors, limit=retrieve_k, filter=filter)
+        retrieve_ms = _ms(started)
+        results = []
+        for query, candidates in zip(queries, candidate_lists, strict=True):
+            started = time.perf_counter()
+            scores = self.reranker.score(query, [c.text for c in candidates]) if candidates else np.empty(0)
+            timings = {"embed": embed_ms / len(queries), "retrieve": retrieve_ms / len(queries), "rerank": _ms(started)}
+            results.append(_result(query, candidates, scores, top_k, timings))
+        return results
+
+
+class AsyncRerankPipeline:
+    """The asyncio twin of ``RerankPipeline``; a batch's reranking calls run concurrently."""
+
+    def __init__(
+        self, store: MilvusStore, embedder: AsyncTritonEmbedFunction, reranker: AsyncTritonRerankFunction
+    ) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.reranker = reranker
+
+    async def search(
+        self, query: str, *, retrieve_k: int = 100, top_k: int = 10, filter: str | None = None
+    ) -> SearchResult:
+        return (await self.search_batch([query], retrieve_k=retrieve_k, top_k=top_k, filter=filter))[0]
+
+    async def search_batch(
+        self, queries: list[str], *, retrieve_k: int = 100, top_k: int = 10, filter: str | None = None
+    ) -> list[SearchResult]:
+        check_search(queries, retrieve_k, top_k)
+        if not queries:
+            return []
+        started = time.perf_counter()
+        vectors = await self.embedder.encode(queries)
+        embed_ms = _ms(started)
+        started = time.perf_counter()
+        candidate_lists = await asyncio.to_thread(self.store.search, vectors, limit=retrieve_k, filter=filter)
+        retrieve_ms = _ms(started)
+
+        async def rerank(query: str, candidates: list[Match]) -> SearchResult:
+            started = time.perf_counter()
+            scores = await self.reranker.score(query, [c.text for c in candidates]) if candidates else np.empty(0)
+            timings = {"embed": embed_ms / len(queries), "retrieve": retrieve_ms / len(queries), "rerank": _ms(started)}
+            return _result(query, candidates, scores, top_k, timings)
+
+        return list(await asyncio.gather(*(rerank(q, c) for q, c in zip(queries, candidate_lists, strict=True))))

@@ -1,0 +1,169 @@
+"""Milvus retrieval + Triton reranking: ingest, search, filters, async, and a real Milvus server."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from triton_rerank import (
+    AsyncTritonEmbedFunction,
+    AsyncTritonRerankFunction,
+    RerankInputError,
+    TritonEmbedFunction,
+    TritonRerankFunction,
+)
+from triton_rerank.ingest import ingest, read_documents
+from triton_rerank.pipeline import AsyncRerankPipeline, RerankPipeline
+from triton_rerank.store import MilvusStore, StoreError
+
+pytestmark = pytest.mark.integration
+TOLERANCE = 1e-4
+QUERY = "How do vaccines train the immune system?"
+
+
+@pytest.fixture(scope="module")
+def clients(triton_server):
+    with TritonEmbedFunction(triton_server.grpc_url) as embed, TritonRerankFunction(triton_server.grpc_url) as rerank:
+        yield embed, rerank
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory, clients, sample_corpus):
+    embed, _ = clients
+    with MilvusStore(str(tmp_path_factory.mktemp("milvus") / "docs.db"), collection="sample", index="FLAT") as store:
+        report = ingest(read_documents(sample_corpus), store, embed, batch_size=8)
+        assert (report.read, report.written, report.skipped) == (32, 32, 0)
+        yield store
+
+
+@pytest.fixture(scope="module")
+def pipeline(store, clients):
+    return RerankPipeline(store, *clients)
+
+
+def test_a_rerun_of_ingest_adds_nothing_and_refresh_rewrites(store, clients, sample_corpus):
+    embed, _ = clients
+    again = ingest(read_documents(sample_corpus), store, embed, batch_size=8)
+    assert (again.read, again.written, again.skipped) == (32, 0, 32)
+    refreshed = ingest(read_documents(sample_corpus), store, embed, batch_size=100, refresh=True)
+    assert (refreshed.written, refreshed.skipped) == (32, 0)
+    assert store.count() == 32 and sorted(store.ids()) == sorted(d.id for d in read_documents(sample_corpus))
+
+
+def test_first_stage_is_the_exact_cosine_order(pipeline, store, sample_corpus, embedder_model):
+    from sentence_transformers import SentenceTransformer
+
+    documents = list(read_documents(sample_corpus))
+    model = SentenceTransformer(embedder_model, device="cpu")
+    similarity = model.encode([d.text for d in documents], normalize_embeddings=True) @ model.encode(
+        QUERY, normalize_embeddings=True
+    )
+    result = pipeline.search(QUERY, retrieve_k=10, top_k=10)
+    assert [c.id for c in result.candidates] == [documents[i].id for i in np.argsort(-similarity)[:10]]
+    np.testing.assert_allclose([c.score for c in result.candidates], np.sort(similarity)[::-1][:10], atol=1e-4)
+
+
+def test_hits_are_the_candidates_reranked_by_the_cross_encoder(pipeline, reference):
+    cross_encoder, _ = reference
+    result = pipeline.search(QUERY, retrieve_k=12, top_k=5)
+    texts = [c.text for c in result.candidates]
+    expected = cross_encoder.predict([(QUERY, t) for t in texts], activation_fn=torch.nn.Identity())
+    order = sorted(range(len(texts)), key=lambda i: expected[i], reverse=True)[:5]
+    assert [h.id for h in result.hits] == [result.candidates[i].id for i in order]
+    assert [h.first_stage_rank for h in result.hits] == [i + 1 for i in order]
+    np.testing.assert_allclose([h.rerank_score for h in result.hits], expected[order], atol=TOLERANCE)
+    assert set(result.timings_ms) == {"embed", "retrieve", "rerank"}
+
+
+def test_filters_narrow_the_candidates_and_bad_filters_are_named(pipeline):
+    result = pipeline.search(QUERY, retrieve_k=10, top_k=3, filter='metadata["topic"] == "cooking"')
+    assert {c.metadata["topic"] for c in result.candidates} == {"cooking"} and len(result.candidates) == 3
+    with pytest.raises(StoreError, match="filter"):
+        pipeline.search(QUERY, filter='metadata["topic" == ')
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"retrieve_k": 0}, "retrieve_k must be a positive int"),
+        ({"top_k": 11, "retrieve_k": 10}, r"top_k \(11\) cannot exceed retrieve_k \(10\)"),
+        ({"top_k": True}, "top_k must be a positive int"),
+    ],
+)
+def test_bad_search_arguments_are_refused(pipeline, kwargs, message):
+    with pytest.raises(RerankInputError, match=message):
+        pipeline.search(QUERY, **kwargs)
+
+
+def test_a_batch_of_queries_equals_single_searches(pipeline):
+    queries = [QUERY, "What makes the sea level go up?", "python threads"]
+    batch = pipeline.search_batch(queries, retrieve_k=8, top_k=4)
+    for query, result in zip(queries, batch, strict=True):
+        single = pipeline.search(query, retrieve_k=8, top_k=4)
+        assert [h.id for h in result.hits] == [h.id for h in single.hits]
+
+
+async def test_async_pipeline_equals_the_sync_one(pipeline, store, triton_server):
+    async with (
+        AsyncTritonEmbedFunction(triton_server.http_url) as embed,
+        AsyncTritonRerankFunction(triton_server.http_url) as rerank,
+    ):
+        results = await AsyncRerankPipeline(store, embed, rerank).search_batch([QUERY, "bread"], top_k=3)
+    for result in results:
+        expected = pipeline.search(result.query, top_k=3)
+        assert [h.id for h in result.hits] == [h.id for h in expected.hits]
+
+
+def test_an_interrupted_ingest_resumes_with_every_document_once(triton_server, tmp_path):
+    corpus = tmp_path / "corpus.jsonl"
+    with corpus.open("w") as out:
+        for i in range(300):
+            out.write(json.dumps({"_id": f"doc-{i:03d}", "text": f"document {i} about topic {i % 7}"}) + "\n")
+    database = tmp_path / "resume.db"
+    command = [
+        sys.executable,
+        "-m",
+        "triton_rerank.cli",
+        "ingest",
+        str(corpus),
+        "--milvus-uri",
+        str(database),
+        "--triton-url",
+        triton_server.grpc_url,
+        "--batch-size",
+        "10",
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    for line in process.stdout:  # let a few batches land, then kill it without warning
+        if line.startswith("batch 5:"):
+            os.kill(process.pid, signal.SIGKILL)
+            break
+    process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL
+    time.sleep(1)
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "read 300" in rerun.stdout and "holds 300 documents" in rerun.stdout
+    with MilvusStore(str(database)) as store:
+        ids = store.ids()
+    assert len(ids) == 300 and sorted(ids) == [f"doc-{i:03d}" for i in range(300)]
+
+
+def test_the_pipeline_runs_against_a_real_milvus_server(milvus_server, clients, sample_corpus):
+    embed, rerank = clients
+    with MilvusStore(milvus_server, collection="pipeline_test", index="HNSW") as store:
+        try:
+            ingest(read_documents(sample_corpus), store, embed, batch_size=16)
+            assert ingest(read_documents(sample_corpus), store, embed).written == 0
+            result = RerankPipeline(store, embed, rerank).search(QUERY, retrieve_k=10, top_k=3)
+            assert len(result.hits) == 3 and result.candidates[0].id.startswith("vaccines")
+        finally:
+            store.drop()
