@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -33,26 +32,20 @@ SAMPLE_QUERIES = [
 ]
 
 
-def ensure_exported(repository: Path, model: str, kind: str) -> None:
-    """Export ``model`` as ``kind`` unless the repository already holds an export of that model."""
-    from triton_rerank.models import resolve_model
-    from triton_rerank.repository import FAMILIES
+def prepare_repository(repository: Path, reranker: str, embedder: str) -> None:
+    """Export both models unless the repository already holds them."""
+    from triton_rerank.export import ensure_exported
 
-    family = FAMILIES[kind]
-    source = resolve_model(model)
-    manifest = repository / family.model / "1" / "export.json"
-    if manifest.exists() and json.loads(manifest.read_text()).get("model") == source:
-        print(f"{family.ensemble}: {repository} already holds {source}")
-        return
-    from triton_rerank.export import export_bi_encoder, export_cross_encoder
-
-    print(f"{family.ensemble}: exporting {source} into {repository} ...", flush=True)
-    export = export_bi_encoder if kind == "bi-encoder" else export_cross_encoder
-    try:
-        report = export(source, repository)
-    except OSError as err:  # not on disk, and the hub is out of reach
-        raise RuntimeError(f"cannot load {model}: {err}\nno hub access? pass a local folder instead") from err
-    print(f"{family.ensemble}: exported, max |difference to PyTorch| = {report.max_abs_diff:.1e}")
+    for model, kind in ((reranker, "cross-encoder"), (embedder, "bi-encoder")):
+        print(f"{kind}: {model} ...", flush=True)
+        try:
+            report = ensure_exported(repository, model, kind)
+        except OSError as err:  # not on disk, and the hub is out of reach
+            raise RuntimeError(f"cannot load {model}: {err}\nno hub access? pass a local folder instead") from err
+        if report is None:
+            print(f"{kind}: {repository} already holds it")
+        else:
+            print(f"{kind}: exported, max |difference to PyTorch| = {report.max_abs_diff:.1e}")
 
 
 def side_by_side(result, top_k: int) -> None:
@@ -112,8 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.triton_url is None:
             from triton_rerank.server import EmbeddedTritonServer, free_port_settings
 
-            ensure_exported(args.repository, args.reranker_model, "cross-encoder")
-            ensure_exported(args.repository, args.embedder_model, "bi-encoder")
+            prepare_repository(args.repository, args.reranker_model, args.embedder_model)
             started = time.perf_counter()
             server = EmbeddedTritonServer(args.repository, free_port_settings()).start()
             print(f"Triton ready in {time.perf_counter() - started:.1f} s at {server.grpc_url}")

@@ -263,6 +263,20 @@ def _write_checked(
     return report
 
 
+def ensure_exported(repository: Path | str, model: str, kind: str) -> ExportReport | None:
+    """Export ``model`` (resolved by ``models.resolve_model``) as ``kind`` unless ``repository``
+    already holds an export of that very source; returns the new export's report, or None."""
+    from triton_rerank.models import resolve_model
+
+    family = repo.FAMILIES[kind]
+    source = resolve_model(model)
+    manifest = Path(repository) / family.model / "1" / "export.json"
+    if manifest.exists() and json.loads(manifest.read_text()).get("model") == source:
+        return None
+    export = export_bi_encoder if kind == "bi-encoder" else export_cross_encoder
+    return export(source, repository)
+
+
 def _servable_tokenizer(model: str, tokenizer) -> tuple:
     """The tokenizer, if the server can run it, and the id tensors the model takes."""
     if not tokenizer.is_fast:

@@ -189,3 +189,50 @@ def test_cli_help_lists_the_subcommands():
     assert result.returncode == 0
     for command in ("serve", "ingest", "search"):
         assert command in result.stdout
+
+
+def test_evaluate_compares_the_served_stack_with_the_in_process_reference(
+    triton_server, tiny_model, embedder_model, sample_corpus, tmp_path
+):
+    beir = tmp_path / "beir"
+    (beir / "qrels").mkdir(parents=True)
+    (beir / "corpus.jsonl").write_text(sample_corpus.read_text())
+    queries = {"q1": "How do vaccines work?", "q2": "Why do sea levels rise?", "q3": "python threads"}
+    relevant = {"q1": "vaccines-1", "q2": "climate-2", "q3": "python-4"}
+    (beir / "queries.jsonl").write_text("".join(json.dumps({"_id": q, "text": t}) + "\n" for q, t in queries.items()))
+    (beir / "qrels" / "test.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t1\n" for q, d in relevant.items())
+    )
+    out = tmp_path / "evaluation.json"
+    result = subprocess.run(
+        script(
+            "evaluate.py",
+            "--data",
+            str(beir),
+            "--reranker-model",
+            str(tiny_model),
+            "--embedder-model",
+            embedder_model,
+            "--triton-url",
+            triton_server.grpc_url,
+            "--index",
+            "FLAT",
+            "--retrieve-k",
+            "10",
+            "--out",
+            str(out),
+        ),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "| nDCG@10 | MRR@10 | Recall@100 |" in result.stdout
+    rows = json.loads(out.read_text())["results"]
+    assert len(rows) == 5
+    # FLAT search is exact, and the served reranking equals the in-process one on the same candidates.
+    assert rows["first stage: Milvus FLAT (served)"] == rows["first stage: exact cosine (in-process)"]
+    assert rows["reranked: Triton on Milvus top-10 (served)"] == pytest.approx(
+        rows["reranked: CrossEncoder on Milvus top-10 (in-process)"], abs=1e-9
+    )
+    assert rows["first stage: exact cosine (in-process)"]["mrr@10"] == 1.0  # easy queries: all found first

@@ -1,0 +1,46 @@
+"""Ranking metrics as trec_eval computes them: nDCG@k (graded gains), MRR@k, Recall@k.
+
+``qrels`` maps a document id to its relevance grade; grades <= 0 count as not relevant.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+
+def ndcg_at_k(ranked: Sequence[str], qrels: Mapping[str, int], k: int = 10) -> float:
+    """Normalised discounted cumulative gain: gain = grade, discount = 1 / log2(rank + 1)."""
+    dcg = sum(max(qrels.get(doc, 0), 0) / math.log2(rank + 2) for rank, doc in enumerate(ranked[:k]))
+    ideal = sorted((g for g in qrels.values() if g > 0), reverse=True)[:k]
+    idcg = sum(grade / math.log2(rank + 2) for rank, grade in enumerate(ideal))
+    return dcg / idcg if idcg > 0 else 0.0
+
+
+def mrr_at_k(ranked: Sequence[str], qrels: Mapping[str, int], k: int = 10) -> float:
+    """Reciprocal rank of the first relevant document within the top ``k`` (0 if none)."""
+    for rank, doc in enumerate(ranked[:k], 1):
+        if qrels.get(doc, 0) > 0:
+            return 1.0 / rank
+    return 0.0
+
+
+def recall_at_k(ranked: Sequence[str], qrels: Mapping[str, int], k: int = 100) -> float:
+    """Share of the relevant documents found in the top ``k``."""
+    relevant = {doc for doc, grade in qrels.items() if grade > 0}
+    return len(relevant.intersection(ranked[:k])) / len(relevant) if relevant else 0.0
+
+
+def evaluate(runs: Mapping[str, Sequence[str]], qrels: Mapping[str, Mapping[str, int]]) -> dict[str, float]:
+    """Mean nDCG@10, MRR@10 and Recall@100 over the queries of ``qrels``; a query missing from
+    ``runs`` counts as an empty ranking."""
+    queries = [q for q in qrels if any(g > 0 for g in qrels[q].values())]
+    if not queries:
+        raise ValueError("no query has a relevant document")
+    totals = {"ndcg@10": 0.0, "mrr@10": 0.0, "recall@100": 0.0}
+    for query in queries:
+        ranked = runs.get(query, [])
+        totals["ndcg@10"] += ndcg_at_k(ranked, qrels[query], 10)
+        totals["mrr@10"] += mrr_at_k(ranked, qrels[query], 10)
+        totals["recall@100"] += recall_at_k(ranked, qrels[query], 100)
+    return {name: value / len(queries) for name, value in totals.items()}

@@ -1,0 +1,44 @@
+"""Ranking metrics against values worked out by hand."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from triton_rerank.metrics import evaluate, mrr_at_k, ndcg_at_k, recall_at_k
+
+
+def test_ndcg_of_a_perfect_ranking_is_one_and_of_a_miss_is_zero():
+    qrels = {"a": 2, "b": 1}
+    assert ndcg_at_k(["a", "b", "x"], qrels) == pytest.approx(1.0)
+    assert ndcg_at_k(["x", "y"], qrels) == 0.0
+
+
+def test_ndcg_uses_graded_gains_and_log_discount():
+    qrels = {"a": 2, "b": 1, "c": 0}
+    got = ndcg_at_k(["b", "c", "a"], qrels, k=10)
+    dcg = 1 / math.log2(2) + 2 / math.log2(4)
+    idcg = 2 / math.log2(2) + 1 / math.log2(3)
+    assert got == pytest.approx(dcg / idcg)
+
+
+def test_ndcg_cuts_at_k():
+    assert ndcg_at_k(["x", "a"], {"a": 1}, k=1) == 0.0
+
+
+def test_mrr_and_recall():
+    qrels = {"a": 1, "b": 1, "z": 0}
+    assert mrr_at_k(["z", "x", "b"], qrels) == pytest.approx(1 / 3)
+    assert mrr_at_k(["x"] * 10 + ["a"], qrels, k=10) == 0.0
+    assert recall_at_k(["a", "x"], qrels) == 0.5
+
+
+def test_evaluate_averages_over_queries_with_relevant_documents():
+    qrels = {"q1": {"a": 1}, "q2": {"b": 1}, "q3": {"c": 0}}
+    scores = evaluate({"q1": ["a"], "q2": ["x", "b"]}, qrels)
+    assert scores["mrr@10"] == pytest.approx((1 + 0.5) / 2)
+    assert scores["recall@100"] == 1.0
+    assert evaluate({}, {"q1": {"a": 1}})["ndcg@10"] == 0.0
+    with pytest.raises(ValueError, match="no query"):
+        evaluate({}, {"q": {"a": 0}})
