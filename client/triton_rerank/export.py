@@ -199,7 +199,8 @@ def export_bi_encoder(
         model_format="onnx",
         model_inputs=model_inputs,
         max_length=reference.max_seq_length,
-        dimension=reference.get_sentence_embedding_dimension(),
+        # sentence-transformers 6 renamed get_sentence_embedding_dimension; older releases lack the new name
+        dimension=getattr(reference, "get_embedding_dimension", reference.get_sentence_embedding_dimension)(),
     )
     expected = reference.encode(SAMPLE_TEXTS, normalize_embeddings=True, batch_size=len(SAMPLE_TEXTS))
     return _write_checked(

@@ -1,0 +1,81 @@
+"""Triton Python-backend tokenizer: strings -> the id tensors of a cross-encoder or a bi-encoder.
+
+Its config's inputs say which: ``QUERY`` + ``DOCUMENTS`` (model ``tokenizer``) tokenizes each
+(query, document) pair as sentence-transformers' ``CrossEncoder`` does; ``TEXTS`` (model
+``embed_tokenizer``) tokenizes each text as ``SentenceTransformer`` does. Both use the model's fast
+tokenizer (``tokenizer.json``, saved by the export with the model's padding settings), truncation
+longest-first at the ``max_length`` parameter of the config, and padding to the longest row of the
+request. It needs only the ``tokenizers`` library, reads its files from this model's version
+folder, and downloads nothing.
+
+The export copies this file to ``<repository>/<tokenizer>/1/model.py``.
+"""
+
+import json
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+from tokenizers import Tokenizer
+
+# Model input name -> tokenizers.Encoding attribute.
+_ENCODING_FIELDS = {"input_ids": "ids", "attention_mask": "attention_mask", "token_type_ids": "type_ids"}
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        config = json.loads(args["model_config"])
+        parameters = {key: value["string_value"] for key, value in config.get("parameters", {}).items()}
+        self.output_names = [output["name"] for output in config["output"]]
+        self.pairs = any(tensor["name"] == "QUERY" for tensor in config["input"])
+        unknown = set(self.output_names) - set(_ENCODING_FIELDS)
+        if unknown:
+            raise pb_utils.TritonModelException(f"tokenizer cannot produce {sorted(unknown)}")
+        path = f"{args['model_repository']}/{args['model_version']}/tokenizer.json"
+        self.tokenizer = Tokenizer.from_file(path)
+        if not self.tokenizer.padding:
+            raise pb_utils.TritonModelException(f"{path} sets no padding; re-export the model")
+        direction = (self.tokenizer.truncation or {}).get("direction", "right")
+        self.tokenizer.enable_truncation(
+            int(parameters["max_length"]), strategy=parameters.get("truncation", "longest_first"), direction=direction
+        )
+
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            try:
+                rows = self._read_pairs(request) if self.pairs else self._read_texts(request)
+                responses.append(pb_utils.InferenceResponse(output_tensors=self._tokenize(rows)))
+            except ValueError as err:  # this request is bad; the others in the batch go on
+                responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(str(err))))
+        return responses
+
+    def _read_pairs(self, request):
+        query = pb_utils.get_input_tensor_by_name(request, "QUERY").as_numpy().reshape(-1)
+        if query.size != 1:
+            raise ValueError(f"QUERY must hold exactly one string, got {query.size}")
+        query = _decode(query[0], "QUERY")
+        return [(query, document) for document in _read_strings(request, "DOCUMENTS")]
+
+    def _read_texts(self, request):
+        return _read_strings(request, "TEXTS")
+
+    def _tokenize(self, rows):
+        encodings = self.tokenizer.encode_batch(rows)
+        return [
+            pb_utils.Tensor(name, np.array([getattr(e, _ENCODING_FIELDS[name]) for e in encodings], dtype=np.int64))
+            for name in self.output_names
+        ]
+
+
+def _read_strings(request, name):
+    values = pb_utils.get_input_tensor_by_name(request, name).as_numpy().reshape(-1)
+    if values.size == 0:
+        raise ValueError(f"{name} must hold at least one string")
+    return [_decode(value, f"{name}[{i}]") for i, value in enumerate(values)]
+
+
+def _decode(value, what):
+    try:
+        return bytes(value).decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{what} is not valid UTF-8: {err}") from None
