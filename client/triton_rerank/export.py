@@ -336,6 +336,12 @@ def _export_onnx(wrapper, example, path: Path, settings: repo.RepositorySettings
     fused = optimize_model(
         str(path), model_type="bert", num_heads=fuse_config.num_attention_heads, hidden_size=fuse_config.hidden_size
     )
+    # The optimizer stamps every domain this onnxruntime knows; keep those the graph uses, so an
+    # older runtime (onnxruntime 1.19 in the 24.10 Triton container) meets no domain it lacks.
+    used = {""} | {node.domain for node in fused.model.graph.node}
+    kept = [opset for opset in fused.model.opset_import if opset.domain in used]
+    del fused.model.opset_import[:]
+    fused.model.opset_import.extend(kept)
     fused.save_model_to_file(str(path))
 
 

@@ -35,6 +35,15 @@ def test_onnx_export_writes_named_dynamic_tensors_that_match_the_config(tiny_rep
     assert out_dims[0].dim_param == "batch" and out_dims[1].dim_value == 1  # [batch, 1] = config dims [1]
 
 
+def test_onnx_export_loads_in_the_24_10_containers_onnxruntime(tiny_repository):
+    """onnxruntime 1.19 (Triton 24.10) reads IR version <= 10 and knows these domains."""
+    for model in ("cross_encoder", "bi_encoder"):
+        graph = onnx.load(str(tiny_repository / model / "1" / "model.onnx"))
+        assert graph.ir_version <= 10, model
+        assert {o.domain for o in graph.opset_import} <= {"", "com.microsoft"}, model
+        assert next(o.version for o in graph.opset_import if o.domain == "") <= 21, model
+
+
 def test_export_records_max_length_and_its_check(tiny_repository, tiny_model):
     tokenizer_config = repo.load_config(tiny_repository / "tokenizer" / "config.pbtxt")
     assert tokenizer_config.parameters["max_length"].string_value == str(TINY_MAX_LENGTH)
