@@ -266,14 +266,23 @@ def _write_checked(
 
 def ensure_exported(repository: Path | str, model: str, kind: str) -> ExportReport | None:
     """Export ``model`` (resolved by ``models.resolve_model``) as ``kind`` unless ``repository``
-    already holds an export of that very source; returns the new export's report, or None."""
+    already holds a complete export of that very source (its weights, and configs that still say the
+    exported max_length); returns the new export's report, or None."""
     from triton_rerank.models import resolve_model
 
     family = repo.FAMILIES[kind]
     source = resolve_model(model)
     manifest = Path(repository) / family.model / "1" / "export.json"
-    if manifest.exists() and json.loads(manifest.read_text()).get("model") == source:
-        return None
+    if manifest.exists():
+        report = json.loads(manifest.read_text())
+        weights = manifest.parent / (repo.ONNX_FILE if report.get("model_format") == "onnx" else repo.TORCHSCRIPT_FILE)
+        tokenizer_config = repo.load_config(Path(repository) / family.tokenizer / "config.pbtxt")
+        if (
+            report.get("model") == source
+            and weights.exists()
+            and tokenizer_config.parameters["max_length"].string_value == str(report.get("max_length"))
+        ):
+            return None
     export = export_bi_encoder if kind == "bi-encoder" else export_cross_encoder
     return export(source, repository)
 

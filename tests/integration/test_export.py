@@ -142,3 +142,16 @@ def test_torchscript_export_is_bound_to_the_device_it_can_trace_on(tiny_model, t
     export_cross_encoder(str(tiny_model), tmp_path / "auto", model_format="torchscript")
     config = repo.load_config(tmp_path / "auto" / "cross_encoder" / "config.pbtxt")
     assert [(g.kind, g.count) for g in config.instance_group] == [(repo.mc.ModelInstanceGroup.KIND_CPU, 1)]
+
+
+def test_ensure_exported_skips_a_complete_export_and_redoes_a_stale_one(tiny_model, tmp_path):
+    from triton_rerank.export import ensure_exported
+
+    repository = tmp_path / "repo"
+    assert ensure_exported(repository, str(tiny_model), "cross-encoder") is not None
+    assert ensure_exported(repository, str(tiny_model), "cross-encoder") is None
+    config = repository / "tokenizer" / "config.pbtxt"
+    config.write_text(config.read_text().replace(f'"{TINY_MAX_LENGTH}"', '"512"'))  # a config edited since
+    assert ensure_exported(repository, str(tiny_model), "cross-encoder") is not None
+    (repository / "cross_encoder" / "1" / "model.onnx").unlink()
+    assert ensure_exported(repository, str(tiny_model), "cross-encoder") is not None
