@@ -236,3 +236,16 @@ def test_evaluate_compares_the_served_stack_with_the_in_process_reference(
         rows["reranked: CrossEncoder on Milvus top-10 (in-process)"], abs=1e-9
     )
     assert rows["first stage: exact cosine (in-process)"]["mrr@10"] == 1.0  # easy queries: all found first
+
+
+def test_a_port_in_use_stops_the_start_with_the_servers_reason(tiny_repository):
+    import socket
+
+    from triton_rerank.server import EmbeddedTritonServer, ServerSettings, ServerStartError
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        settings = ServerSettings(http_port=busy.getsockname()[1], grpc_port=free_port(), metrics_port=free_port())
+        with pytest.raises(ServerStartError, match="already in use"):
+            EmbeddedTritonServer(tiny_repository, settings).start()
