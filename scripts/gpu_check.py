@@ -95,7 +95,11 @@ def check_format(
         reference = CrossEncoder(str(model), device="cuda" if device == "gpu" else "cpu")
         expected = reference.predict([(query, d) for d in documents], activation_fn=torch.nn.Identity(), batch_size=32)
         with TritonRerankFunction(server.grpc_url) as rf:
-            config = rf._client.get_model_config("cross_encoder", as_json=True)["config"]
+            import tritonclient.grpc as grpcclient
+
+            admin = grpcclient.InferenceServerClient(server.grpc_url.removeprefix("grpc://"))
+            config = admin.get_model_config("cross_encoder", as_json=True)["config"]
+            admin.close()
             result["instance_group"] = config.get("instance_group")
             served = rf.score(query, documents)
             result["served"] = True
