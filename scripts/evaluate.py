@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from triton_rerank.cli import configure_logging
+from triton_rerank.client import rank
 from triton_rerank.ingest import ingest, read_documents
 from triton_rerank.metrics import evaluate
 
@@ -48,8 +49,8 @@ def load_beir(folder: Path, split: str, max_queries: int | None):
 
 
 def ranked_ids(ids: list[str], scores) -> list[str]:
-    order = sorted(range(len(ids)), key=lambda i: scores[i], reverse=True)  # stable, as the client ranks
-    return [ids[i] for i in order]
+    """``ids`` best score first, ties in input order: the client's own ``rank``."""
+    return [ids[result.index] for result in rank(ids, scores, None)]
 
 
 def served_runs(args, documents, queries, url: str, milvus_uri: str):

@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.repository,
                 optimize=args.optimize,
                 tolerance=args.tolerance,
-                settings=settings.replace(kind="bi-encoder", dimension=384),
+                settings=settings,
             )
         else:
             report = export_cross_encoder(

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from triton_rerank.client import check_batch_size
 from triton_rerank.errors import RerankInputError
 from triton_rerank.store import Document, MilvusStore, check_documents
 
@@ -108,8 +109,7 @@ def ingest(
         refresh: Re-embed and overwrite documents already present (after their text changed).
         on_batch: Called with the running report after each batch (progress bars).
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise RerankInputError(f"batch_size must be a positive int, got {batch_size!r}")
+    check_batch_size(batch_size)
     report = IngestReport()
     iterator = iter(documents)
     while batch := list(itertools.islice(iterator, batch_size)):

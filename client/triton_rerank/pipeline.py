@@ -71,6 +71,11 @@ def _result(query: str, candidates: list[Match], scores: np.ndarray, top_k: int,
     return SearchResult(query=query, hits=hits, candidates=candidates, timings_ms=timings)
 
 
+def _shared_timings(embed_ms: float, retrieve_ms: float, queries: int) -> dict[str, float]:
+    """A batch embeds and retrieves once for all queries: each query gets its share."""
+    return {"embed": embed_ms / queries, "retrieve": retrieve_ms / queries}
+
+
 def _ms(since: float) -> float:
     return (time.perf_counter() - since) * 1e3
 
@@ -100,11 +105,11 @@ class RerankPipeline:
         candidate_lists = self.store.search(vectors, limit=retrieve_k, filter=filter)
         retrieve_ms = _ms(started)
         results = []
+        shared = _shared_timings(embed_ms, retrieve_ms, len(queries))
         for query, candidates in zip(queries, candidate_lists, strict=True):
             started = time.perf_counter()
             scores = self.reranker.score(query, [c.text for c in candidates]) if candidates else np.empty(0)
-            timings = {"embed": embed_ms / len(queries), "retrieve": retrieve_ms / len(queries), "rerank": _ms(started)}
-            results.append(_result(query, candidates, scores, top_k, timings))
+            results.append(_result(query, candidates, scores, top_k, {**shared, "rerank": _ms(started)}))
         return results
 
 
@@ -136,10 +141,11 @@ class AsyncRerankPipeline:
         candidate_lists = await asyncio.to_thread(self.store.search, vectors, limit=retrieve_k, filter=filter)
         retrieve_ms = _ms(started)
 
+        shared = _shared_timings(embed_ms, retrieve_ms, len(queries))
+
         async def rerank(query: str, candidates: list[Match]) -> SearchResult:
             started = time.perf_counter()
             scores = await self.reranker.score(query, [c.text for c in candidates]) if candidates else np.empty(0)
-            timings = {"embed": embed_ms / len(queries), "retrieve": retrieve_ms / len(queries), "rerank": _ms(started)}
-            return _result(query, candidates, scores, top_k, timings)
+            return _result(query, candidates, scores, top_k, {**shared, "rerank": _ms(started)})
 
         return list(await asyncio.gather(*(rerank(q, c) for q, c in zip(queries, candidate_lists, strict=True))))
