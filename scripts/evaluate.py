@@ -126,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, required=True, help="a BEIR folder (corpus, queries.jsonl, qrels/)")
     parser.add_argument("--split", default="test", help="qrels split (default: %(default)s)")
     parser.add_argument("--reranker-model", default="cross-encoder/ms-marco-MiniLM-L-6-v2")
+    parser.add_argument(
+        "--precision", choices=["fp32", "int8", "fp16"], default="fp32", help="the served reranker's export precision"
+    )
     parser.add_argument("--embedder-model", default="sentence-transformers/all-MiniLM-L6-v2")
     parser.add_argument("--repository", type=Path, default=Path("model_repository"))
     parser.add_argument("--triton-url", help="a running Triton; default: start the embedded server")
@@ -147,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
             from triton_rerank.export import ensure_exported
             from triton_rerank.server import EmbeddedTritonServer, free_port_settings
 
-            ensure_exported(args.repository, args.reranker_model, "cross-encoder")
+            ensure_exported(args.repository, args.reranker_model, "cross-encoder", args.precision)
             ensure_exported(args.repository, args.embedder_model, "bi-encoder")
             server = EmbeddedTritonServer(args.repository, free_port_settings()).start()
         url = args.triton_url or server.grpc_url
@@ -186,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
                 "queries": len(queries),
                 "documents": len(documents),
                 "reranker_model": args.reranker_model,
+                "reranker_precision": args.precision,
                 "embedder_model": args.embedder_model,
                 "index": args.index,
                 "retrieve_k": args.retrieve_k,

@@ -17,8 +17,10 @@ import sys
 
 from triton_rerank.export import (
     DEFAULT_EMBEDDER,
+    DEFAULT_MIN_RANK_CORRELATION,
     DEFAULT_MODEL,
     DEFAULT_TOLERANCE,
+    PRECISIONS,
     ExportError,
     export_bi_encoder,
     export_cross_encoder,
@@ -52,6 +54,18 @@ def main(argv: list[str] | None = None) -> int:
         help="onnx for the onnxruntime backend, torchscript (model.pt) for the pytorch backend",
     )
     parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="fp32",
+        help="ONNX arithmetic: int8 (dynamic quantization) for CPUs, fp16 for GPUs (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--min-rank-correlation",
+        type=float,
+        default=DEFAULT_MIN_RANK_CORRELATION,
+        help="least rank correlation with fp32 an int8/fp16 export must keep (default: %(default)g)",
+    )
+    parser.add_argument(
         "--device",
         choices=["auto", "cpu", "gpu"],
         default=defaults.device,
@@ -77,6 +91,11 @@ def main(argv: list[str] | None = None) -> int:
         help="ONNX Runtime threads per instance; 0 = ONNX Runtime's default",
     )
     parser.add_argument(
+        "--response-cache",
+        action="store_true",
+        help="let Triton answer repeated requests from its response cache (serve with --response-cache-mb)",
+    )
+    parser.add_argument(
         "--no-optimize", dest="optimize", action="store_false", help="skip ONNX Runtime's transformer graph fusions"
     )
     parser.add_argument(
@@ -93,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         max_batch_size=args.max_batch_size,
         max_queue_delay_us=args.max_queue_delay_us,
         intra_op_threads=args.intra_op_threads,
+        response_cache=args.response_cache,
     )
     try:
         if args.kind == "bi-encoder":
@@ -101,8 +121,10 @@ def main(argv: list[str] | None = None) -> int:
             report = export_bi_encoder(
                 resolve_model(args.model or DEFAULT_EMBEDDER),
                 args.repository,
+                precision=args.precision,
                 optimize=args.optimize,
                 tolerance=args.tolerance,
+                min_rank_correlation=args.min_rank_correlation,
                 settings=settings,
             )
         else:
@@ -110,8 +132,10 @@ def main(argv: list[str] | None = None) -> int:
                 resolve_model(args.model or DEFAULT_MODEL),
                 args.repository,
                 model_format=args.model_format,
+                precision=args.precision,
                 optimize=args.optimize,
                 tolerance=args.tolerance,
+                min_rank_correlation=args.min_rank_correlation,
                 settings=settings,
             )
     except (ExportError, OSError, ValueError) as err:
@@ -122,6 +146,13 @@ def main(argv: list[str] | None = None) -> int:
         f"check: max |score - PyTorch| = {report.max_abs_diff:.2e} on {report.pairs_checked} pairs "
         f"(tolerance {report.tolerance:g})"
     )
+    reduced = report.reduced_precision
+    if reduced is not None:
+        print(
+            f"{reduced.precision}: max |score - fp32| = {reduced.max_abs_diff:.3g}; against fp32 on "
+            f"{reduced.pairs_checked} sample pairs: rank correlation {reduced.rank_correlation:.4f}, "
+            f"top-5 agreement {reduced.top5_agreement:.0%}"
+        )
     return 0
 
 

@@ -7,7 +7,7 @@
 
 1. exports the cross-encoder and the bi-encoder into the model repository, when it lacks them;
 2. starts the embedded Triton server on free loopback ports (unless --triton-url is given);
-3. ingests a small sample corpus (scripts/data/sample_corpus.jsonl) into Milvus Lite (a temporary
+3. ingests a small sample corpus (client/triton_rerank/data/sample_corpus.jsonl) into Milvus Lite (a temporary
    file, unless --milvus-uri is given), embedding it through Triton;
 4. runs a few queries and prints the first-stage order next to the reranked order, with scores
    and timings; then stops what it started.
@@ -23,13 +23,7 @@ from pathlib import Path
 
 from triton_rerank import RerankError, TritonEmbedFunction, TritonRerankFunction
 from triton_rerank.cli import configure_logging
-
-SAMPLE_CORPUS = Path(__file__).parent / "data" / "sample_corpus.jsonl"
-SAMPLE_QUERIES = [
-    "How do vaccines train the immune system?",
-    "Why doesn't multithreading speed up my Python code?",
-    "What makes the sea level go up?",
-]
+from triton_rerank.samples import SAMPLE_CORPUS, SAMPLE_QUERIES
 
 
 def prepare_repository(repository: Path, reranker: str, embedder: str) -> None:

@@ -71,7 +71,9 @@ def url(request, triton_server) -> str:
 
 @pytest.fixture(scope="session")
 def sample_corpus() -> Path:
-    return ROOT / "scripts" / "data" / "sample_corpus.jsonl"
+    from triton_rerank.samples import SAMPLE_CORPUS
+
+    return SAMPLE_CORPUS
 
 
 @pytest.fixture(scope="session")

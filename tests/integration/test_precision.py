@@ -1,0 +1,82 @@
+"""Reduced-precision exports (int8, fp16): what they cost is measured, and they are served."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from triton_rerank import TritonRerankFunction
+from triton_rerank.export import ExportCheckError, ExportError, export_bi_encoder, export_cross_encoder
+from triton_rerank.server import EmbeddedTritonServer, free_port_settings
+
+QUERY = "what is the capital of france"
+DOCUMENTS = ["paris is the capital of france", "", "berlin " * 30, "café 🚀", "the quick brown fox"]
+
+
+@pytest.fixture(scope="module")
+def int8_repository(tiny_model, tmp_path_factory):
+    repository = tmp_path_factory.mktemp("repo-int8") / "model_repository"
+    export_cross_encoder(str(tiny_model), repository, precision="int8", min_rank_correlation=0.5)
+    return repository
+
+
+def test_int8_export_quantizes_the_graph_and_reports_its_cost(int8_repository):
+    graph = onnx.load(str(int8_repository / "cross_encoder" / "1" / "model.onnx"))
+    ops = Counter(node.op_type for node in graph.graph.node)
+    assert ops["DynamicQuantizeLinear"] + ops["DynamicQuantizeMatMul"] > 0, ops  # activations quantized at run time
+    assert {o.domain for o in graph.opset_import} <= {"", "com.microsoft"}  # still loads in the 24.10 container
+
+    report = json.loads((int8_repository / "cross_encoder" / "1" / "export.json").read_text())
+    assert report["precision"] == "int8"
+    assert report["max_abs_diff"] <= 1e-4  # the fp32 graph it was made from matched PyTorch
+    reduced = report["reduced_precision"]
+    assert reduced["precision"] == "int8" and reduced["pairs_checked"] == 96
+    assert 0 < reduced["max_abs_diff"] < 1.0  # int8 moves scores, by a bounded amount
+    assert 0.5 <= reduced["rank_correlation"] <= 1.0 and 0 <= reduced["top5_agreement"] <= 1.0
+
+
+@pytest.mark.integration
+def test_int8_model_is_served_close_to_the_fp32_scores(int8_repository, reference):
+    cross_encoder, _ = reference
+    expected = cross_encoder.predict([(QUERY, d) for d in DOCUMENTS], activation_fn=torch.nn.Identity())
+    bound = json.loads((int8_repository / "cross_encoder" / "1" / "export.json").read_text())
+    with EmbeddedTritonServer(int8_repository, free_port_settings()) as server:
+        with TritonRerankFunction(server.grpc_url) as rf:
+            served = rf.score(QUERY, DOCUMENTS)
+    difference = np.max(np.abs(served - expected))
+    assert 0 < difference < 2 * bound["reduced_precision"]["max_abs_diff"] + 0.05
+
+
+def test_a_reduced_precision_below_the_asked_rank_correlation_writes_nothing(tiny_model, tmp_path):
+    repository = tmp_path / "repo"
+    with pytest.raises(ExportCheckError, match=r"int8 model.onnx keeps a rank correlation of only .* nothing"):
+        export_cross_encoder(str(tiny_model), repository, precision="int8", min_rank_correlation=1.01)
+    assert not (repository / "cross_encoder").exists()
+
+
+def test_fp16_export_keeps_fp32_inputs_and_outputs_and_the_ranking(tiny_model, tmp_path):
+    repository = tmp_path / "repo"
+    report = export_cross_encoder(str(tiny_model), repository, precision="fp16")
+    graph = onnx.load(str(repository / "cross_encoder" / "1" / "model.onnx"))
+    assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in graph.graph.initializer)
+    assert graph.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # config stays TYPE_FP32
+    assert report.reduced_precision.max_abs_diff < 0.05
+    assert report.reduced_precision.rank_correlation > 0.99
+
+
+def test_int8_bi_encoder_keeps_the_retrieval_order(embedder_model, tmp_path):
+    report = export_bi_encoder(embedder_model, tmp_path / "repo", precision="int8")
+    reduced = report.reduced_precision
+    assert reduced.max_abs_diff < 0.1 and reduced.rank_correlation > 0.95
+
+
+def test_unknown_precision_and_reduced_torchscript_are_refused(tiny_model, tmp_path):
+    with pytest.raises(ExportError, match="precision must be one of fp32, int8, fp16; got 'int4'"):
+        export_cross_encoder(str(tiny_model), tmp_path / "a", precision="int4")
+    with pytest.raises(ExportError, match="int8 is made from the ONNX graph"):
+        export_cross_encoder(str(tiny_model), tmp_path / "b", model_format="torchscript", precision="int8")
