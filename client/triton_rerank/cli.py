@@ -68,6 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--metrics-port", type=int, default=8002)
     serve.add_argument("--log-file", type=Path, help="keep the server log here (default: a temporary file)")
     serve.add_argument("--log-verbose", type=int, default=0, help="Triton's --log-verbose level")
+    serve.add_argument(
+        "--response-cache-mb",
+        type=int,
+        default=0,
+        help="size of Triton's response cache, for models exported with --response-cache (default: off)",
+    )
 
     ingest = commands.add_parser("ingest", help="embed documents through Triton and upsert them into Milvus")
     ingest.add_argument("source", type=Path, help="a .jsonl[.gz] file, a BEIR folder, or a folder of .txt/.md files")
@@ -105,6 +111,7 @@ def serve(args: argparse.Namespace) -> int:
         metrics_port=args.metrics_port,
         log_file=args.log_file,
         log_verbose=args.log_verbose,
+        response_cache_bytes=args.response_cache_mb * 2**20,
     )
     server = EmbeddedTritonServer(args.repository, settings)
     try:

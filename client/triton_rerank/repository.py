@@ -87,6 +87,8 @@ class RepositorySettings:
             (texts) one ensemble request may carry.
         max_queue_delay_us: How long the dynamic batcher waits to fill a batch.
         intra_op_threads: ONNX Runtime threads per instance (0: ONNX Runtime's default).
+        response_cache: Let Triton answer a repeated request (same query, same documents) from
+            its response cache; the server must be started with a cache (``--cache-config``).
     """
 
     kind: Literal["cross-encoder", "bi-encoder"] = "cross-encoder"
@@ -99,6 +101,7 @@ class RepositorySettings:
     max_batch_size: int = 128
     max_queue_delay_us: int = 1000
     intra_op_threads: int = 0
+    response_cache: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in FAMILIES:
@@ -194,6 +197,8 @@ def ensemble_config(settings: RepositorySettings) -> mc.ModelConfig:
         input=_string_inputs(family),
         output=[_tensor(family.output, mc.TYPE_FP32, [-1, settings.dimension])],
     )
+    if settings.response_cache:
+        config.response_cache.enable = True
     steps = config.ensemble_scheduling.step
     steps.add(
         model_name=family.tokenizer,

@@ -48,6 +48,7 @@ class ServerSettings:
     log_verbose: int = 0
     log_file: Path | None = None  # None: a temporary file, removed on stop
     env: dict[str, str] = field(default_factory=dict)  # extra environment for the server and its models
+    response_cache_bytes: int = 0  # >0: a local response cache this large, for models that enable it
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -62,7 +63,7 @@ def free_port_settings(**overrides) -> ServerSettings:
     return ServerSettings(http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(), **overrides)
 
 
-def _pytriton_dirs() -> tuple[Path, Path]:
+def pytriton_dirs() -> tuple[Path, Path]:
     """The server tree and its shared libraries inside the nvidia-pytriton wheel (not imported)."""
     spec = importlib.util.find_spec("pytriton")
     if spec is None or spec.origin is None:
@@ -73,7 +74,7 @@ def _pytriton_dirs() -> tuple[Path, Path]:
 
 def prepare_backends(target: Path) -> Path:
     """A backend directory with the Python backend and the stub for this interpreter."""
-    root, _ = _pytriton_dirs()
+    root, _ = pytriton_dirs()
     stub = (
         root
         / "python_backend_stubs"
@@ -143,7 +144,7 @@ class EmbeddedTritonServer:
         return f"http://{self.settings.host}:{self.settings.metrics_port}/metrics"
 
     def start(self) -> EmbeddedTritonServer:
-        root, libs = _pytriton_dirs()
+        root, libs = pytriton_dirs()
         self._workdir = tempfile.TemporaryDirectory(prefix="triton-rerank-")
         work = Path(self._workdir.name)
         models = derive_repository(self.repository, work / "models")
@@ -164,6 +165,8 @@ class EmbeddedTritonServer:
             "--strict-readiness=true",
             f"--log-verbose={s.log_verbose}",
         ]
+        if s.response_cache_bytes:
+            command += [f"--cache-directory={root / 'caches'}", f"--cache-config=local,size={s.response_cache_bytes}"]
         env = {**os.environ, **s.env}
         # The Python backend stub runs model code with the first python3 on PATH: make it ours.
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])

@@ -106,6 +106,13 @@ def test_device_choice_sets_the_instance_group():
     assert (gpu.instance_group[0].kind, gpu.instance_group[0].count) == (mc.ModelInstanceGroup.KIND_GPU, 3)
 
 
+def test_response_cache_is_enabled_on_the_ensemble_only_when_asked():
+    assert not repo.ensemble_config(repo.RepositorySettings()).HasField("response_cache")
+    cached = repo.build_configs(repo.RepositorySettings(response_cache=True))
+    assert cached[repo.RERANKER].response_cache.enable
+    assert not cached[repo.CROSS_ENCODER].HasField("response_cache")  # one lookup per request, at the top
+
+
 @pytest.mark.parametrize(
     "changes, message",
     [
