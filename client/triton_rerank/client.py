@@ -8,13 +8,13 @@ the same score meaning as ``cross-encoder/ms-marco-*`` models give in-process: t
 ``activation="sigmoid"`` maps scores into (0, 1).
 
 The URL's scheme picks the protocol (see ``transport``). Documents go in requests of at most
-``batch_size``; N documents in, N scores out, or an error. ``AsyncTritonRerankFunction`` is the
-asyncio twin.
+``batch_size``, grouped by length (the tokenizer pads each request only to its own longest pair)
+and sent concurrently; N documents in, N scores out, in input order, or an error.
+``AsyncTritonRerankFunction`` is the asyncio twin.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Literal
@@ -22,7 +22,7 @@ from typing import Literal
 import numpy as np
 
 from triton_rerank.errors import RerankInputError
-from triton_rerank.transport import AsyncTransport, Transport
+from triton_rerank.transport import DEFAULT_MAX_IN_FLIGHT, AsyncTransport, Transport
 
 Activation = Literal["identity", "sigmoid"]
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -100,9 +100,27 @@ def chunks(items: list[bytes], size: int) -> list[list[bytes]]:
     return [items[start : start + size] for start in range(0, len(items), size)]
 
 
-def _join(parts: list[np.ndarray], activation: Activation) -> np.ndarray:
-    scores = np.concatenate([part.reshape(-1) for part in parts]) if parts else np.empty(0, np.float32)
-    return activate(scores, activation)
+def length_groups(items: list[bytes], size: int) -> tuple[np.ndarray, list[list[bytes]]]:
+    """``items`` ordered by length and cut into groups of at most ``size``, and that order: each
+    request then holds texts of similar length, so padding to its longest wastes little work."""
+    order = np.argsort(np.array([len(item) for item in items], dtype=np.int64), kind="stable")
+    return order, chunks([items[i] for i in order], size)
+
+
+def in_input_order(order: np.ndarray, parts: list[np.ndarray], *, flat: bool = True) -> np.ndarray:
+    """Undo ``length_groups``: rows of ``parts`` (in grouped order) put back where ``order`` took
+    them; ``flat`` gives one value per row (scores), else rows of values (embeddings)."""
+    if not parts:
+        return np.empty(0 if flat else (0, 0), np.float32)
+    grouped = np.concatenate([part.reshape(len(part), -1) for part in parts])
+    out = np.empty_like(grouped)
+    out[order] = grouped
+    return out.reshape(-1) if flat else out
+
+
+def _batches(query: str, groups: list[list[bytes]]) -> list[tuple[dict[str, list[bytes]], int]]:
+    query_bytes = [query.encode("utf-8")]
+    return [({"QUERY": query_bytes, "DOCUMENTS": group}, len(group)) for group in groups]
 
 
 class TritonRerankFunction:
@@ -117,6 +135,7 @@ class TritonRerankFunction:
             Must not exceed the server's ``cross_encoder`` max_batch_size.
         timeout_s: Connection and request timeout.
         headers: Extra HTTP headers / gRPC metadata sent with every request.
+        max_in_flight: Most requests of one call on the wire at once.
     """
 
     def __init__(
@@ -128,11 +147,12 @@ class TritonRerankFunction:
         batch_size: int = DEFAULT_BATCH_SIZE,
         timeout_s: float = 60.0,
         headers: dict[str, str] | None = None,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
     ) -> None:
         check_options(activation, batch_size)
         self.activation = activation
         self.batch_size = batch_size
-        self._transport = Transport(url, model_name, timeout_s=timeout_s, headers=headers)
+        self._transport = Transport(url, model_name, timeout_s=timeout_s, headers=headers, max_in_flight=max_in_flight)
 
     def __call__(self, query: str, documents: list[str], top_k: int | None = 5) -> list[RerankResult]:
         """Rerank ``documents`` for ``query``; the ``top_k`` best (all for ``None``), best first."""
@@ -143,12 +163,9 @@ class TritonRerankFunction:
         return self._score(query, check_request(query, documents, None))
 
     def _score(self, query: str, encoded: list[bytes]) -> np.ndarray:
-        query_bytes = [query.encode("utf-8")]
-        parts = [
-            self._transport.infer({"QUERY": query_bytes, "DOCUMENTS": chunk}, "SCORES", len(chunk))
-            for chunk in chunks(encoded, self.batch_size)
-        ]
-        return _join(parts, self.activation)
+        order, groups = length_groups(encoded, self.batch_size)
+        parts = self._transport.infer_many(_batches(query, groups), "SCORES")
+        return activate(in_input_order(order, parts), self.activation)
 
     def is_ready(self) -> bool:
         """True when the server answers and the model is ready; False when it is not."""
@@ -165,10 +182,7 @@ class TritonRerankFunction:
 
 
 class AsyncTritonRerankFunction:
-    """The asyncio twin of ``TritonRerankFunction``: same arguments, ``await rf(...)``.
-
-    The requests of one call (one per ``batch_size`` documents) are sent concurrently.
-    """
+    """The asyncio twin of ``TritonRerankFunction``: same arguments, ``await rf(...)``."""
 
     def __init__(
         self,
@@ -179,11 +193,14 @@ class AsyncTritonRerankFunction:
         batch_size: int = DEFAULT_BATCH_SIZE,
         timeout_s: float = 60.0,
         headers: dict[str, str] | None = None,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
     ) -> None:
         check_options(activation, batch_size)
         self.activation = activation
         self.batch_size = batch_size
-        self._transport = AsyncTransport(url, model_name, timeout_s=timeout_s, headers=headers)
+        self._transport = AsyncTransport(
+            url, model_name, timeout_s=timeout_s, headers=headers, max_in_flight=max_in_flight
+        )
 
     async def __call__(self, query: str, documents: list[str], top_k: int | None = 5) -> list[RerankResult]:
         return rank(documents, await self._score(query, check_request(query, documents, top_k)), top_k)
@@ -192,14 +209,9 @@ class AsyncTritonRerankFunction:
         return await self._score(query, check_request(query, documents, None))
 
     async def _score(self, query: str, encoded: list[bytes]) -> np.ndarray:
-        query_bytes = [query.encode("utf-8")]
-        parts = await asyncio.gather(
-            *(
-                self._transport.infer({"QUERY": query_bytes, "DOCUMENTS": chunk}, "SCORES", len(chunk))
-                for chunk in chunks(encoded, self.batch_size)
-            )
-        )
-        return _join(list(parts), self.activation)
+        order, groups = length_groups(encoded, self.batch_size)
+        parts = await self._transport.infer_many(_batches(query, groups), "SCORES")
+        return activate(in_input_order(order, parts), self.activation)
 
     async def is_ready(self) -> bool:
         return await self._transport.is_ready()

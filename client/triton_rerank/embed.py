@@ -4,24 +4,23 @@
     vectors = embed(["first text", "second text"])       # float32 [2, dim], L2-normalised
 
 The vectors equal ``SentenceTransformer(model).encode(texts, normalize_embeddings=True)`` for the
-exported model. Texts go in requests of at most ``batch_size``; N texts in, N vectors out.
+exported model. Texts go in requests of at most ``batch_size``, grouped by length and sent
+concurrently (as the reranking client does); N texts in, N vectors out, in input order.
 """
 
 from __future__ import annotations
 
-import asyncio
-
 import numpy as np
 
-from triton_rerank.client import check_batch_size, check_strings, chunks
-from triton_rerank.transport import AsyncTransport, Transport
+from triton_rerank.client import check_batch_size, check_strings, in_input_order, length_groups
+from triton_rerank.transport import DEFAULT_MAX_IN_FLIGHT, AsyncTransport, Transport
 
 DEFAULT_EMBEDDER_NAME = "embedder"
 DEFAULT_EMBED_BATCH_SIZE = 64
 
 
-def _stack(parts: list[np.ndarray]) -> np.ndarray:
-    return np.concatenate(parts) if parts else np.empty((0, 0), np.float32)
+def _batches(groups: list[list[bytes]]) -> list[tuple[dict[str, list[bytes]], int]]:
+    return [({"TEXTS": group}, len(group)) for group in groups]
 
 
 class TritonEmbedFunction:
@@ -35,16 +34,14 @@ class TritonEmbedFunction:
         batch_size: int = DEFAULT_EMBED_BATCH_SIZE,
         timeout_s: float = 60.0,
         headers: dict[str, str] | None = None,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
     ) -> None:
         self.batch_size = check_batch_size(batch_size)
-        self._transport = Transport(url, model_name, timeout_s=timeout_s, headers=headers)
+        self._transport = Transport(url, model_name, timeout_s=timeout_s, headers=headers, max_in_flight=max_in_flight)
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        parts = [
-            self._transport.infer({"TEXTS": chunk}, "EMBEDDINGS", len(chunk))
-            for chunk in chunks(check_strings(texts, "texts"), self.batch_size)
-        ]
-        return _stack(parts)
+        order, groups = length_groups(check_strings(texts, "texts"), self.batch_size)
+        return in_input_order(order, self._transport.infer_many(_batches(groups), "EMBEDDINGS"), flat=False)
 
     __call__ = encode
 
@@ -72,16 +69,16 @@ class AsyncTritonEmbedFunction:
         batch_size: int = DEFAULT_EMBED_BATCH_SIZE,
         timeout_s: float = 60.0,
         headers: dict[str, str] | None = None,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
     ) -> None:
         self.batch_size = check_batch_size(batch_size)
-        self._transport = AsyncTransport(url, model_name, timeout_s=timeout_s, headers=headers)
+        self._transport = AsyncTransport(
+            url, model_name, timeout_s=timeout_s, headers=headers, max_in_flight=max_in_flight
+        )
 
     async def encode(self, texts: list[str]) -> np.ndarray:
-        encoded = check_strings(texts, "texts")
-        parts = await asyncio.gather(
-            *(self._transport.infer({"TEXTS": c}, "EMBEDDINGS", len(c)) for c in chunks(encoded, self.batch_size))
-        )
-        return _stack(list(parts))
+        order, groups = length_groups(check_strings(texts, "texts"), self.batch_size)
+        return in_input_order(order, await self._transport.infer_many(_batches(groups), "EMBEDDINGS"), flat=False)
 
     __call__ = encode
 

@@ -3,12 +3,16 @@ string tensors in, one float tensor out, and tritonclient's errors translated in
 
 The URL's scheme picks the protocol: ``http://``, ``https://``, ``grpc://``, ``grpcs://`` (no
 scheme means HTTP). ``Transport`` is blocking; ``AsyncTransport`` is its asyncio twin and creates
-its connection inside the running event loop, as aiohttp requires.
+its connection inside the running event loop, as aiohttp requires. ``infer_many`` keeps up to
+``max_in_flight`` requests on the wire at once, so that the server can batch them together and is
+never idle between the requests of one call.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Literal
 
@@ -52,10 +56,21 @@ def check_timeout(timeout_s: object) -> float:
     return float(timeout_s)
 
 
+# Requests of one call on the wire at once: enough to keep a server's batcher and instances fed.
+DEFAULT_MAX_IN_FLIGHT = 4
+
+Batch = tuple[dict[str, list[bytes]], int]  # string inputs by name, and the rows they hold
+
+
 class _Base:
     """What both transports share: the request tensors, the checks on answers, error translation."""
 
-    def __init__(self, url: str, model_name: str, timeout_s: float, headers: dict[str, str] | None) -> None:
+    def __init__(
+        self, url: str, model_name: str, timeout_s: float, headers: dict[str, str] | None, max_in_flight: int
+    ) -> None:
+        if isinstance(max_in_flight, bool) or not isinstance(max_in_flight, int) or max_in_flight < 1:
+            raise RerankInputError(f"max_in_flight must be a positive int, got {max_in_flight!r}")
+        self.max_in_flight = max_in_flight
         self.timeout_s = check_timeout(timeout_s)
         self.endpoint = parse_url(url)
         self.url = url
@@ -116,8 +131,10 @@ class _Base:
 class Transport(_Base):
     """Blocking calls to one model."""
 
-    def __init__(self, url: str, model_name: str, *, timeout_s: float = 60.0, headers=None) -> None:
-        super().__init__(url, model_name, timeout_s, headers)
+    def __init__(
+        self, url: str, model_name: str, *, timeout_s: float = 60.0, headers=None, max_in_flight=DEFAULT_MAX_IN_FLIGHT
+    ) -> None:
+        super().__init__(url, model_name, timeout_s, headers, max_in_flight)
         if self.endpoint.protocol == "grpc":
             import tritonclient.grpc as module
 
@@ -130,6 +147,7 @@ class Transport(_Base):
                 ssl=self.endpoint.ssl,
                 connection_timeout=self.timeout_s,
                 network_timeout=self.timeout_s,
+                concurrency=self.max_in_flight,  # connections, for infer_many
             )
         self._module = module
 
@@ -140,6 +158,46 @@ class Transport(_Base):
         except Exception as err:
             raise self.translate(err) from err
         return self._output(result, output, rows)
+
+    def infer_many(self, batches: list[Batch], output: str) -> list[np.ndarray]:
+        """``infer`` for each batch, up to ``max_in_flight`` at once; results in batch order."""
+        if len(batches) <= 1 or self.max_in_flight == 1:
+            return [self.infer(strings, output, rows) for strings, rows in batches]
+        try:
+            if self.endpoint.protocol == "grpc":
+                results = self._grpc_many(batches, output)
+            else:  # the HTTP client's own pool keeps max_in_flight connections busy
+                pending = []
+                for strings, _ in batches:
+                    inputs, kwargs = self._request(self._module, strings, output)
+                    pending.append(self._client.async_infer(self.model_name, inputs, **kwargs))
+                results = [request.get_result() for request in pending]
+        except Exception as err:
+            raise self.translate(err) from err
+        return [self._output(result, output, rows) for result, (_, rows) in zip(results, batches, strict=True)]
+
+    def _grpc_many(self, batches: list[Batch], output: str) -> list:
+        slots = threading.BoundedSemaphore(self.max_in_flight)
+        futures: list[Future] = []
+        for strings, _ in batches:
+            future: Future = Future()
+            futures.append(future)
+
+            def done(result, error, future=future) -> None:
+                slots.release()
+                if error is not None:
+                    future.set_exception(error)
+                else:
+                    future.set_result(result)
+
+            inputs, kwargs = self._request(self._module, strings, output)
+            slots.acquire()
+            try:
+                self._client.async_infer(self.model_name, inputs, done, **kwargs)
+            except Exception:
+                slots.release()
+                raise
+        return [future.result() for future in futures]
 
     def is_ready(self) -> bool:
         """True when the server answers and the model is ready; False when it is not."""
@@ -155,8 +213,10 @@ class Transport(_Base):
 class AsyncTransport(_Base):
     """The asyncio twin of ``Transport``."""
 
-    def __init__(self, url: str, model_name: str, *, timeout_s: float = 60.0, headers=None) -> None:
-        super().__init__(url, model_name, timeout_s, headers)
+    def __init__(
+        self, url: str, model_name: str, *, timeout_s: float = 60.0, headers=None, max_in_flight=DEFAULT_MAX_IN_FLIGHT
+    ) -> None:
+        super().__init__(url, model_name, timeout_s, headers, max_in_flight)
         self._client = None
 
     def _connect(self):
@@ -182,6 +242,16 @@ class AsyncTransport(_Base):
         except Exception as err:
             raise self.translate(err) from err
         return self._output(result, output, rows)
+
+    async def infer_many(self, batches: list[Batch], output: str) -> list[np.ndarray]:
+        """``infer`` for each batch, up to ``max_in_flight`` at once; results in batch order."""
+        slots = asyncio.Semaphore(self.max_in_flight)
+
+        async def one(strings: dict[str, list[bytes]], rows: int) -> np.ndarray:
+            async with slots:
+                return await self.infer(strings, output, rows)
+
+        return list(await asyncio.gather(*(one(strings, rows) for strings, rows in batches)))
 
     async def is_ready(self) -> bool:
         client = self._connect()

@@ -15,7 +15,7 @@ from triton_rerank import (
     ServerUnavailableError,
     TritonRerankFunction,
 )
-from triton_rerank.client import activate, check_request, rank
+from triton_rerank.client import activate, check_request, in_input_order, length_groups, rank
 from triton_rerank.server import free_port
 from triton_rerank.transport import parse_url
 
@@ -93,6 +93,8 @@ def test_sigmoid_activation_maps_logits_into_unit_interval():
         ({"batch_size": 0}, "batch_size"),
         ({"timeout_s": 0}, "timeout_s"),
         ({"timeout_s": "5"}, "timeout_s"),
+        ({"max_in_flight": 0}, "max_in_flight"),
+        ({"max_in_flight": 2.0}, "max_in_flight"),
     ],
 )
 def test_client_refuses_bad_options(option, message):
@@ -129,3 +131,16 @@ def test_the_client_imports_without_torch_transformers_or_onnxruntime():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_length_groups_put_similar_lengths_together_and_in_input_order_undoes_them():
+    items = [b"x" * length for length in (50, 3, 27, 3, 90, 1, 12)]
+    order, groups = length_groups(items, 3)
+    assert [[len(item) for item in group] for group in groups] == [[1, 3, 3], [12, 27, 50], [90]]
+    assert sum(map(len, groups)) == len(items)  # nothing dropped, nothing repeated
+    # the server answers each group in its order; scores must land back on their own documents
+    parts = [np.array([float(len(item)) for item in group], dtype=np.float32) for group in groups]
+    np.testing.assert_array_equal(in_input_order(order, parts), [len(item) for item in items])
+    rows = [np.stack([part, -part], axis=1) for part in parts]  # embeddings: whole rows move
+    np.testing.assert_array_equal(in_input_order(order, rows, flat=False)[:, 1], [-len(item) for item in items])
+    assert in_input_order(np.empty(0, np.int64), []).shape == (0,)
