@@ -249,3 +249,43 @@ def test_a_port_in_use_stops_the_start_with_the_servers_reason(tiny_repository):
         settings = ServerSettings(http_port=busy.getsockname()[1], grpc_port=free_port(), metrics_port=free_port())
         with pytest.raises(ServerStartError, match="already in use"):
             EmbeddedTritonServer(tiny_repository, settings).start()
+
+
+def test_benchmark_quick_measures_every_variant_side_by_side_and_writes_its_reports(tiny_model, tmp_path):
+    out = tmp_path / "bench"
+    done = subprocess.run(
+        script(
+            "benchmark.py",
+            "--quick",
+            "--rounds",
+            "1",
+            "--model",
+            str(tiny_model),
+            "--data",
+            str(tmp_path / "no-data"),  # absent: synthetic passages
+            "--no-perf-analyzer",
+            "--out",
+            str(out),
+        ),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((out / "benchmark.json").read_text())
+    cells = {(c["variant"], c["clients"]): c for c in report["cells"]}
+    assert set(cells) == {
+        ("baseline", 1),
+        ("baseline", 4),
+        *((variant, clients) for variant in ("served fp32", "served int8") for clients in (1, 4, 16)),
+    }
+    for cell in cells.values():
+        assert cell["n"] == 100 and cell["errors"] == 0 and cell["requests"] >= cell["clients"]
+        assert cell["pairs_per_s_median"] > 0 and cell["p50_ms"] <= cell["p99_ms"]
+    served = cells[("served int8", 4)]["triton"]
+    assert served["cross_encoder"]["rows_per_execution"] >= 1 and served["tokenizer"]["compute_ms_per_request"] > 0
+    assert report["accuracy"]["served fp32"]["max_abs_diff"] <= 1e-4  # same scores as pymilvus' reranker
+    assert report["accuracy"]["served int8"]["max_abs_diff"] > 0  # quantized: close, not equal
+    assert {r["variant"] for r in report["ratios"]} == {"served fp32", "served int8"}
+    assert "| served int8 | 100 | 4 |" in (out / "benchmark.md").read_text()
+    assert (out / "benchmark.png").read_bytes()[:4] == b"\x89PNG"
