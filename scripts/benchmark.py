@@ -45,6 +45,8 @@ from pathlib import Path
 
 import numpy as np
 
+from triton_rerank.client import DEFAULT_BATCH_SIZE
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 DEFAULT_MODEL = SHARED / "models" / "minilm-l6-scifact-ce"
@@ -512,7 +514,7 @@ def measure_levers(int8: Served, requests_for, work: Path, protocol: str, batch_
     measure("int8 default", served_scorer(int8.url(protocol), batch_size), int8.server.http_url)
     other = "http" if protocol == "grpc" else "grpc"
     measure(f"{other} instead of {protocol}", served_scorer(int8.url(other), batch_size), int8.server.http_url)
-    for size in (16, 32, 128):
+    for size in (16, 32, 64, 128):
         if size != batch_size:
             measure(f"client batch_size {size}", served_scorer(int8.url(protocol), size), int8.server.http_url)
     for name, edit in server_levers.items():
@@ -684,7 +686,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="DL19 folder; synthetic passages if absent")
     parser.add_argument("--out", type=Path, default=Path("benchmark-results"), help="output folder")
     parser.add_argument("--protocol", choices=["grpc", "http"], default="grpc")
-    parser.add_argument("--batch-size", type=int, default=64, help="client batch_size (documents per request)")
+    parser.add_argument(
+        "--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="client batch_size (default: %(default)s)"
+    )
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds (default: %(default)s)")
     parser.add_argument("--no-perf-analyzer", action="store_true")
     args = parser.parse_args(argv)

@@ -16,7 +16,7 @@ from triton_rerank.client import check_batch_size, check_strings, in_input_order
 from triton_rerank.transport import DEFAULT_MAX_IN_FLIGHT, AsyncTransport, Transport
 
 DEFAULT_EMBEDDER_NAME = "embedder"
-DEFAULT_EMBED_BATCH_SIZE = 64
+DEFAULT_EMBED_BATCH_SIZE = 128  # the server's default max_batch_size, as for reranking
 
 
 def _batches(groups: list[list[bytes]]) -> list[tuple[dict[str, list[bytes]], int]]:
