@@ -492,7 +492,8 @@ def measure_levers(int8: Served, requests_for, work: Path, protocol: str, batch_
 
     server_levers = {
         "no length grouping (whole batch, arrival order)": parameter("runner_slice_rows", 0),
-        "length-sorted slices of 8 rows": parameter("runner_slice_rows", 8),
+        "length-sorted slices of 4 rows": parameter("runner_slice_rows", 4),
+        "length-sorted slices of 16 rows": parameter("runner_slice_rows", 16),
         "length-sorted slices of 32 rows": parameter("runner_slice_rows", 32),
         "1 instance x 2 threads": instances(1, 2),
         "2 instances x 1 thread": instances(2, 1),
