@@ -634,7 +634,7 @@ def markdown(report: dict) -> str:
         lines += ["", f"perf_analyzer (gRPC, int8, N = {perf['n']}):", ""]
         lines += ["| concurrency | pairs/s | p50 ms | p99 ms | server queue ms | server compute ms |"]
         lines += ["| --- | --- | --- | --- | --- | --- |"]
-        for r in perf["results"]:
+        for r in sorted(perf["results"], key=lambda r: r["concurrency"]):
             lines.append(
                 f"| {r['concurrency']} | {r['pairs_per_s']:.1f} | {r['p50_ms']:.0f} | {r['p99_ms']:.0f} "
                 f"| {r['server_queue_ms']:.0f} | {r['server_compute_ms']:.0f} |"
@@ -672,8 +672,9 @@ def plot(report: dict, path: Path) -> bool:
             sorted({s["clients"] for s in report["cells"]}),
             labels=sorted({str(s["clients"]) for s in report["cells"]}, key=int),
         )
+        ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(loc="center right")
     fig.suptitle(f"Reranking throughput, {report['machine']}")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

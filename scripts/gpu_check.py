@@ -3,11 +3,12 @@
 
     python scripts/gpu_check.py --model path/to/cross-encoder [--random-weights] [--out gpu_check.json]
 
-1. Exports the model with ``--device gpu`` (a KIND_GPU instance group) as TorchScript, and as ONNX
-   (which needs onnxruntime-gpu for its CUDA execution provider; without it the server must refuse
-   to load the model rather than run it on the CPU).
+1. Exports the model with ``--device gpu`` (a KIND_GPU instance group) as TorchScript, as ONNX
+   and as ONNX at fp16 (both need onnxruntime-gpu for its CUDA execution provider; without it the
+   server must refuse to load the model rather than run it on the CPU).
 2. Serves each with the embedded Triton server and compares the served scores with
-   sentence-transformers' CrossEncoder on the same GPU (tolerance 1e-4).
+   sentence-transformers' CrossEncoder on the same GPU (fp32 within 1e-4; fp16's difference is
+   recorded next to the export's own fp16-vs-fp32 report).
 3. Times one query x N documents (40-120 words each): the in-process CrossEncoder on the GPU
    (batch 32, as pymilvus' CrossEncoderRerankFunction) against the served path, 1 and 4 clients.
 
@@ -19,6 +20,7 @@ Not part of the test suite: CI has no GPU.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import sys
@@ -79,10 +81,17 @@ def check_format(
     from triton_rerank.server import EmbeddedTritonServer, ServerStartError, free_port_settings
 
     repository = work / f"repo-{model_format}"
+    base_format, _, precision = model_format.partition("-")  # "onnx-fp16": ONNX at fp16
     report = export_cross_encoder(
-        str(model), repository, model_format=model_format, settings=RepositorySettings(device=device)
+        str(model),
+        repository,
+        model_format=base_format,
+        precision=precision or "fp32",
+        settings=RepositorySettings(device=device),
     )
     result: dict = {"format": model_format, "export_max_abs_diff": report.max_abs_diff}
+    if report.reduced_precision is not None:
+        result["reduced_precision"] = dataclasses.asdict(report.reduced_precision)
     query = "immune response of patients to the vaccine trial"
     try:
         server = EmbeddedTritonServer(repository, free_port_settings(env=server_env)).start()
@@ -144,7 +153,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--random-weights", action="store_true", help="random weights of the same architecture")
     parser.add_argument("--documents", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=20)
-    parser.add_argument("--formats", nargs="+", default=["torchscript", "onnx"])
+    parser.add_argument(
+        "--formats",
+        nargs="+",
+        default=["torchscript", "onnx", "onnx-fp16"],
+        help="torchscript, onnx, onnx-fp16 (ONNX at fp16: needs onnxruntime-gpu's CUDA provider)",
+    )
     parser.add_argument("--out", type=Path, default=Path("gpu_check.json"))
     parser.add_argument("--device", choices=["gpu", "cpu"], default="gpu", help="cpu: a dry run of this script")
     parser.add_argument(

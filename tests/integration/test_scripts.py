@@ -44,6 +44,8 @@ def test_serve_prints_one_ready_line_serves_and_stops_cleanly(tiny_repository, s
             str(grpc),
             "--metrics-port",
             str(metrics),
+            "--response-cache-mb",  # the server must find the cache library pytriton ships
+            "8",
         ),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -119,6 +121,23 @@ def test_export_script_reports_the_check(tiny_model, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "max |score - PyTorch| =" in result.stdout
     assert "KIND_CPU" in (tmp_path / "repo" / "cross_encoder" / "config.pbtxt").read_text()
+
+
+def test_export_script_makes_a_cached_int8_model_and_prints_its_cost(tiny_model, tmp_path):
+    repository = tmp_path / "repo"
+    result = subprocess.run(
+        script(
+            "export_model.py",
+            *("--model", str(tiny_model), "--repository", str(repository), "--precision", "int8", "--response-cache"),
+        ),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "int8: max |score - fp32| =" in result.stdout and "rank correlation 0." in result.stdout
+    assert "response_cache" in (repository / "reranker" / "config.pbtxt").read_text()
+    assert json.loads((repository / "cross_encoder" / "1" / "export.json").read_text())["precision"] == "int8"
 
 
 def test_export_script_fails_cleanly_for_a_missing_model(tmp_path):
