@@ -165,6 +165,7 @@ def export_cross_encoder(
         model_inputs=model_inputs,
         max_length=reference.max_seq_length,
     )
+    settings = _settings_for_precision(settings, precision)
     trace_device = "cpu"
     if model_format == "torchscript":  # a trace is bound to the device it ran on
         if settings.device == "auto":
@@ -237,6 +238,7 @@ def export_bi_encoder(
         # sentence-transformers 6 renamed get_sentence_embedding_dimension; older releases lack the new name
         dimension=getattr(reference, "get_embedding_dimension", reference.get_sentence_embedding_dimension)(),
     )
+    settings = _settings_for_precision(settings, precision)
     expected = reference.encode(SAMPLE_TEXTS, normalize_embeddings=True, batch_size=len(SAMPLE_TEXTS))
     return _write_checked(
         _PooledEmbeddings(hf_model, model_inputs, pooling),
@@ -421,6 +423,15 @@ def _keep_used_domains(model) -> None:
     model.opset_import.extend(kept)
 
 
+def _settings_for_precision(settings: repo.RepositorySettings, precision: str) -> repo.RepositorySettings:
+    """int8 runs row by row in the embedded runner unless asked otherwise: dynamic quantization
+    takes one activation scale per tensor, so in a batch each score would depend on its batch-mates;
+    one row per call keeps every score the pair's own, at almost no cost (no padding at all)."""
+    if precision == "int8" and settings.runner_slice_rows is None:
+        return settings.replace(runner_slice_rows=1)
+    return settings
+
+
 def _check_precision(precision: str, model_format: str) -> None:
     if precision not in PRECISIONS:
         raise ExportError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
@@ -460,17 +471,29 @@ def _reduce_precision(path: Path, precision: str, fp32_score, served_tokenizer, 
     _keep_used_domains(model)
     onnx.save(model, str(path))
 
-    reduced_score = load_scorer(path)
+    reduced_model = load_scorer(path)
+    if settings.runner_slice_rows == 1:  # scored as the runner will serve it: one row per call
+
+        def reduced_score(inputs: list[np.ndarray]) -> np.ndarray:
+            rows = []
+            for i in range(len(inputs[0])):
+                width = int(np.flatnonzero(inputs[1][i]).max()) + 1  # cut to its last real token, as the runner does
+                rows.append(reduced_model([array[i : i + 1, :width] for array in inputs]))
+            return np.concatenate(rows)
+
+    else:
+        reduced_score = reduced_model
     texts = sample_texts()
     fp32, reduced = [], []
     for query in SAMPLE_QUERIES:
         if settings.kind == "cross-encoder":
-            pairs = [(query, text) for text in texts]
-            fp32.append(fp32_score(_encode(served_tokenizer, pairs, settings))[:, 0])
-            reduced.append(reduced_score(_encode(served_tokenizer, pairs, settings))[:, 0])
+            encoded = _encode(served_tokenizer, [(query, text) for text in texts], settings)
+            fp32.append(fp32_score(encoded)[:, 0])
+            reduced.append(reduced_score(encoded)[:, 0])
         else:  # rank the corpus by cosine similarity; the embeddings are L2-normalised
+            encoded = _encode(served_tokenizer, [query, *texts], settings)
             for score, out in ((fp32_score, fp32), (reduced_score, reduced)):
-                vectors = score(_encode(served_tokenizer, [query, *texts], settings))
+                vectors = score(encoded)
                 out.append(vectors[1:] @ vectors[0])
     if settings.kind == "cross-encoder":
         max_abs_diff = max(float(np.max(np.abs(a - b))) for a, b in zip(fp32, reduced, strict=True))

@@ -87,6 +87,9 @@ class RepositorySettings:
             (texts) one ensemble request may carry.
         max_queue_delay_us: How long the dynamic batcher waits to fill a batch.
         intra_op_threads: ONNX Runtime threads per instance (0: ONNX Runtime's default).
+        runner_slice_rows: Rows per model call in the embedded server's Python runner on a CPU
+            (``None``: its default of 8; 0: the whole batch, as the native backend runs it). The
+            export sets 1 for int8, whose scores then do not depend on other rows of the batch.
         response_cache: Let Triton answer a repeated request (same query, same documents) from
             its response cache; the server must be started with a cache (``--cache-config``).
     """
@@ -101,6 +104,7 @@ class RepositorySettings:
     max_batch_size: int = 128
     max_queue_delay_us: int = 1000
     intra_op_threads: int = 0
+    runner_slice_rows: int | None = None
     response_cache: bool = False
 
     def __post_init__(self) -> None:
@@ -113,6 +117,8 @@ class RepositorySettings:
         unknown = set(self.model_inputs) - set(BERT_INPUTS)
         if unknown or self.model_inputs[:2] != BERT_INPUTS[:2]:
             raise ValueError(f"model_inputs must start with input_ids, attention_mask; got {self.model_inputs}")
+        if self.runner_slice_rows is not None and self.runner_slice_rows < 0:
+            raise ValueError(f"runner_slice_rows must be >= 0 or None, got {self.runner_slice_rows}")
         for name in ("dimension", "max_length", "instances", "max_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -184,6 +190,8 @@ def model_config(settings: RepositorySettings) -> mc.ModelConfig:
         config.instance_group.add(kind=kind, count=settings.instances)
     if settings.model_format == "onnx" and settings.intra_op_threads:
         _parameters(config, intra_op_thread_count=settings.intra_op_threads)
+    if settings.runner_slice_rows is not None:
+        _parameters(config, runner_slice_rows=settings.runner_slice_rows)
     return config
 
 

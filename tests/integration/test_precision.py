@@ -40,16 +40,35 @@ def test_int8_export_quantizes_the_graph_and_reports_its_cost(int8_repository):
     assert 0.5 <= reduced["rank_correlation"] <= 1.0 and 0 <= reduced["top5_agreement"] <= 1.0
 
 
+@pytest.fixture(scope="module")
+def int8_server(int8_repository):
+    with EmbeddedTritonServer(int8_repository, free_port_settings()) as server:
+        yield server
+
+
 @pytest.mark.integration
-def test_int8_model_is_served_close_to_the_fp32_scores(int8_repository, reference):
+def test_int8_model_is_served_close_to_the_fp32_scores(int8_server, int8_repository, reference):
     cross_encoder, _ = reference
     expected = cross_encoder.predict([(QUERY, d) for d in DOCUMENTS], activation_fn=torch.nn.Identity())
     bound = json.loads((int8_repository / "cross_encoder" / "1" / "export.json").read_text())
-    with EmbeddedTritonServer(int8_repository, free_port_settings()) as server:
-        with TritonRerankFunction(server.grpc_url) as rf:
-            served = rf.score(QUERY, DOCUMENTS)
+    with TritonRerankFunction(int8_server.grpc_url) as rf:
+        served = rf.score(QUERY, DOCUMENTS)
     difference = np.max(np.abs(served - expected))
     assert 0 < difference < 2 * bound["reduced_precision"]["max_abs_diff"] + 0.05
+
+
+@pytest.mark.integration
+def test_an_int8_score_does_not_depend_on_the_other_documents(int8_server, int8_repository):
+    """Dynamic quantization scales a whole batch at once; the export makes the runner score int8
+    row by row, so a pair's score is its own whatever it is sent with."""
+    config = (int8_repository / "cross_encoder" / "config.pbtxt").read_text()
+    assert 'key: "runner_slice_rows"' in config and 'string_value: "1"' in config
+    with TritonRerankFunction(int8_server.http_url) as rf:
+        together = rf.score(QUERY, DOCUMENTS)
+        alone = np.array([rf.score(QUERY, [document])[0] for document in DOCUMENTS])
+        reversed_order = rf.score(QUERY, DOCUMENTS[::-1])[::-1]
+    np.testing.assert_array_equal(together, alone)
+    np.testing.assert_array_equal(together, reversed_order)
 
 
 def test_a_reduced_precision_below_the_asked_rank_correlation_writes_nothing(tiny_model, tmp_path):
