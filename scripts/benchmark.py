@@ -46,6 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from triton_rerank.client import DEFAULT_BATCH_SIZE
+from triton_rerank.metrics import rank_correlation, top_k_overlap
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -327,17 +328,10 @@ def lever_repository(source: Path, target: Path, edit: Callable) -> Path:
 
 def accuracy(reference: list[np.ndarray], served: list[np.ndarray]) -> dict:
     """How far served scores are from the baseline's, and how well they keep its ranking."""
-
-    def spearman(a, b):
-        return float(np.corrcoef(np.argsort(np.argsort(a)), np.argsort(np.argsort(b)))[0, 1])
-
-    def top10(a, b):
-        return len(set(np.argsort(-a)[:10]) & set(np.argsort(-b)[:10])) / 10
-
     return {
         "max_abs_diff": max(float(np.max(np.abs(a - b))) for a, b in zip(reference, served, strict=True)),
-        "rank_correlation": float(np.mean([spearman(a, b) for a, b in zip(reference, served, strict=True)])),
-        "top10_agreement": float(np.mean([top10(a, b) for a, b in zip(reference, served, strict=True)])),
+        "rank_correlation": float(np.mean([rank_correlation(a, b) for a, b in zip(reference, served, strict=True)])),
+        "top10_agreement": float(np.mean([top_k_overlap(a, b, 10) for a, b in zip(reference, served, strict=True)])),
         "requests": len(reference),
     }
 

@@ -30,6 +30,7 @@ from typing import Literal
 import numpy as np
 
 from triton_rerank import repository as repo
+from triton_rerank.metrics import rank_correlation, top_k_overlap
 from triton_rerank.samples import SAMPLE_QUERIES, sample_texts
 
 try:
@@ -503,22 +504,12 @@ def _reduce_precision(path: Path, precision: str, fp32_score, served_tokenizer, 
     report = PrecisionReport(
         precision=precision,
         max_abs_diff=max_abs_diff,
-        rank_correlation=float(np.mean([_spearman(a, b) for a, b in zip(fp32, reduced, strict=True)])),
-        top5_agreement=float(np.mean([_top_overlap(a, b, 5) for a, b in zip(fp32, reduced, strict=True)])),
+        rank_correlation=float(np.mean([rank_correlation(a, b) for a, b in zip(fp32, reduced, strict=True)])),
+        top5_agreement=float(np.mean([top_k_overlap(a, b, 5) for a, b in zip(fp32, reduced, strict=True)])),
         pairs_checked=len(texts) * len(SAMPLE_QUERIES),
     )
     log.info("%s: %s", precision, report)
     return report
-
-
-def _spearman(a: np.ndarray, b: np.ndarray) -> float:
-    """Spearman's rank correlation (ties broken by position; scores are continuous)."""
-    ranks_a, ranks_b = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
-    return float(np.corrcoef(ranks_a, ranks_b)[0, 1])
-
-
-def _top_overlap(a: np.ndarray, b: np.ndarray, k: int) -> float:
-    return len(set(np.argsort(-a)[:k]) & set(np.argsort(-b)[:k])) / k
 
 
 def _export_torchscript(wrapper, example, path: Path, device: str) -> None:

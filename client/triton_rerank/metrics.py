@@ -1,4 +1,5 @@
-"""Ranking metrics as trec_eval computes them: nDCG@k (graded gains), MRR@k, Recall@k.
+"""Ranking metrics as trec_eval computes them: nDCG@k (graded gains), MRR@k, Recall@k; and how
+far two scorings of the same documents agree (rank correlation, top-k overlap).
 
 ``qrels`` maps a document id to its relevance grade; grades <= 0 count as not relevant.
 """
@@ -7,6 +8,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+
+def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's rank correlation of two score arrays (ties broken by position; scores are continuous)."""
+    ranks_a, ranks_b = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
+    return float(np.corrcoef(ranks_a, ranks_b)[0, 1])
+
+
+def top_k_overlap(a: np.ndarray, b: np.ndarray, k: int) -> float:
+    """Share of the ``k`` best documents by ``a`` that are also among the ``k`` best by ``b``."""
+    return len(set(np.argsort(-a)[:k]) & set(np.argsort(-b)[:k])) / k
 
 
 def ndcg_at_k(ranked: Sequence[str], qrels: Mapping[str, int], k: int = 10) -> float:

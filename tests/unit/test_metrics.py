@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
-from triton_rerank.metrics import evaluate, mrr_at_k, ndcg_at_k, recall_at_k
+from triton_rerank.metrics import evaluate, mrr_at_k, ndcg_at_k, rank_correlation, recall_at_k, top_k_overlap
 
 
 def test_ndcg_of_a_perfect_ranking_is_one_and_of_a_miss_is_zero():
@@ -42,3 +43,11 @@ def test_evaluate_averages_over_queries_with_relevant_documents():
     assert evaluate({}, {"q1": {"a": 1}})["ndcg@10"] == 0.0
     with pytest.raises(ValueError, match="no query"):
         evaluate({}, {"q": {"a": 0}})
+
+
+def test_rank_correlation_and_top_k_overlap_compare_two_scorings():
+    scores = np.array([0.1, 2.0, -1.0, 0.5, 3.0])
+    assert rank_correlation(scores, scores * 10 - 4) == pytest.approx(1.0)  # same order, other scale
+    assert rank_correlation(scores, -scores) == pytest.approx(-1.0)
+    assert top_k_overlap(scores, scores + 1, 2) == 1.0
+    assert top_k_overlap(scores, np.array([3.0, 2.0, -1.0, 0.5, 0.1]), 2) == 0.5  # {4, 1} vs {0, 1}
