@@ -181,8 +181,12 @@ class Cell:
         return out
 
 
-def run_clients(make_scorer: Callable[[], Scorer], requests: list[Request], clients: int, cell: Cell) -> None:
-    """``clients`` threads share ``requests`` out round-robin and send them back to back."""
+def run_clients(
+    make_scorer: Callable[[], Scorer], requests: list[Request], clients: int, cell: Cell, stats_url: str | None = None
+) -> None:
+    """``clients`` threads share ``requests`` out round-robin and send them back to back; with a
+    served variant's ``stats_url``, Triton's statistics for the run are added to the cell too."""
+    before = triton_stats(stats_url) if stats_url else None
     scorers = [make_scorer() for _ in range(clients)]
     start = threading.Barrier(clients + 1)
     latencies: list[float] = []
@@ -216,6 +220,8 @@ def run_clients(make_scorer: Callable[[], Scorer], requests: list[Request], clie
     cell.throughputs.append(served_pairs / wall)
     cell.latencies += latencies
     cell.errors += errors
+    if stats_url:
+        add_stats(cell.triton, stats_delta(before, triton_stats(stats_url)))
 
 
 def triton_stats(http_url: str) -> dict[str, dict[str, int]]:
@@ -443,10 +449,7 @@ def measure_grid(variants: dict[str, tuple], grid: list[tuple[int, int]], reques
                 if skip(n, clients):
                     continue
                 cell = cells[(name, n, clients)]
-                before = triton_stats(stats_url) if stats_url else None
-                run_clients(make_scorer, requests_for(n, clients, round_index), clients, cell)
-                if stats_url:
-                    add_stats(cell.triton, stats_delta(before, triton_stats(stats_url)))
+                run_clients(make_scorer, requests_for(n, clients, round_index), clients, cell, stats_url)
                 s = cell.summary()
                 print(
                     f"round {round_index + 1}/{rounds}  N={n:<5} clients={clients:<3} {name:<14} "
@@ -500,9 +503,7 @@ def measure_levers(int8: Served, requests_for, work: Path, protocol: str, batch_
     def measure(name: str, make_scorer, stats_url) -> None:
         cell = Cell(name, n, clients)
         for round_index in range(rounds):
-            before = triton_stats(stats_url)
-            run_clients(make_scorer, requests_for(n, clients, round_index), clients, cell)
-            add_stats(cell.triton, stats_delta(before, triton_stats(stats_url)))
+            run_clients(make_scorer, requests_for(n, clients, round_index), clients, cell, stats_url)
         results.append(cell.summary())
         print(f"lever  {name:<48} {results[-1]['pairs_per_s_median']:7.1f} pairs/s", flush=True)
 
