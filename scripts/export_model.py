@@ -57,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         "--precision",
         choices=PRECISIONS,
         default="fp32",
-        help="ONNX arithmetic: int8 (dynamic quantization) for CPUs, fp16 for GPUs (default: %(default)s)",
+        help="arithmetic: int8 (ONNX dynamic quantization) for CPUs; fp16 for GPUs (ONNX, or TorchScript "
+        "traced on the GPU) (default: %(default)s)",
     )
     parser.add_argument(
         "--min-rank-correlation",

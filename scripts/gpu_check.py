@@ -3,14 +3,16 @@
 
     python scripts/gpu_check.py --model path/to/cross-encoder [--random-weights] [--out gpu_check.json]
 
-1. Exports the model with ``--device gpu`` (a KIND_GPU instance group) as TorchScript, as ONNX
-   and as ONNX at fp16 (both need onnxruntime-gpu for its CUDA execution provider; without it the
-   server must refuse to load the model rather than run it on the CPU).
+1. Exports the model with ``--device gpu`` (a KIND_GPU instance group) as TorchScript at fp32 and
+   fp16 (traced in half precision on the GPU) and as ONNX at fp16 (which needs onnxruntime-gpu for
+   its CUDA execution provider; without it the server must refuse to load the model rather than run
+   it on the CPU).
 2. Serves each with the embedded Triton server and compares the served scores with
    sentence-transformers' CrossEncoder on the same GPU (fp32 within 1e-4; fp16's difference is
    recorded next to the export's own fp16-vs-fp32 report).
 3. Times one query x N documents (40-120 words each): the in-process CrossEncoder on the GPU
-   (batch 32, as pymilvus' CrossEncoderRerankFunction) against the served path, 1 and 4 clients.
+   (batch 32, as pymilvus' CrossEncoderRerankFunction; also in half precision, for reference)
+   against the served path, with 1, 4 and 16 clients.
 
 ``--random-weights`` replaces the weights by a random initialisation of the same architecture
 (speed does not depend on weight values), so a folder with only config.json and tokenizer files works.
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import statistics
 import sys
@@ -63,6 +66,27 @@ def time_calls(call, rounds: int) -> list[float]:
     return times
 
 
+def in_process_speeds(model: Path, documents: list[str], rounds: int, device: str) -> dict:
+    """pairs/s of sentence-transformers' CrossEncoder in-process, at fp32 (the baseline) and fp16."""
+    import torch
+    from sentence_transformers import CrossEncoder
+
+    query = "immune response of patients to the vaccine trial"
+    pairs = [(query, d) for d in documents]
+    speeds = {}
+    for precision in ("fp32", "fp16") if device == "gpu" else ("fp32",):
+        reference = CrossEncoder(str(model), device="cuda" if device == "gpu" else "cpu")
+        if precision == "fp16":
+            reference.model.half()
+        predict = functools.partial(reference.predict, pairs, batch_size=32, show_progress_bar=False)
+        predict()  # warm-up
+        speeds[f"{precision}_pairs_per_s"] = len(pairs) / statistics.median(time_calls(predict, rounds))
+        del reference, predict
+        if device == "gpu":
+            torch.cuda.empty_cache()
+    return speeds
+
+
 def check_format(
     model: Path,
     model_format: str,
@@ -76,19 +100,22 @@ def check_format(
     from sentence_transformers import CrossEncoder
 
     from triton_rerank import RerankError, TritonRerankFunction
-    from triton_rerank.export import export_cross_encoder
+    from triton_rerank.export import ExportError, export_cross_encoder
     from triton_rerank.repository import RepositorySettings
     from triton_rerank.server import EmbeddedTritonServer, ServerStartError, free_port_settings
 
     repository = work / f"repo-{model_format}"
     base_format, _, precision = model_format.partition("-")  # "onnx-fp16": ONNX at fp16
-    report = export_cross_encoder(
-        str(model),
-        repository,
-        model_format=base_format,
-        precision=precision or "fp32",
-        settings=RepositorySettings(device=device),
-    )
+    try:
+        report = export_cross_encoder(
+            str(model),
+            repository,
+            model_format=base_format,
+            precision=precision or "fp32",
+            settings=RepositorySettings(device=device),
+        )
+    except ExportError as err:
+        return {"format": model_format, "export_error": str(err)}
     result: dict = {"format": model_format, "export_max_abs_diff": report.max_abs_diff}
     if report.reduced_precision is not None:
         result["reduced_precision"] = dataclasses.asdict(report.reduced_precision)
@@ -121,25 +148,23 @@ def check_format(
                 lambda: reference.predict([(query, d) for d in documents], batch_size=32, show_progress_bar=False),
                 rounds,
             )
-            single = time_calls(lambda: rf.score(query, documents), rounds)
+        result.update(
+            documents=n,
+            in_process_p50_s=statistics.median(in_process),
+            in_process_pairs_per_s=n / statistics.median(in_process),
+        )
 
         def one_client(_):
             with TritonRerankFunction(server.grpc_url) as client:
                 return time_calls(lambda: client.score(query, documents), rounds)
 
-        started = time.perf_counter()
-        with ThreadPoolExecutor(4) as pool:
-            concurrent = [t for times in pool.map(one_client, range(4)) for t in times]
-        wall = time.perf_counter() - started
-        result.update(
-            documents=n,
-            in_process_p50_s=statistics.median(in_process),
-            in_process_pairs_per_s=n / statistics.median(in_process),
-            served_1_client_p50_s=statistics.median(single),
-            served_1_client_pairs_per_s=n / statistics.median(single),
-            served_4_clients_pairs_per_s=4 * rounds * n / wall,
-            served_4_clients_p50_s=statistics.median(concurrent),
-        )
+        for clients in (1, 4, 16):
+            started = time.perf_counter()
+            with ThreadPoolExecutor(clients) as pool:
+                latencies = [t for times in pool.map(one_client, range(clients)) for t in times]
+            wall = time.perf_counter() - started
+            result[f"served_{clients}_clients_pairs_per_s"] = clients * rounds * n / wall
+            result[f"served_{clients}_clients_p50_s"] = statistics.median(latencies)
     except RerankError as err:
         result["client_error"] = str(err)
     finally:
@@ -156,8 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--formats",
         nargs="+",
-        default=["torchscript", "onnx", "onnx-fp16"],
-        help="torchscript, onnx, onnx-fp16 (ONNX at fp16: needs onnxruntime-gpu's CUDA provider)",
+        default=["torchscript", "torchscript-fp16", "onnx-fp16"],
+        help="torchscript, torchscript-fp16, onnx, onnx-fp16 (ONNX on a GPU needs onnxruntime-gpu's CUDA provider)",
     )
     parser.add_argument("--out", type=Path, default=Path("gpu_check.json"))
     parser.add_argument("--device", choices=["gpu", "cpu"], default="gpu", help="cpu: a dry run of this script")
@@ -189,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         model = random_weights_copy(args.model, work / "model") if args.random_weights else args.model
         documents = make_documents(args.documents)
+        facts["in_process"] = in_process_speeds(model, documents, args.rounds, args.device)
+        print(json.dumps(facts["in_process"]), flush=True)
         server_env = dict(item.split("=", 1) for item in args.server_env)
         results = [
             check_format(model, fmt, work, documents, args.rounds, args.device, server_env) for fmt in args.formats

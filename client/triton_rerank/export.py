@@ -8,8 +8,9 @@ result is compared with sentence-transformers in PyTorch (``CrossEncoder.predict
 ``SentenceTransformer.encode``); above the tolerance ``ExportCheckError`` is raised and the
 repository is left as it was. Each export replaces only its own family's models.
 
-``precision`` picks the ONNX file's arithmetic: ``fp32``; ``int8`` (dynamic quantization,
-per-channel weights: about twice as fast on CPUs with VNNI); or ``fp16`` (for GPUs). A reduced
+``precision`` picks the model's arithmetic: ``fp32``; ``int8`` (ONNX dynamic quantization,
+per-channel weights: about twice as fast on CPUs with VNNI); or ``fp16`` (for GPUs: the ONNX graph
+converted, or a TorchScript trace of the model in half precision on the GPU). A reduced
 precision is made from the checked fp32 graph and its cost is measured and reported: the largest
 score difference to fp32 and how well it keeps fp32's ranking of the built-in sample corpus.
 
@@ -148,7 +149,7 @@ def export_cross_encoder(
     """Export ``model`` (hub id or local folder) into ``repository``; see the module docstring.
 
     Args:
-        precision: ``fp32``, ``int8`` or ``fp16`` (ONNX only).
+        precision: ``fp32``, ``int8`` (ONNX only) or ``fp16`` (ONNX, or TorchScript on a GPU).
         min_rank_correlation: The least rank correlation with fp32 a reduced precision may keep.
         settings: Serving settings (device, batching, threads); the model-specific fields
             (format, inputs, max_length) are filled in from the model.
@@ -178,6 +179,8 @@ def export_cross_encoder(
                     "--device gpu on a machine with a CUDA GPU, or use --format onnx"
                 )
             trace_device = "cuda"
+        if precision == "fp16" and trace_device != "cuda":
+            raise ExportError("fp16 TorchScript is traced on the GPU it serves on: export with --device gpu")
     activation = type(reference.activation_fn).__name__
     if activation != "Identity":
         log.warning(
@@ -298,7 +301,9 @@ def _write_checked(
         max_abs_diff = float(max(np.max(np.abs(expected - batched)), np.max(np.abs(expected - single))))
         reduced = None
         if precision != "fp32" and max_abs_diff <= tolerance:
-            reduced = _reduce_precision(weights, precision, score, served_tokenizer, settings)
+            if settings.model_format == "torchscript":  # fp16: the same model traced again, in half precision
+                _export_torchscript(wrapper.half(), example, weights, trace_device)
+            reduced = _reduce_precision(weights, precision, score, served_tokenizer, settings, trace_device)
         report = ExportReport(
             precision=precision,
             reduced_precision=reduced,
@@ -436,16 +441,21 @@ def _settings_for_precision(settings: repo.RepositorySettings, precision: str) -
 def _check_precision(precision: str, model_format: str) -> None:
     if precision not in PRECISIONS:
         raise ExportError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
-    if precision != "fp32" and model_format != "onnx":
-        raise ExportError(f"{precision} is made from the ONNX graph: export with --format onnx")
+    if precision == "int8" and model_format != "onnx":
+        raise ExportError("int8 is made from the ONNX graph: export with --format onnx")
 
 
-def _reduce_precision(path: Path, precision: str, fp32_score, served_tokenizer, settings) -> PrecisionReport:
-    """Convert the checked fp32 ``path`` in place to ``precision``, and measure on the sample corpus
-    what that costs: how far scores move, and how well each sample query's ranking holds."""
+def _reduce_precision(
+    path: Path, precision: str, fp32_score, served_tokenizer, settings, device: str = "cpu"
+) -> PrecisionReport:
+    """Convert the checked fp32 ``path`` in place to ``precision`` (a TorchScript file arrives
+    already traced at it), and measure on the sample corpus what that costs: how far scores move,
+    and how well each sample query's ranking holds."""
     import onnx
 
-    if precision == "int8":
+    if path.suffix != ".onnx":
+        model = None
+    elif precision == "int8":
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
         # Per-channel weights keep rankings far better than per-tensor at no cost in speed.
@@ -469,10 +479,11 @@ def _reduce_precision(path: Path, precision: str, fp32_score, served_tokenizer, 
         fp16 = OnnxModel(onnx.load(str(path)))
         fp16.convert_float_to_float16(keep_io_types=True)  # ids in, fp32 scores out, as before
         model = fp16.model
-    _keep_used_domains(model)
-    onnx.save(model, str(path))
+    if model is not None:
+        _keep_used_domains(model)
+        onnx.save(model, str(path))
 
-    reduced_model = load_scorer(path)
+    reduced_model = load_scorer(path, device)
     if settings.runner_slice_rows == 1:  # scored as the runner will serve it: one row per call
 
         def reduced_score(inputs: list[np.ndarray]) -> np.ndarray:
@@ -536,7 +547,7 @@ def load_scorer(path: Path, device: str = "cpu"):
 
         def run(inputs: list[np.ndarray]) -> np.ndarray:
             with torch.inference_mode():
-                return module(*[torch.from_numpy(a).to(device) for a in inputs]).cpu().numpy()
+                return module(*[torch.from_numpy(a).to(device) for a in inputs]).float().cpu().numpy()
 
     return lambda inputs: run(inputs).reshape(len(inputs[0]), -1).astype(np.float64)
 

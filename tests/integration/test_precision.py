@@ -12,6 +12,7 @@ import torch
 
 from triton_rerank import TritonRerankFunction
 from triton_rerank.export import ExportCheckError, ExportError, export_bi_encoder, export_cross_encoder
+from triton_rerank.repository import RepositorySettings
 from triton_rerank.server import EmbeddedTritonServer, free_port_settings
 
 QUERY = "what is the capital of france"
@@ -99,3 +100,12 @@ def test_unknown_precision_and_reduced_torchscript_are_refused(tiny_model, tmp_p
         export_cross_encoder(str(tiny_model), tmp_path / "a", precision="int4")
     with pytest.raises(ExportError, match="int8 is made from the ONNX graph"):
         export_cross_encoder(str(tiny_model), tmp_path / "b", model_format="torchscript", precision="int8")
+    with pytest.raises(ExportError, match="fp16 TorchScript is traced on the GPU it serves on"):
+        export_cross_encoder(
+            str(tiny_model),
+            tmp_path / "c",
+            model_format="torchscript",
+            precision="fp16",
+            settings=RepositorySettings(device="cpu"),
+        )
+    assert not (tmp_path / "c").exists() or not any((tmp_path / "c").iterdir())
