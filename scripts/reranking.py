@@ -78,8 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--triton-url",
-        help="an already running Triton (http://... or grpc://...) that serves "
-        "the reranker and embedder; default: start the embedded server on free loopback ports",
+        help="an already running Triton (http://... or grpc://...; replicas separated by commas) that "
+        "serves the reranker and embedder; default: start the embedded server on free loopback ports",
     )
     parser.add_argument("--milvus-uri", help="Milvus Lite file or server URI (default: a temporary Milvus Lite file)")
     parser.add_argument("--corpus", type=Path, default=SAMPLE_CORPUS, help="documents to ingest (default: the sample)")

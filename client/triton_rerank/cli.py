@@ -37,7 +37,8 @@ def _add_milvus_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--triton-url",
         default=os.environ.get("TRITON_RERANK_URL", DEFAULT_TRITON_URL),
-        help="Triton server, http://... or grpc://... (default: $TRITON_RERANK_URL or %(default)s)",
+        help="Triton server, http://... or grpc://...; replicas separated by commas "
+        "(default: $TRITON_RERANK_URL or %(default)s)",
     )
     parser.add_argument("--timeout-s", type=float, default=60.0, help="Triton request timeout (default: %(default)s)")
 

@@ -131,7 +131,8 @@ class TritonRerankFunction:
     """Rerank documents for a query on a Triton server; see the module docstring.
 
     Args:
-        url: Server URL; the scheme picks HTTP or gRPC.
+        url: Server URL; the scheme picks HTTP or gRPC. Several URLs (a list, or separated by
+            commas) are replicas: requests spread over them and fail over when one is down.
         model_name: The ensemble to call.
         activation: ``identity`` returns raw logits (as ms-marco cross-encoders do in-process);
             ``sigmoid`` maps them into (0, 1).
@@ -144,7 +145,7 @@ class TritonRerankFunction:
 
     def __init__(
         self,
-        url: str = DEFAULT_URL,
+        url: str | Sequence[str] = DEFAULT_URL,
         *,
         model_name: str = DEFAULT_MODEL_NAME,
         activation: Activation = "identity",
@@ -190,7 +191,7 @@ class AsyncTritonRerankFunction:
 
     def __init__(
         self,
-        url: str = DEFAULT_URL,
+        url: str | Sequence[str] = DEFAULT_URL,
         *,
         model_name: str = DEFAULT_MODEL_NAME,
         activation: Activation = "identity",

@@ -10,6 +10,8 @@ concurrently (as the reranking client does); N texts in, N vectors out, in input
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from triton_rerank.client import check_batch_size, check_strings, in_input_order, length_groups
@@ -28,7 +30,7 @@ class TritonEmbedFunction:
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         *,
         model_name: str = DEFAULT_EMBEDDER_NAME,
         batch_size: int = DEFAULT_EMBED_BATCH_SIZE,
@@ -63,7 +65,7 @@ class AsyncTritonEmbedFunction:
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         *,
         model_name: str = DEFAULT_EMBEDDER_NAME,
         batch_size: int = DEFAULT_EMBED_BATCH_SIZE,

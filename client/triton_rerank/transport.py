@@ -1,17 +1,25 @@
-"""One Triton model behind a URL, for the reranking and embedding clients: protocol, timeouts,
-string tensors in, one float tensor out, and tritonclient's errors translated into ours.
+"""One Triton model behind one or more URLs, for the reranking and embedding clients: protocol,
+timeouts, failover, string tensors in, one float tensor out, and tritonclient's errors translated
+into ours.
 
 The URL's scheme picks the protocol: ``http://``, ``https://``, ``grpc://``, ``grpcs://`` (no
-scheme means HTTP). ``Transport`` is blocking; ``AsyncTransport`` is its asyncio twin and creates
-its connection inside the running event loop, as aiohttp requires. ``infer_many`` keeps up to
-``max_in_flight`` requests on the wire at once, so that the server can batch them together and is
-never idle between the requests of one call.
+scheme means HTTP). Several URLs (a list, or one string separated by commas) are Triton replicas:
+requests go round-robin over them, and a request that finds its replica down or its model not
+ready is sent to the next one (inference is idempotent, so nothing is lost or done twice); a replica
+that failed is skipped for ``RETRY_DOWN_AFTER_S`` before it is tried again. ``Transport`` is
+blocking; ``AsyncTransport`` is its asyncio twin and creates its connections inside the running
+event loop, as aiohttp requires. ``infer_many`` keeps up to ``max_in_flight`` requests on the wire
+at once, so that the servers can batch them together and are never idle between the requests of
+one call.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
+import time
+from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Literal
@@ -50,6 +58,19 @@ def parse_url(url: str) -> Endpoint:
     return Endpoint(protocol, address.rstrip("/"), ssl)
 
 
+def parse_urls(url: str | Sequence[str]) -> list[str]:
+    """One URL, several separated by commas, or a list of them -> the list; all of one protocol."""
+    urls = [u.strip() for u in url.split(",")] if isinstance(url, str) else list(url)
+    if not urls:
+        raise RerankInputError("url must name at least one Triton server")
+    protocols = {parse_url(u).protocol for u in urls}
+    if len(protocols) > 1:
+        raise RerankInputError(f"the urls {urls} mix HTTP and gRPC; give replicas of one protocol")
+    if len(set(urls)) != len(urls):
+        raise RerankInputError(f"the urls {urls} name a server twice")
+    return urls
+
+
 def check_timeout(timeout_s: object) -> float:
     if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not timeout_s > 0:
         raise RerankInputError(f"timeout_s must be a positive number of seconds, got {timeout_s!r}")
@@ -58,6 +79,10 @@ def check_timeout(timeout_s: object) -> float:
 
 # Requests of one call on the wire at once: enough to keep a server's batcher and instances fed.
 DEFAULT_MAX_IN_FLIGHT = 4
+# A replica that was down is skipped this long (unless every replica is down) before it is tried again.
+RETRY_DOWN_AFTER_S = 5.0
+# Failures that say "this replica cannot serve the request now": another replica may.
+FAILOVER_ERRORS = (ServerUnavailableError, ModelNotReadyError)
 
 Batch = tuple[dict[str, list[bytes]], int]  # string inputs by name, and the rows they hold
 
@@ -66,16 +91,55 @@ class _Base:
     """What both transports share: the request tensors, the checks on answers, error translation."""
 
     def __init__(
-        self, url: str, model_name: str, timeout_s: float, headers: dict[str, str] | None, max_in_flight: int
+        self,
+        url: str | Sequence[str],
+        model_name: str,
+        timeout_s: float,
+        headers: dict[str, str] | None,
+        max_in_flight: int,
     ) -> None:
         if isinstance(max_in_flight, bool) or not isinstance(max_in_flight, int) or max_in_flight < 1:
             raise RerankInputError(f"max_in_flight must be a positive int, got {max_in_flight!r}")
         self.max_in_flight = max_in_flight
         self.timeout_s = check_timeout(timeout_s)
-        self.endpoint = parse_url(url)
-        self.url = url
+        self.urls = parse_urls(url)
+        self.endpoints = [parse_url(u) for u in self.urls]
+        self.endpoint = self.endpoints[0]  # the protocol, shared by all
         self.model_name = model_name
         self.headers = dict(headers or {}) or None
+        self._turn = itertools.count()
+        self._down_until = [0.0] * len(self.urls)
+
+    def _order(self) -> list[int]:
+        """Replicas to try for the next request: round-robin over those up, then those down, the
+        one that went down first first."""
+        n = len(self.urls)
+        start = next(self._turn) % n
+        rotated = [(start + i) % n for i in range(n)]
+        now = time.monotonic()
+        up = [i for i in rotated if self._down_until[i] <= now]
+        return up + sorted((i for i in rotated if self._down_until[i] > now), key=self._down_until.__getitem__)
+
+    def _failed(self, replica: int, err: BaseException, failures: list[RerankError]) -> RerankError:
+        """Translate ``err``; mark the replica down when another may serve the request instead."""
+        error = self.translate(err, self.urls[replica])
+        if not isinstance(error, FAILOVER_ERRORS):
+            raise error from err
+        self._down_until[replica] = time.monotonic() + RETRY_DOWN_AFTER_S
+        failures.append(error)
+        return error
+
+    def _succeeded(self, replica: int) -> None:
+        self._down_until[replica] = 0.0
+
+    def _all_failed(self, failures: list[RerankError]) -> RerankError:
+        if len(failures) == 1:
+            return failures[0]
+        kind = ModelNotReadyError if all(isinstance(f, ModelNotReadyError) for f in failures) else None
+        message = f"none of the {len(failures)} Triton servers could serve {self.model_name!r}: " + "; ".join(
+            str(f) for f in failures
+        )
+        return kind(message, model_name=self.model_name) if kind else ServerUnavailableError(message)
 
     def _request(self, module, strings: dict[str, list[bytes]], output: str) -> tuple[list, dict]:
         inputs = []
@@ -101,9 +165,9 @@ class _Base:
             raise ServerResponseError(f"{self.model_name} returned {got} for {rows} inputs")
         return values.astype(np.float32, copy=False)
 
-    def translate(self, err: BaseException) -> RerankError:
-        """Map a tritonclient / network exception onto the error tree."""
-        where = f"Triton at {self.url}"
+    def translate(self, err: BaseException, url: str | None = None) -> RerankError:
+        """Map a tritonclient / network exception (from the server at ``url``) onto the error tree."""
+        where = f"Triton at {url or ', '.join(self.urls)}"
         if isinstance(err, RerankError):
             return err
         if isinstance(err, InferenceServerException):
@@ -129,119 +193,162 @@ class _Base:
 
 
 class Transport(_Base):
-    """Blocking calls to one model."""
+    """Blocking calls to one model, on one or more replicas."""
 
     def __init__(
-        self, url: str, model_name: str, *, timeout_s: float = 60.0, headers=None, max_in_flight=DEFAULT_MAX_IN_FLIGHT
+        self,
+        url: str | Sequence[str],
+        model_name: str,
+        *,
+        timeout_s: float = 60.0,
+        headers=None,
+        max_in_flight=DEFAULT_MAX_IN_FLIGHT,
     ) -> None:
         super().__init__(url, model_name, timeout_s, headers, max_in_flight)
         if self.endpoint.protocol == "grpc":
             import tritonclient.grpc as module
 
-            self._client = module.InferenceServerClient(self.endpoint.address, ssl=self.endpoint.ssl)
+            self._clients = [module.InferenceServerClient(e.address, ssl=e.ssl) for e in self.endpoints]
         else:
             import tritonclient.http as module
 
-            self._client = module.InferenceServerClient(
-                self.endpoint.address,
-                ssl=self.endpoint.ssl,
-                connection_timeout=self.timeout_s,
-                network_timeout=self.timeout_s,
-                concurrency=self.max_in_flight,  # connections, for infer_many
-            )
+            self._clients = [
+                module.InferenceServerClient(
+                    e.address,
+                    ssl=e.ssl,
+                    connection_timeout=self.timeout_s,
+                    network_timeout=self.timeout_s,
+                    concurrency=self.max_in_flight,  # connections, for infer_many
+                )
+                for e in self.endpoints
+            ]
         self._module = module
 
     def infer(self, strings: dict[str, list[bytes]], output: str, rows: int) -> np.ndarray:
         inputs, kwargs = self._request(self._module, strings, output)
-        try:
-            result = self._client.infer(self.model_name, inputs, **kwargs)
-        except Exception as err:
-            raise self.translate(err) from err
-        return self._output(result, output, rows)
+        failures: list[RerankError] = []
+        for replica in self._order():
+            try:
+                result = self._clients[replica].infer(self.model_name, inputs, **kwargs)
+            except Exception as err:
+                self._failed(replica, err, failures)
+                continue
+            self._succeeded(replica)
+            return self._output(result, output, rows)
+        raise self._all_failed(failures)
 
     def infer_many(self, batches: list[Batch], output: str) -> list[np.ndarray]:
-        """``infer`` for each batch, up to ``max_in_flight`` at once; results in batch order."""
+        """``infer`` for each batch, up to ``max_in_flight`` at once, spread over the replicas;
+        results in batch order. A batch whose replica failed is sent again with ``infer``."""
         if len(batches) <= 1 or self.max_in_flight == 1:
             return [self.infer(strings, output, rows) for strings, rows in batches]
-        try:
-            if self.endpoint.protocol == "grpc":
-                results = self._grpc_many(batches, output)
-            else:  # the HTTP client's own pool keeps max_in_flight connections busy
-                pending = []
-                for strings, _ in batches:
-                    inputs, kwargs = self._request(self._module, strings, output)
-                    pending.append(self._client.async_infer(self.model_name, inputs, **kwargs))
-                results = [request.get_result() for request in pending]
-        except Exception as err:
-            raise self.translate(err) from err
-        return [self._output(result, output, rows) for result, (_, rows) in zip(results, batches, strict=True)]
+        replicas = [self._order()[0] for _ in batches]
+        if self.endpoint.protocol == "grpc":
+            outcomes = self._grpc_many(batches, replicas, output)
+        else:  # the HTTP clients' own pools keep max_in_flight connections busy
+            pending = []
+            for (strings, _), replica in zip(batches, replicas, strict=True):
+                inputs, kwargs = self._request(self._module, strings, output)
+                try:
+                    pending.append(self._clients[replica].async_infer(self.model_name, inputs, **kwargs))
+                except Exception as err:
+                    pending.append(err)
+            outcomes = []
+            for request in pending:
+                try:
+                    outcomes.append(request if isinstance(request, Exception) else request.get_result())
+                except Exception as err:
+                    outcomes.append(err)
+        results = []
+        for outcome, replica, (strings, rows) in zip(outcomes, replicas, batches, strict=True):
+            if isinstance(outcome, Exception):
+                self._failed(replica, outcome, [])  # raises unless another replica may serve it
+                results.append(self.infer(strings, output, rows))
+            else:
+                self._succeeded(replica)
+                results.append(self._output(outcome, output, rows))
+        return results
 
-    def _grpc_many(self, batches: list[Batch], output: str) -> list:
+    def _grpc_many(self, batches: list[Batch], replicas: list[int], output: str) -> list:
+        """Each batch's result, or the exception it raised."""
         slots = threading.BoundedSemaphore(self.max_in_flight)
         futures: list[Future] = []
-        for strings, _ in batches:
+        for (strings, _), replica in zip(batches, replicas, strict=True):
             future: Future = Future()
             futures.append(future)
 
             def done(result, error, future=future) -> None:
                 slots.release()
-                if error is not None:
-                    future.set_exception(error)
-                else:
-                    future.set_result(result)
+                future.set_result(error if error is not None else result)
 
             inputs, kwargs = self._request(self._module, strings, output)
             slots.acquire()
             try:
-                self._client.async_infer(self.model_name, inputs, done, **kwargs)
-            except Exception:
+                self._clients[replica].async_infer(self.model_name, inputs, done, **kwargs)
+            except Exception as err:
                 slots.release()
-                raise
+                future.set_result(err)
         return [future.result() for future in futures]
 
     def is_ready(self) -> bool:
-        """True when the server answers and the model is ready; False when it is not."""
-        try:
-            return bool(self._client.is_model_ready(self.model_name, headers=self.headers, **self._ready_kwargs()))
-        except Exception:
-            return False
+        """True when a server answers and the model is ready there; False when none does."""
+        for client in self._clients:
+            try:
+                if client.is_model_ready(self.model_name, headers=self.headers, **self._ready_kwargs()):
+                    return True
+            except Exception:
+                continue
+        return False
 
     def close(self) -> None:
-        self._client.close()
+        for client in self._clients:
+            client.close()
 
 
 class AsyncTransport(_Base):
     """The asyncio twin of ``Transport``."""
 
     def __init__(
-        self, url: str, model_name: str, *, timeout_s: float = 60.0, headers=None, max_in_flight=DEFAULT_MAX_IN_FLIGHT
+        self,
+        url: str | Sequence[str],
+        model_name: str,
+        *,
+        timeout_s: float = 60.0,
+        headers=None,
+        max_in_flight=DEFAULT_MAX_IN_FLIGHT,
     ) -> None:
         super().__init__(url, model_name, timeout_s, headers, max_in_flight)
-        self._client = None
+        self._clients: list | None = None
 
-    def _connect(self):
-        if self._client is None:
+    def _connect(self) -> list:
+        if self._clients is None:
             if self.endpoint.protocol == "grpc":
                 import tritonclient.grpc.aio as module
 
-                self._client = module.InferenceServerClient(self.endpoint.address, ssl=self.endpoint.ssl)
+                self._clients = [module.InferenceServerClient(e.address, ssl=e.ssl) for e in self.endpoints]
             else:
                 import tritonclient.http.aio as module
 
-                self._client = module.InferenceServerClient(
-                    self.endpoint.address, ssl=self.endpoint.ssl, conn_timeout=self.timeout_s
-                )
+                self._clients = [
+                    module.InferenceServerClient(e.address, ssl=e.ssl, conn_timeout=self.timeout_s)
+                    for e in self.endpoints
+                ]
             self._module = module
-        return self._client
+        return self._clients
 
     async def infer(self, strings: dict[str, list[bytes]], output: str, rows: int) -> np.ndarray:
-        client = self._connect()
+        clients = self._connect()
         inputs, kwargs = self._request(self._module, strings, output)
-        try:
-            result = await client.infer(self.model_name, inputs, **kwargs)
-        except Exception as err:
-            raise self.translate(err) from err
-        return self._output(result, output, rows)
+        failures: list[RerankError] = []
+        for replica in self._order():
+            try:
+                result = await clients[replica].infer(self.model_name, inputs, **kwargs)
+            except Exception as err:
+                self._failed(replica, err, failures)
+                continue
+            self._succeeded(replica)
+            return self._output(result, output, rows)
+        raise self._all_failed(failures)
 
     async def infer_many(self, batches: list[Batch], output: str) -> list[np.ndarray]:
         """``infer`` for each batch, up to ``max_in_flight`` at once; results in batch order."""
@@ -254,13 +361,16 @@ class AsyncTransport(_Base):
         return list(await asyncio.gather(*(one(strings, rows) for strings, rows in batches)))
 
     async def is_ready(self) -> bool:
-        client = self._connect()
-        try:
-            return bool(await client.is_model_ready(self.model_name, headers=self.headers, **self._ready_kwargs()))
-        except Exception:
-            return False
+        for client in self._connect():
+            try:
+                if await client.is_model_ready(self.model_name, headers=self.headers, **self._ready_kwargs()):
+                    return True
+            except Exception:
+                continue
+        return False
 
     async def close(self) -> None:
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
+        if self._clients is not None:
+            for client in self._clients:
+                await client.close()
+            self._clients = None

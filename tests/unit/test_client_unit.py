@@ -17,7 +17,7 @@ from triton_rerank import (
 )
 from triton_rerank.client import activate, check_request, in_input_order, length_groups, rank
 from triton_rerank.server import free_port
-from triton_rerank.transport import parse_url
+from triton_rerank.transport import Transport, parse_url, parse_urls
 
 
 @pytest.mark.parametrize(
@@ -144,3 +144,36 @@ def test_length_groups_put_similar_lengths_together_and_in_input_order_undoes_th
     rows = [np.stack([part, -part], axis=1) for part in parts]  # embeddings: whole rows move
     np.testing.assert_array_equal(in_input_order(order, rows, flat=False)[:, 1], [-len(item) for item in items])
     assert in_input_order(np.empty(0, np.int64), []).shape == (0,)
+
+
+def test_parse_urls_takes_a_list_or_commas_and_refuses_mixed_or_repeated_replicas():
+    assert parse_urls("grpc://a:8001, grpc://b:8001") == ["grpc://a:8001", "grpc://b:8001"]
+    assert parse_urls(["http://a:8000"]) == ["http://a:8000"]
+    with pytest.raises(RerankInputError, match="mix HTTP and gRPC"):
+        parse_urls(["grpc://a:8001", "http://b:8000"])
+    with pytest.raises(RerankInputError, match="name a server twice"):
+        parse_urls("grpc://a:8001,grpc://a:8001")
+    with pytest.raises(RerankInputError, match="at least one"):
+        parse_urls([])
+    with pytest.raises(RerankInputError, match="url must be a non-empty string"):
+        parse_urls("grpc://a:8001,")
+
+
+def test_replicas_take_turns_and_one_that_failed_is_tried_last():
+    transport = Transport(["grpc://127.0.0.1:1", "grpc://127.0.0.1:2", "grpc://127.0.0.1:3"], "reranker")
+    try:
+        assert [transport._order()[0] for _ in range(4)] == [0, 1, 2, 0]
+        transport._failed(1, ConnectionRefusedError("refused"), [])
+        assert [transport._order() for _ in range(2)] == [[2, 0, 1], [2, 0, 1]]  # turns 1 and 2; 1 is down
+    finally:
+        transport.close()
+
+
+@pytest.mark.parametrize("scheme", ["http", "grpc"])
+def test_when_every_replica_is_down_the_error_names_each(scheme):
+    urls = [f"{scheme}://127.0.0.1:{free_port()}" for _ in range(2)]
+    with TritonRerankFunction(urls, timeout_s=5) as rf:
+        assert rf.is_ready() is False
+        with pytest.raises(ServerUnavailableError, match="none of the 2 Triton servers") as caught:
+            rf(query="q", documents=["a", "b"])
+    assert all(url in str(caught.value) for url in urls)

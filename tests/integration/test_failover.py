@@ -1,0 +1,96 @@
+"""Several Triton replicas behind one client: requests spread over them, and when one replica
+stops mid-stream every request still succeeds on the other (two real servers, one stopped)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from triton_rerank import AsyncTritonRerankFunction, TritonRerankFunction
+from triton_rerank.server import EmbeddedTritonServer, free_port_settings
+
+pytestmark = pytest.mark.integration
+
+QUERY = "what is the capital of france"
+DOCUMENTS = [f"document {i} about paris and france and the river seine" * (1 + i % 3) for i in range(12)]
+CLIENTS, REQUESTS_EACH, STOP_AFTER = 4, 30, 8
+
+
+def served_requests(server: EmbeddedTritonServer) -> int:
+    import tritonclient.http as httpclient
+
+    client = httpclient.InferenceServerClient(server.http_url.removeprefix("http://"))
+    try:
+        stats = client.get_inference_statistics("reranker")["model_stats"][0]
+        return int(stats["inference_stats"]["success"]["count"])
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def replicas(tiny_repository):
+    servers = [EmbeddedTritonServer(tiny_repository, free_port_settings()) for _ in range(2)]
+    try:
+        for server in servers:
+            server.start()
+        yield servers
+    finally:
+        for server in servers:
+            server.stop()
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_every_request_succeeds_when_one_of_two_replicas_stops(replicas, reference, protocol):
+    urls = [server.grpc_url if protocol == "grpc" else server.http_url for server in replicas]
+    expected = reference[0].predict([(QUERY, d) for d in DOCUMENTS], activation_fn=lambda x: x)
+    first_requests = threading.Barrier(CLIENTS + 1)
+    stopped = threading.Event()
+
+    def client(_: int) -> tuple[list, list]:
+        scores, errors = [], []
+        # batch_size 4: each call is three requests, sent concurrently, spread over the replicas
+        with TritonRerankFunction(urls, batch_size=4, timeout_s=30) as rf:
+            for k in range(REQUESTS_EACH):
+                if k == STOP_AFTER:
+                    first_requests.wait()
+                    stopped.wait()
+                try:
+                    scores.append(rf.score(QUERY, DOCUMENTS))
+                except Exception as err:  # counted, not raised: the test wants every failure
+                    errors.append(err)
+        return scores, errors
+
+    with ThreadPoolExecutor(CLIENTS) as pool:
+        futures = [pool.submit(client, i) for i in range(CLIENTS)]
+        first_requests.wait()
+        before = [served_requests(server) for server in replicas]
+        # Stop replica 0 while the clients resume: requests in flight there and after go to replica 1.
+        stopper = threading.Thread(target=replicas[0].stop)
+        stopper.start()
+        stopped.set()
+        results = [future.result() for future in futures]
+        stopper.join()
+
+    errors = [err for _, errs in results for err in errs]
+    assert errors == []
+    scores = [s for done, _ in results for s in done]
+    assert len(scores) == CLIENTS * REQUESTS_EACH
+    for got in scores:
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+    assert min(before) > 0, f"both replicas should have served before the stop: {before}"
+    assert not replicas[0].running()
+    assert served_requests(replicas[1]) > before[1]
+
+
+async def test_the_async_client_fails_over_too(replicas, reference):
+    urls = [server.grpc_url for server in replicas]
+    expected = reference[0].predict([(QUERY, d) for d in DOCUMENTS], activation_fn=lambda x: x)
+    async with AsyncTritonRerankFunction(urls, batch_size=4, timeout_s=30) as rf:
+        np.testing.assert_allclose(await rf.score(QUERY, DOCUMENTS), expected, atol=1e-5)
+        await asyncio.to_thread(replicas[0].stop)
+        for _ in range(5):
+            np.testing.assert_allclose(await rf.score(QUERY, DOCUMENTS), expected, atol=1e-5)
