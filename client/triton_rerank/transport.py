@@ -189,6 +189,8 @@ class _Base:
             return RerankTimeoutError(f"{where}: no answer within {self.timeout_s:g} s")
         if isinstance(err, OSError):  # refused, reset, DNS: all are "cannot reach"
             return ServerUnavailableError(f"{where} is unreachable: {err}")
+        if type(err).__name__ == "HTTPConnectionClosed":  # geventhttpclient: the server went away mid-request
+            return ServerUnavailableError(f"{where} closed the connection: {err}")
         return ServerResponseError(f"{where}: unexpected {type(err).__name__}: {err}")
 
 

@@ -4,6 +4,7 @@ stops mid-stream every request still succeeds on the other (two real servers, on
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -17,7 +18,7 @@ pytestmark = pytest.mark.integration
 
 QUERY = "what is the capital of france"
 DOCUMENTS = [f"document {i} about paris and france and the river seine" * (1 + i % 3) for i in range(12)]
-CLIENTS, REQUESTS_EACH, STOP_AFTER = 4, 30, 8
+CLIENTS, STOP_AFTER, AFTER_STOPPED = 4, 5, 10
 
 
 def served_requests(server: EmbeddedTritonServer) -> int:
@@ -51,13 +52,17 @@ def test_every_request_succeeds_when_one_of_two_replicas_stops(replicas, referen
     stopped = threading.Event()
 
     def client(_: int) -> tuple[list, list]:
-        scores, errors = [], []
+        """Requests until replica 0 has stopped (while it stops, too), then AFTER_STOPPED more."""
+        scores, errors, after = [], [], 0
         # batch_size 4: each call is three requests, sent concurrently, spread over the replicas
         with TritonRerankFunction(urls, batch_size=4, timeout_s=30) as rf:
-            for k in range(REQUESTS_EACH):
+            for k in itertools.count():
                 if k == STOP_AFTER:
                     first_requests.wait()
-                    stopped.wait()
+                if stopped.is_set():
+                    after += 1
+                    if after > AFTER_STOPPED:
+                        break
                 try:
                     scores.append(rf.score(QUERY, DOCUMENTS))
                 except Exception as err:  # counted, not raised: the test wants every failure
@@ -68,17 +73,14 @@ def test_every_request_succeeds_when_one_of_two_replicas_stops(replicas, referen
         futures = [pool.submit(client, i) for i in range(CLIENTS)]
         first_requests.wait()
         before = [served_requests(server) for server in replicas]
-        # Stop replica 0 while the clients resume: requests in flight there and after go to replica 1.
-        stopper = threading.Thread(target=replicas[0].stop)
-        stopper.start()
+        replicas[0].stop(grace_s=5)  # while the clients go on sending; killed if still busy after 5 s
         stopped.set()
         results = [future.result() for future in futures]
-        stopper.join()
 
     errors = [err for _, errs in results for err in errs]
     assert errors == []
     scores = [s for done, _ in results for s in done]
-    assert len(scores) == CLIENTS * REQUESTS_EACH
+    assert len(scores) >= CLIENTS * (STOP_AFTER + AFTER_STOPPED)
     for got in scores:
         np.testing.assert_allclose(got, expected, atol=1e-5)
     assert min(before) > 0, f"both replicas should have served before the stop: {before}"
