@@ -24,9 +24,10 @@ from triton_rerank.export import (
     ExportError,
     export_bi_encoder,
     export_cross_encoder,
+    is_exported,
 )
 from triton_rerank.models import resolve_model
-from triton_rerank.repository import RepositorySettings
+from triton_rerank.repository import GPU_ACCELERATORS, RepositorySettings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,6 +73,17 @@ def main(argv: list[str] | None = None) -> int:
         default=defaults.device,
         help="cross_encoder instance group: auto lets Triton pick GPU when present (default: %(default)s)",
     )
+    parser.add_argument(
+        "--gpu-accelerator",
+        choices=GPU_ACCELERATORS,
+        default=defaults.gpu_accelerator,
+        help="how an ONNX model runs on a GPU: ONNX Runtime's CUDA or TensorRT provider (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--if-missing",
+        action="store_true",
+        help="do nothing when the repository already holds this export with these settings",
+    )
     parser.add_argument("--instances", type=int, default=defaults.instances, help="cross_encoder instances per group")
     parser.add_argument(
         "--max-batch-size",
@@ -107,20 +119,30 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    settings = defaults.replace(
-        device=args.device,
-        instances=args.instances,
-        max_batch_size=args.max_batch_size,
-        max_queue_delay_us=args.max_queue_delay_us,
-        intra_op_threads=args.intra_op_threads,
-        response_cache=args.response_cache,
-    )
+    try:
+        settings = defaults.replace(
+            device=args.device,
+            instances=args.instances,
+            max_batch_size=args.max_batch_size,
+            max_queue_delay_us=args.max_queue_delay_us,
+            intra_op_threads=args.intra_op_threads,
+            response_cache=args.response_cache,
+            gpu_accelerator=args.gpu_accelerator,
+        )
+    except ValueError as err:
+        parser.error(str(err))
+    model = resolve_model(args.model or (DEFAULT_EMBEDDER if args.kind == "bi-encoder" else DEFAULT_MODEL))
+    if args.if_missing and is_exported(
+        args.repository, model, args.kind, args.precision, model_format=args.model_format, settings=settings
+    ):
+        print(f"{model} is already exported to {args.repository} with these settings; nothing to do")
+        return 0
     try:
         if args.kind == "bi-encoder":
             if args.model_format != "onnx":
                 parser.error("a bi-encoder is exported as ONNX only")
             report = export_bi_encoder(
-                resolve_model(args.model or DEFAULT_EMBEDDER),
+                model,
                 args.repository,
                 precision=args.precision,
                 optimize=args.optimize,
@@ -130,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         else:
             report = export_cross_encoder(
-                resolve_model(args.model or DEFAULT_MODEL),
+                model,
                 args.repository,
                 model_format=args.model_format,
                 precision=args.precision,

@@ -333,29 +333,66 @@ def _write_checked(
 
 
 def ensure_exported(
-    repository: Path | str, model: str, kind: str, precision: Precision = "fp32"
+    repository: Path | str,
+    model: str,
+    kind: str,
+    precision: Precision = "fp32",
+    *,
+    model_format: Literal["onnx", "torchscript"] = "onnx",
+    settings: repo.RepositorySettings | None = None,
 ) -> ExportReport | None:
-    """Export ``model`` (resolved by ``models.resolve_model``) as ``kind`` unless ``repository``
-    already holds a complete export of that very source at that precision (its weights, and configs
-    that still say the exported max_length); returns the new export's report, or None."""
+    """Export ``model`` (resolved by ``models.resolve_model``) as ``kind`` unless ``is_exported``
+    says the repository already holds it; returns the new export's report, or None."""
     from triton_rerank.models import resolve_model
 
-    family = repo.FAMILIES[kind]
     source = resolve_model(model)
+    if is_exported(repository, source, kind, precision, model_format=model_format, settings=settings):
+        return None
+    if kind == "bi-encoder":
+        return export_bi_encoder(source, repository, precision=precision, settings=settings)
+    return export_cross_encoder(source, repository, model_format=model_format, precision=precision, settings=settings)
+
+
+def is_exported(
+    repository: Path | str,
+    source: str,
+    kind: str,
+    precision: Precision = "fp32",
+    *,
+    model_format: Literal["onnx", "torchscript"] = "onnx",
+    settings: repo.RepositorySettings | None = None,
+) -> bool:
+    """Whether ``repository`` holds a complete export of ``source`` (a resolved model) as ``kind``
+    in that format and precision: its weights, configs that still say the exported max_length and,
+    when ``settings`` are given, a model config that says what they say (device, accelerator, batching)."""
+    family = repo.FAMILIES[kind]
     manifest = Path(repository) / family.model / "1" / "export.json"
-    if manifest.exists():
-        report = json.loads(manifest.read_text())
-        weights = manifest.parent / (repo.ONNX_FILE if report.get("model_format") == "onnx" else repo.TORCHSCRIPT_FILE)
-        tokenizer_config = repo.load_config(Path(repository) / family.tokenizer / "config.pbtxt")
-        if (
-            report.get("model") == source
-            and report.get("precision", "fp32") == precision
-            and weights.exists()
-            and tokenizer_config.parameters["max_length"].string_value == str(report.get("max_length"))
-        ):
-            return None
-    export = export_bi_encoder if kind == "bi-encoder" else export_cross_encoder
-    return export(source, repository, precision=precision)
+    if not manifest.exists():
+        return False
+    report = json.loads(manifest.read_text())
+    weights = manifest.parent / (repo.ONNX_FILE if report.get("model_format") == "onnx" else repo.TORCHSCRIPT_FILE)
+    tokenizer_config = repo.load_config(Path(repository) / family.tokenizer / "config.pbtxt")
+    return (
+        report.get("model") == source
+        and report.get("precision", "fp32") == precision
+        and report.get("model_format") == model_format
+        and weights.exists()
+        and tokenizer_config.parameters["max_length"].string_value == str(report.get("max_length"))
+        and (settings is None or _config_matches(Path(repository) / family.model, settings, kind, report))
+    )
+
+
+def _config_matches(model_dir: Path, settings: repo.RepositorySettings, kind: str, report: dict) -> bool:
+    """Whether the model's config.pbtxt is the one ``settings`` would write for this export."""
+    on_disk = repo.load_config(model_dir / "config.pbtxt")
+    wanted = settings.replace(
+        kind=kind,
+        dimension=on_disk.output[0].dims[0],
+        model_format=report["model_format"],
+        model_inputs=tuple(report["model_inputs"]),
+        max_length=report["max_length"],
+    )
+    return repo.model_config(_settings_for_precision(wanted, report.get("precision", "fp32"))) == on_disk
 
 
 def _servable_tokenizer(model: str, tokenizer) -> tuple:

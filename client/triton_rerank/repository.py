@@ -38,6 +38,7 @@ RUNNER_CODE = Path(__file__).parent / "backends" / "runner_model.py"
 
 # Native backends in the official container, and the runner that stands in for them here.
 _NATIVE = {"onnx": ("onnxruntime", ONNX_FILE), "torchscript": ("pytorch", TORCHSCRIPT_FILE)}
+GPU_ACCELERATORS = ("cuda", "tensorrt", "tensorrt-fp16")
 RUNNER_FORMAT_PARAMETER = "runner_format"
 RUNNER_FILE_PARAMETER = "runner_model_file"
 
@@ -92,6 +93,9 @@ class RepositorySettings:
             export sets 1 for int8, whose scores then do not depend on other rows of the batch.
         response_cache: Let Triton answer a repeated request (same query, same documents) from
             its response cache; the server must be started with a cache (``--cache-config``).
+        gpu_accelerator: How an ONNX model runs on a GPU: ``cuda`` (ONNX Runtime's CUDA execution
+            provider), ``tensorrt`` or ``tensorrt-fp16`` (its TensorRT provider, at fp32 or fp16;
+            engines are built at load, which takes minutes for a new shape profile).
     """
 
     kind: Literal["cross-encoder", "bi-encoder"] = "cross-encoder"
@@ -106,6 +110,7 @@ class RepositorySettings:
     intra_op_threads: int = 0
     runner_slice_rows: int | None = None
     response_cache: bool = False
+    gpu_accelerator: Literal["cuda", "tensorrt", "tensorrt-fp16"] = "cuda"
 
     def __post_init__(self) -> None:
         if self.kind not in FAMILIES:
@@ -122,6 +127,10 @@ class RepositorySettings:
         for name in ("dimension", "max_length", "instances", "max_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.gpu_accelerator not in GPU_ACCELERATORS:
+            raise ValueError(f"gpu_accelerator must be one of {GPU_ACCELERATORS}, got {self.gpu_accelerator!r}")
+        if self.gpu_accelerator != "cuda" and (self.model_format != "onnx" or self.device == "cpu"):
+            raise ValueError(f"gpu_accelerator {self.gpu_accelerator!r} is for ONNX models on a GPU")
         if self.kind == "cross-encoder" and self.dimension != 1:
             raise ValueError(f"a cross-encoder outputs one score per pair, not {self.dimension}")
 
@@ -188,6 +197,14 @@ def model_config(settings: RepositorySettings) -> mc.ModelConfig:
     if settings.device != "auto":
         kind = mc.ModelInstanceGroup.KIND_GPU if settings.device == "gpu" else mc.ModelInstanceGroup.KIND_CPU
         config.instance_group.add(kind=kind, count=settings.instances)
+    if settings.gpu_accelerator.startswith("tensorrt"):  # the onnxruntime backend's TensorRT provider
+        config.optimization.execution_accelerators.gpu_execution_accelerator.add(
+            name="tensorrt",
+            parameters={
+                "precision_mode": "FP16" if settings.gpu_accelerator == "tensorrt-fp16" else "FP32",
+                "max_workspace_size_bytes": str(1 << 30),
+            },
+        )
     if settings.model_format == "onnx" and settings.intra_op_threads:
         _parameters(config, intra_op_thread_count=settings.intra_op_threads)
     if settings.runner_slice_rows is not None:

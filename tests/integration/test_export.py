@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -155,3 +157,29 @@ def test_ensure_exported_skips_a_complete_export_and_redoes_a_stale_one(tiny_mod
     assert ensure_exported(repository, str(tiny_model), "cross-encoder") is not None
     (repository / "cross_encoder" / "1" / "model.onnx").unlink()
     assert ensure_exported(repository, str(tiny_model), "cross-encoder") is not None
+
+
+def test_export_if_missing_skips_the_same_settings_and_redoes_other_ones(tiny_model, tmp_path, capsys):
+    """The compose export job runs this on every start: a GPU profile after a CPU one re-exports."""
+    script = Path(__file__).parents[2] / "scripts" / "export_model.py"
+    spec = importlib.util.spec_from_file_location("export_model", script)
+    export_model = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(export_model)
+    repository = tmp_path / "repo"
+    args = ["--model", str(tiny_model), "--repository", str(repository), "--if-missing", "--device", "cpu"]
+    assert export_model.main(args) == 0
+    assert "exported" in capsys.readouterr().out
+    assert export_model.main(args) == 0
+    assert "nothing to do" in capsys.readouterr().out
+    gpu = [*args[:-1], "gpu", "--gpu-accelerator", "tensorrt-fp16"]
+    assert export_model.main(gpu) == 0
+    assert "exported" in capsys.readouterr().out
+    config = repo.load_config(repository / "cross_encoder" / "config.pbtxt")
+    assert config.instance_group[0].kind == repo.mc.ModelInstanceGroup.KIND_GPU
+    (accelerator,) = config.optimization.execution_accelerators.gpu_execution_accelerator
+    assert accelerator.parameters["precision_mode"] == "FP16"
+    assert export_model.main(gpu) == 0
+    assert "nothing to do" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        export_model.main([*args[:-1], "cpu", "--gpu-accelerator", "tensorrt"])
+    assert "for ONNX models on a GPU" in capsys.readouterr().err

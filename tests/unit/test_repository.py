@@ -106,6 +106,15 @@ def test_device_choice_sets_the_instance_group():
     assert (gpu.instance_group[0].kind, gpu.instance_group[0].count) == (mc.ModelInstanceGroup.KIND_GPU, 3)
 
 
+def test_tensorrt_accelerator_asks_the_onnxruntime_backend_for_its_tensorrt_provider():
+    assert not repo.model_config(repo.RepositorySettings(device="gpu")).HasField("optimization")  # CUDA provider
+    config = repo.model_config(repo.RepositorySettings(device="gpu", gpu_accelerator="tensorrt-fp16"))
+    (accelerator,) = config.optimization.execution_accelerators.gpu_execution_accelerator
+    assert accelerator.name == "tensorrt"
+    assert accelerator.parameters["precision_mode"] == "FP16"
+    assert repo.python_runner_config(config).optimization == config.optimization  # the runner honours it too
+
+
 def test_response_cache_is_enabled_on_the_ensemble_only_when_asked():
     assert not repo.ensemble_config(repo.RepositorySettings()).HasField("response_cache")
     cached = repo.build_configs(repo.RepositorySettings(response_cache=True))
@@ -125,6 +134,9 @@ def test_response_cache_is_enabled_on_the_ensemble_only_when_asked():
         ({"kind": "colbert"}, "kind"),
         ({"dimension": 384}, "one score per pair"),
         ({"kind": "bi-encoder", "dimension": 0}, "dimension"),
+        ({"gpu_accelerator": "openvino"}, "gpu_accelerator must be one of"),
+        ({"gpu_accelerator": "tensorrt", "device": "cpu"}, "for ONNX models on a GPU"),
+        ({"gpu_accelerator": "tensorrt", "model_format": "torchscript"}, "for ONNX models on a GPU"),
     ],
 )
 def test_settings_refuse_bad_values(changes, message):

@@ -32,7 +32,17 @@ class TritonPythonModel:
         device_id = int(args["model_instance_device_id"])
         self.slice_rows = int(parameters.get("runner_slice_rows", 0 if on_gpu else CPU_SLICE_ROWS))
         if parameters["runner_format"] == "onnx":
-            self.run = _onnx_runner(path, on_gpu, device_id, int(parameters.get("intra_op_thread_count", 0)))
+            accelerators = config.get("optimization", {}).get("execution_accelerators", {})
+            tensorrt = next(
+                (
+                    a.get("parameters", {})
+                    for a in accelerators.get("gpu_execution_accelerator", [])
+                    if a["name"] == "tensorrt"
+                ),
+                None,
+            )
+            threads = int(parameters.get("intra_op_thread_count", 0))
+            self.run = _onnx_runner(path, on_gpu, device_id, threads, tensorrt)
         else:
             self.run = _torchscript_runner(path, on_gpu, device_id)
 
@@ -81,7 +91,7 @@ def _concat_padded(arrays):
     return np.concatenate([np.pad(array, ((0, 0), (0, width - array.shape[1]))) for array in arrays])
 
 
-def _onnx_runner(path, on_gpu, device_id, intra_op_threads):
+def _onnx_runner(path, on_gpu, device_id, intra_op_threads, tensorrt=None):
     import onnxruntime as ort
 
     if on_gpu and "CUDAExecutionProvider" not in ort.get_available_providers():
@@ -93,6 +103,9 @@ def _onnx_runner(path, on_gpu, device_id, intra_op_threads):
     options = ort.SessionOptions()
     options.intra_op_num_threads = intra_op_threads
     providers = [("CUDAExecutionProvider", {"device_id": device_id})] if on_gpu else []
+    if on_gpu and tensorrt and "TensorrtExecutionProvider" in ort.get_available_providers():
+        fp16 = tensorrt.get("precision_mode") == "FP16"
+        providers.insert(0, ("TensorrtExecutionProvider", {"device_id": device_id, "trt_fp16_enable": fp16}))
     session = ort.InferenceSession(path, options, providers=providers + ["CPUExecutionProvider"])
     names = [node.name for node in session.get_inputs()]
 
