@@ -1,0 +1,124 @@
+"""The configs the compose export job writes for the official Triton container (native onnxruntime
+backend) are sound, and the embedded server (the Python-backend runner standing in for that
+backend) exposes exactly what the container would: the same models, tensors, dims and batching.
+
+Triton derives a model's metadata from its config: inputs and outputs with their data types, and
+shapes with a leading -1 when the model batches. So the container's metadata is computed here from
+the native configs and compared with what the embedded server reports for the same repository."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnx
+import pytest
+import tritonclient.http as httpclient
+from google.protobuf import json_format
+
+from triton_rerank import repository as repo
+from triton_rerank.export import export_bi_encoder, export_cross_encoder
+from triton_rerank.server import EmbeddedTritonServer, free_port_settings
+
+pytestmark = pytest.mark.integration
+
+ONNX_TYPES = {onnx.TensorProto.INT64: "TYPE_INT64", onnx.TensorProto.FLOAT: "TYPE_FP32"}
+
+
+def export_for_container(tiny_model: Path, embedder_model: str, repository: Path, **settings) -> Path:
+    """What the compose export job writes (scripts/export_model.py with these settings)."""
+    export_cross_encoder(str(tiny_model), repository, settings=repo.RepositorySettings(**settings))
+    export_bi_encoder(embedder_model, repository, settings=repo.RepositorySettings(**settings))
+    return repository
+
+
+@pytest.fixture(scope="module")
+def cpu_repository(tiny_model, embedder_model, tmp_path_factory) -> Path:
+    return export_for_container(tiny_model, embedder_model, tmp_path_factory.mktemp("cpu") / "models", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def gpu_repository(tiny_model, embedder_model, tmp_path_factory) -> Path:
+    return export_for_container(
+        tiny_model, embedder_model, tmp_path_factory.mktemp("gpu") / "models", device="gpu", gpu_accelerator="tensorrt"
+    )
+
+
+def configs(repository: Path) -> dict[str, repo.mc.ModelConfig]:
+    """Every config.pbtxt, parsed with Triton's schema (an unknown field raises)."""
+    return {path.parent.name: repo.load_config(path) for path in sorted(repository.glob("*/config.pbtxt"))}
+
+
+def container_metadata(config: repo.mc.ModelConfig) -> dict:
+    """The metadata Triton reports for ``config``: what a client of the container sees."""
+
+    def tensors(items) -> list[dict]:
+        datatype = {"TYPE_STRING": "BYTES"}
+        out = []
+        for tensor in items:
+            name = repo.mc.DataType.Name(tensor.data_type)
+            shape = ([-1] if config.max_batch_size > 0 else []) + list(tensor.dims)
+            out.append(
+                {"name": tensor.name, "datatype": datatype.get(name, name.removeprefix("TYPE_")), "shape": shape}
+            )
+        return out
+
+    return {"name": config.name, "inputs": tensors(config.input), "outputs": tensors(config.output)}
+
+
+def batching(config: dict) -> dict:
+    """The batching a config declares: rows per execution, the batcher, the instances."""
+    batcher = config.get("dynamic_batching")  # Triton adds its defaults to what is served
+    return {
+        "max_batch_size": int(config.get("max_batch_size", 0)),
+        "queue_delay_us": None if batcher is None else int(batcher.get("max_queue_delay_microseconds", 0)),
+        "instances": [(g.get("kind"), int(g.get("count", 1))) for g in config.get("instance_group", [])],
+    }
+
+
+@pytest.mark.parametrize("device", ["cpu", "gpu"])
+def test_container_configs_parse_and_match_the_exported_onnx_graphs(device, cpu_repository, gpu_repository):
+    repository = cpu_repository if device == "cpu" else gpu_repository
+    parsed = configs(repository)
+    assert set(parsed) == set(repo.RERANK.names + repo.EMBED.names)
+    for name in (repo.CROSS_ENCODER, repo.EMBED.model):
+        config = parsed[name]
+        assert config.backend == "onnxruntime" and config.default_model_filename == repo.ONNX_FILE
+        kind = repo.mc.ModelInstanceGroup.KIND_GPU if device == "gpu" else repo.mc.ModelInstanceGroup.KIND_CPU
+        assert [g.kind for g in config.instance_group] == [kind]
+        graph = onnx.load(str(repository / name / "1" / repo.ONNX_FILE)).graph
+        for declared, actual in ((config.input, graph.input), (config.output, graph.output)):
+            assert [t.name for t in declared] == [t.name for t in actual], name
+            for tensor, value in zip(declared, actual, strict=True):
+                assert repo.mc.DataType.Name(tensor.data_type) == ONNX_TYPES[value.type.tensor_type.elem_type]
+                dims = value.type.tensor_type.shape.dim
+                assert len(dims) == 1 + len(tensor.dims), f"{name}.{tensor.name}: batch dim + config dims"
+                fixed = [d.dim_value for d in dims[1:] if d.HasField("dim_value")]
+                assert fixed == [d for d in tensor.dims if d > 0], f"{name}.{tensor.name}"
+    if device == "gpu":
+        (accelerator,) = parsed[repo.CROSS_ENCODER].optimization.execution_accelerators.gpu_execution_accelerator
+        assert accelerator.name == "tensorrt"
+
+
+def test_the_embedded_server_exposes_what_the_container_would(cpu_repository):
+    native = configs(cpu_repository)
+    with EmbeddedTritonServer(cpu_repository, free_port_settings()) as server:
+        client = httpclient.InferenceServerClient(server.http_url.removeprefix("http://"))
+        try:
+            assert sorted(server.ready_models()) == sorted(native)
+            for name, config in native.items():
+                assert client.get_model_metadata(name)["inputs"] == container_metadata(config)["inputs"], name
+                assert client.get_model_metadata(name)["outputs"] == container_metadata(config)["outputs"], name
+                served = client.get_model_config(name)
+                declared = json_format.MessageToDict(config, preserving_proto_field_name=True)
+                assert batching(served) == batching(declared), name
+        finally:
+            client.close()
+
+
+def test_the_runner_stands_in_for_a_gpu_model_with_the_same_instances_and_accelerator(gpu_repository):
+    for name in (repo.CROSS_ENCODER, repo.EMBED.model):
+        native = repo.load_config(gpu_repository / name / "config.pbtxt")
+        runner = repo.python_runner_config(native)
+        assert container_metadata(runner) == container_metadata(native)
+        for field in ("max_batch_size", "dynamic_batching", "instance_group", "optimization"):
+            assert getattr(runner, field) == getattr(native, field), field
