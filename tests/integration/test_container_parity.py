@@ -122,3 +122,90 @@ def test_the_runner_stands_in_for_a_gpu_model_with_the_same_instances_and_accele
         assert container_metadata(runner) == container_metadata(native)
         for field in ("max_batch_size", "dynamic_batching", "instance_group", "optimization"):
             assert getattr(runner, field) == getattr(native, field), field
+
+
+# The onnxruntime release inside nvcr.io/nvidia/tritonserver:24.10-py3 (its onnxruntime backend).
+CONTAINER_ONNXRUNTIME = "onnxruntime==1.19.2"
+
+_SCORE_WITH_CONTAINER_ORT = """
+import sys, numpy as np, onnxruntime as ort
+assert ort.__version__ == sys.argv[1], ort.__version__
+data = np.load(sys.argv[2])
+session = ort.InferenceSession(sys.argv[3], providers=["CPUExecutionProvider"])
+feeds = {i.name: data[i.name] for i in session.get_inputs()}
+np.save(sys.argv[4], session.run(None, feeds)[0])
+"""
+
+
+@pytest.fixture(scope="session")
+def container_onnxruntime(tmp_path_factory) -> Path:
+    """The container's onnxruntime, installed beside (not into) this environment."""
+    import subprocess
+    import sys
+
+    target = tmp_path_factory.mktemp("container-onnxruntime")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--target",
+            str(target),
+            CONTAINER_ONNXRUNTIME,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if result.returncode != 0:
+        pytest.skip(f"cannot install {CONTAINER_ONNXRUNTIME} from the package index: {result.stderr[-300:]}")
+    return target
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8", "fp16"])
+def test_the_containers_onnxruntime_loads_each_export_and_scores_the_same(
+    precision, tiny_model, container_onnxruntime, tmp_path
+):
+    """The export fuses the graph with this environment's (newer) onnxruntime; the container's
+    older one must load every variant and give the same scores."""
+    import subprocess
+    import sys
+
+    import numpy as np
+    import onnxruntime as ort
+
+    repository = tmp_path / "models"
+    export_cross_encoder(
+        str(tiny_model), repository, precision=precision, settings=repo.RepositorySettings(device="cpu")
+    )
+    model = repository / repo.CROSS_ENCODER / "1" / repo.ONNX_FILE
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    mask = (np.arange(24)[None, :] < rng.integers(4, 25, size=(6, 1))).astype(np.int64)
+    feeds = {"input_ids": rng.integers(5, 100, size=(6, 24)) * mask, "attention_mask": mask}
+    feeds["token_type_ids"] = np.zeros_like(mask)
+    feeds = {i.name: feeds[i.name] for i in session.get_inputs()}
+    np.savez(tmp_path / "feeds.npz", **feeds)
+    version = CONTAINER_ONNXRUNTIME.partition("==")[2]
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _SCORE_WITH_CONTAINER_ORT,
+            version,
+            str(tmp_path / "feeds.npz"),
+            str(model),
+            str(tmp_path / "out.npy"),
+        ],
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(container_onnxruntime), "PATH": "/usr/bin:/bin"},
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    # fp16 resolves about 1e-3 at these magnitudes, and the two releases sum in different orders.
+    tolerance = 5e-3 if precision == "fp16" else 1e-4
+    np.testing.assert_allclose(np.load(tmp_path / "out.npy"), session.run(None, feeds)[0], atol=tolerance)
