@@ -8,9 +8,11 @@ from triton_rerank.client import AsyncTritonRerankFunction, RerankResult, Triton
 from triton_rerank.embed import AsyncTritonEmbedFunction, TritonEmbedFunction
 from triton_rerank.errors import (
     ModelNotReadyError,
+    RerankAuthError,
     RerankError,
     RerankInputError,
     RerankTimeoutError,
+    ServerOverloadedError,
     ServerResponseError,
     ServerUnavailableError,
 )
@@ -19,10 +21,12 @@ __all__ = [
     "AsyncTritonEmbedFunction",
     "AsyncTritonRerankFunction",
     "ModelNotReadyError",
+    "RerankAuthError",
     "RerankError",
     "RerankInputError",
     "RerankResult",
     "RerankTimeoutError",
+    "ServerOverloadedError",
     "ServerResponseError",
     "ServerUnavailableError",
     "TritonEmbedFunction",

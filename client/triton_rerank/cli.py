@@ -20,6 +20,7 @@ import threading
 from pathlib import Path
 
 from triton_rerank.errors import RerankError
+from triton_rerank.transport import API_KEY_ENV
 
 DEFAULT_TRITON_URL = "grpc://127.0.0.1:8001"
 
@@ -61,7 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="{serve,ingest,search}")
 
-    serve = commands.add_parser("serve", help="run Triton on a model repository, in the foreground")
+    serve = commands.add_parser(
+        "serve",
+        help="run Triton on a model repository, in the foreground; with $TRITON_RERANK_API_KEY set, every "
+        "API but health needs that key",
+    )
     serve.add_argument("--repository", default="model_repository", help="model repository (default: %(default)s)")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s, loopback only)")
     serve.add_argument("--http-port", type=int, default=8000)
@@ -105,15 +110,20 @@ def serve(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    settings = ServerSettings(
-        host=args.host,
-        http_port=args.http_port,
-        grpc_port=args.grpc_port,
-        metrics_port=args.metrics_port,
-        log_file=args.log_file,
-        log_verbose=args.log_verbose,
-        response_cache_bytes=args.response_cache_mb * 2**20,
-    )
+    try:
+        settings = ServerSettings(
+            host=args.host,
+            http_port=args.http_port,
+            grpc_port=args.grpc_port,
+            metrics_port=args.metrics_port,
+            log_file=args.log_file,
+            log_verbose=args.log_verbose,
+            response_cache_bytes=args.response_cache_mb * 2**20,
+            api_key=os.environ.get(API_KEY_ENV) or None,  # from the environment only: argv shows in ps and history
+        )
+    except ValueError as err:
+        print(f"could not start Triton: {err}", file=sys.stderr)
+        return 1
     server = EmbeddedTritonServer(args.repository, settings)
     try:
         server.start()
@@ -122,7 +132,8 @@ def serve(args: argparse.Namespace) -> int:
         return 1
     print(
         f"Triton ready: models {', '.join(server.ready_models())} | {server.http_url} {server.grpc_url} "
-        f"metrics {server.metrics_url} | log {server.log_path}",
+        f"metrics {server.metrics_url} | log {server.log_path}"
+        + (f" | API key required (${API_KEY_ENV}) for all but health" if settings.api_key else ""),
         flush=True,
     )
     while not stop.wait(0.5):

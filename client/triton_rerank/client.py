@@ -22,7 +22,13 @@ from typing import Literal
 import numpy as np
 
 from triton_rerank.errors import RerankInputError
-from triton_rerank.transport import DEFAULT_MAX_IN_FLIGHT, AsyncTransport, Transport
+from triton_rerank.transport import (
+    DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_RETRY_S,
+    AsyncTransport,
+    Transport,
+    connection_options,
+)
 
 Activation = Literal["identity", "sigmoid"]
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -153,11 +159,20 @@ class TritonRerankFunction:
         timeout_s: float = 60.0,
         headers: dict[str, str] | None = None,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        retry_s: float = DEFAULT_RETRY_S,
+        api_key: str | None = None,
     ) -> None:
         check_options(activation, batch_size)
         self.activation = activation
         self.batch_size = batch_size
-        self._transport = Transport(url, model_name, timeout_s=timeout_s, headers=headers, max_in_flight=max_in_flight)
+        self._transport = Transport(
+            url,
+            model_name,
+            timeout_s=timeout_s,
+            headers=headers,
+            max_in_flight=max_in_flight,
+            **connection_options(retry_s, api_key),
+        )
 
     def __call__(self, query: str, documents: list[str], top_k: int | None = 5) -> list[RerankResult]:
         """Rerank ``documents`` for ``query``; the ``top_k`` best (all for ``None``), best first."""
@@ -199,12 +214,19 @@ class AsyncTritonRerankFunction:
         timeout_s: float = 60.0,
         headers: dict[str, str] | None = None,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        retry_s: float = DEFAULT_RETRY_S,
+        api_key: str | None = None,
     ) -> None:
         check_options(activation, batch_size)
         self.activation = activation
         self.batch_size = batch_size
         self._transport = AsyncTransport(
-            url, model_name, timeout_s=timeout_s, headers=headers, max_in_flight=max_in_flight
+            url,
+            model_name,
+            timeout_s=timeout_s,
+            headers=headers,
+            max_in_flight=max_in_flight,
+            **connection_options(retry_s, api_key),
         )
 
     async def __call__(self, query: str, documents: list[str], top_k: int | None = 5) -> list[RerankResult]:

@@ -15,7 +15,13 @@ from collections.abc import Sequence
 import numpy as np
 
 from triton_rerank.client import check_batch_size, check_strings, in_input_order, length_groups
-from triton_rerank.transport import DEFAULT_MAX_IN_FLIGHT, AsyncTransport, Transport
+from triton_rerank.transport import (
+    DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_RETRY_S,
+    AsyncTransport,
+    Transport,
+    connection_options,
+)
 
 DEFAULT_EMBEDDER_NAME = "embedder"
 DEFAULT_EMBED_BATCH_SIZE = 128  # the server's default max_batch_size, as for reranking
@@ -37,9 +43,18 @@ class TritonEmbedFunction:
         timeout_s: float = 60.0,
         headers: dict[str, str] | None = None,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        retry_s: float = DEFAULT_RETRY_S,
+        api_key: str | None = None,
     ) -> None:
         self.batch_size = check_batch_size(batch_size)
-        self._transport = Transport(url, model_name, timeout_s=timeout_s, headers=headers, max_in_flight=max_in_flight)
+        self._transport = Transport(
+            url,
+            model_name,
+            timeout_s=timeout_s,
+            headers=headers,
+            max_in_flight=max_in_flight,
+            **connection_options(retry_s, api_key),
+        )
 
     def encode(self, texts: list[str]) -> np.ndarray:
         order, groups = length_groups(check_strings(texts, "texts"), self.batch_size)
@@ -72,10 +87,17 @@ class AsyncTritonEmbedFunction:
         timeout_s: float = 60.0,
         headers: dict[str, str] | None = None,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        retry_s: float = DEFAULT_RETRY_S,
+        api_key: str | None = None,
     ) -> None:
         self.batch_size = check_batch_size(batch_size)
         self._transport = AsyncTransport(
-            url, model_name, timeout_s=timeout_s, headers=headers, max_in_flight=max_in_flight
+            url,
+            model_name,
+            timeout_s=timeout_s,
+            headers=headers,
+            max_in_flight=max_in_flight,
+            **connection_options(retry_s, api_key),
         )
 
     async def encode(self, texts: list[str]) -> np.ndarray:

@@ -8,6 +8,8 @@ exceptions are wrapped with ``raise ... from err`` so the original stays attache
     ├── ServerUnavailableError  no server answers at the URL
     ├── ModelNotReadyError      the server answers, but the model is unknown or not loaded
     ├── RerankTimeoutError      no answer within ``timeout_s``
+    ├── ServerOverloadedError   the server's queue is full: it refused the request at once
+    ├── RerankAuthError         the server wants an API key this client did not send (or another one)
     └── ServerResponseError     the server answered something the client cannot use
 """
 
@@ -29,13 +31,22 @@ class ServerUnavailableError(RerankError, ConnectionError):
 class ModelNotReadyError(RerankError):
     """The server is up but the named model is unknown, failed to load, or is not ready."""
 
-    def __init__(self, message: str, *, model_name: str) -> None:
+    def __init__(self, message: str, *, model_name: str, transient: bool = False) -> None:
         super().__init__(message)
         self.model_name = model_name
+        self.transient = transient  # the server knows the model but has no version loaded: loading or stopping
 
 
 class RerankTimeoutError(RerankError, TimeoutError):
     """The server did not answer within the client's timeout."""
+
+
+class ServerOverloadedError(RerankError):
+    """The server refused the request because its queue is full (its queue policy); try later."""
+
+
+class RerankAuthError(RerankError, PermissionError):
+    """The server restricts this API to requests carrying its API key."""
 
 
 class ServerResponseError(RerankError):

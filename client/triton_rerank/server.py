@@ -28,8 +28,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from triton_rerank import repository as repo
+from triton_rerank.transport import API_KEY_HEADER
 
 log = logging.getLogger(__name__)
+
+# Everything but health (liveness and readiness probes stay open) is restricted when a key is set.
+RESTRICTED_APIS = "metadata,inference,shared-memory,model-config,model-repository,statistics,trace,logging"
 
 
 class ServerStartError(RuntimeError):
@@ -49,6 +53,22 @@ class ServerSettings:
     log_file: Path | None = None  # None: a temporary file, removed on stop
     env: dict[str, str] = field(default_factory=dict)  # extra environment for the server and its models
     response_cache_bytes: int = 0  # >0: a local response cache this large, for models that enable it
+    # With a key, every API but health (inference included) needs it in the x-api-key header
+    # (Triton's restricted APIs); clients send it with api_key= or $TRITON_RERANK_API_KEY.
+    api_key: str | None = field(default=None, repr=False)
+    exit_timeout_s: int = 30  # on SIGTERM, how long requests in flight may take to finish
+
+    def __post_init__(self) -> None:
+        check_api_key(self.api_key)
+
+
+def check_api_key(key: str | None) -> None:
+    """A key Triton's flag can carry, long enough to guess no faster than by brute force; the
+    message never repeats the key."""
+    if key is None:
+        return
+    if not isinstance(key, str) or len(key) < 16 or not all(c.isalnum() or c in "-_.~+/" for c in key):
+        raise ValueError("api_key must be at least 16 characters of letters, digits and -_.~+/")
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -163,8 +183,14 @@ class EmbeddedTritonServer:
             "--model-control-mode=none",
             "--exit-on-error=true",
             "--strict-readiness=true",
+            f"--exit-timeout-secs={s.exit_timeout_s}",
             f"--log-verbose={s.log_verbose}",
         ]
+        if s.api_key:
+            command += [
+                f"--http-restricted-api={RESTRICTED_APIS}:{API_KEY_HEADER}={s.api_key}",
+                f"--grpc-restricted-protocol={RESTRICTED_APIS}:{API_KEY_HEADER}={s.api_key}",
+            ]
         if s.response_cache_bytes:
             command += [f"--cache-directory={root / 'caches'}", f"--cache-config=local,size={s.response_cache_bytes}"]
         env = {**os.environ, **s.env}
@@ -176,7 +202,8 @@ class EmbeddedTritonServer:
         env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, [libpython, str(libs), env.get("LD_LIBRARY_PATH")]))
         self.log_path = Path(s.log_file) if s.log_file else work / "tritonserver.log"
         log_file = self.log_path.open("wb")
-        log.info("starting %s", " ".join(command))
+        shown = " ".join(command).replace(s.api_key, "***") if s.api_key else " ".join(command)
+        log.info("starting %s", shown)
         self._process = subprocess.Popen(
             command, stdout=log_file, stderr=subprocess.STDOUT, env=env, start_new_session=True
         )
@@ -215,7 +242,10 @@ class EmbeddedTritonServer:
 
     def ready_models(self) -> list[str]:
         """Names of the models the server reports READY."""
-        request = urllib.request.Request(f"{self.http_url}/v2/repository/index", data=b"{}", method="POST")
+        headers = {API_KEY_HEADER: self.settings.api_key} if self.settings.api_key else {}
+        request = urllib.request.Request(
+            f"{self.http_url}/v2/repository/index", data=b"{}", method="POST", headers=headers
+        )
         with urllib.request.urlopen(request, timeout=10) as response:
             index = json.load(response)
         return sorted(model["name"] for model in index if model.get("state") == "READY")

@@ -6,7 +6,10 @@ The URL's scheme picks the protocol: ``http://``, ``https://``, ``grpc://``, ``g
 scheme means HTTP). Several URLs (a list, or one string separated by commas) are Triton replicas:
 requests go round-robin over them, and a request that finds its replica down or its model not
 ready is sent to the next one (inference is idempotent, so nothing is lost or done twice); a replica
-that failed is skipped for ``RETRY_DOWN_AFTER_S`` before it is tried again. ``Transport`` is
+that failed is skipped for ``RETRY_DOWN_AFTER_S`` before it is tried again. When every replica
+fails that way (a restart, say), the request is tried again with exponential backoff for up to
+``retry_s`` seconds (never longer than ``timeout_s``). A full queue (``ServerOverloadedError``), a
+missing API key (``RerankAuthError``) and bad input are never retried. ``Transport`` is
 blocking; ``AsyncTransport`` is its asyncio twin and creates its connections inside the running
 event loop, as aiohttp requires. ``infer_many`` keeps up to ``max_in_flight`` requests on the wire
 at once, so that the servers can batch them together and are never idle between the requests of
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -29,9 +33,11 @@ from tritonclient.utils import InferenceServerException
 
 from triton_rerank.errors import (
     ModelNotReadyError,
+    RerankAuthError,
     RerankError,
     RerankInputError,
     RerankTimeoutError,
+    ServerOverloadedError,
     ServerResponseError,
     ServerUnavailableError,
 )
@@ -81,8 +87,28 @@ def check_timeout(timeout_s: object) -> float:
 DEFAULT_MAX_IN_FLIGHT = 4
 # A replica that was down is skipped this long (unless every replica is down) before it is tried again.
 RETRY_DOWN_AFTER_S = 5.0
-# Failures that say "this replica cannot serve the request now": another replica may.
+# Failures that say "this replica cannot serve the request now": another replica may, or this one later.
 FAILOVER_ERRORS = (ServerUnavailableError, ModelNotReadyError)
+# How long a request keeps being tried again while no replica can serve it, and the waits between tries.
+DEFAULT_RETRY_S = 10.0
+RETRY_FIRST_DELAY_S, RETRY_MAX_DELAY_S = 0.25, 2.0
+# The header Triton's restricted APIs check (--http-restricted-api / --grpc-restricted-protocol);
+# gRPC clients send it with Triton's prefix. The key itself comes from the caller or this variable.
+API_KEY_HEADER = "x-api-key"
+GRPC_API_KEY_HEADER = f"triton-grpc-protocol-{API_KEY_HEADER}"
+API_KEY_ENV = "TRITON_RERANK_API_KEY"
+
+
+def connection_options(retry_s: float, api_key: str | None) -> dict:
+    """The transport's retry window, and the API key: the caller's, else ``$TRITON_RERANK_API_KEY``."""
+    return {"retry_s": retry_s, "api_key": api_key if api_key is not None else os.environ.get(API_KEY_ENV) or None}
+
+
+def check_retry(retry_s: object) -> float:
+    if isinstance(retry_s, bool) or not isinstance(retry_s, (int, float)) or not retry_s >= 0:
+        raise RerankInputError(f"retry_s must be a number of seconds >= 0, got {retry_s!r}")
+    return float(retry_s)
+
 
 Batch = tuple[dict[str, list[bytes]], int]  # string inputs by name, and the rows they hold
 
@@ -97,18 +123,34 @@ class _Base:
         timeout_s: float,
         headers: dict[str, str] | None,
         max_in_flight: int,
+        retry_s: float = DEFAULT_RETRY_S,
+        api_key: str | None = None,
     ) -> None:
         if isinstance(max_in_flight, bool) or not isinstance(max_in_flight, int) or max_in_flight < 1:
             raise RerankInputError(f"max_in_flight must be a positive int, got {max_in_flight!r}")
         self.max_in_flight = max_in_flight
         self.timeout_s = check_timeout(timeout_s)
+        self.retry_s = min(check_retry(retry_s), self.timeout_s)
         self.urls = parse_urls(url)
         self.endpoints = [parse_url(u) for u in self.urls]
         self.endpoint = self.endpoints[0]  # the protocol, shared by all
         self.model_name = model_name
-        self.headers = dict(headers or {}) or None
+        self.headers = dict(headers or {})
+        if api_key is not None:
+            if not isinstance(api_key, str) or not api_key:
+                raise RerankInputError("api_key must be a non-empty string")  # never echo a secret
+            self.headers[GRPC_API_KEY_HEADER if self.endpoint.protocol == "grpc" else API_KEY_HEADER] = api_key
+        self.headers = self.headers or None
         self._turn = itertools.count()
         self._down_until = [0.0] * len(self.urls)
+
+    def _backoff(self):
+        """Waits before each new pass over the replicas, while ``retry_s`` lasts."""
+        deadline = time.monotonic() + self.retry_s
+        delay = RETRY_FIRST_DELAY_S
+        while time.monotonic() + delay <= deadline:
+            yield delay
+            delay = min(2 * delay, RETRY_MAX_DELAY_S)
 
     def _order(self) -> list[int]:
         """Replicas to try for the next request: round-robin over those up, then those down, the
@@ -120,24 +162,34 @@ class _Base:
         up = [i for i in rotated if self._down_until[i] <= now]
         return up + sorted((i for i in rotated if self._down_until[i] > now), key=self._down_until.__getitem__)
 
-    def _failed(self, replica: int, err: BaseException, failures: list[RerankError]) -> RerankError:
-        """Translate ``err``; mark the replica down when another may serve the request instead."""
+    @staticmethod
+    def _next_wait(waits, failures: dict[int, RerankError]) -> float | None:
+        """The wait before another pass, or None to give up: a server that could not be reached, or
+        whose model is loading or unloading, may come back (a restart); a model that no server knows
+        is not worth waiting for."""
+        if not any(isinstance(f, ServerUnavailableError) or getattr(f, "transient", False) for f in failures.values()):
+            return None
+        return next(waits, None)
+
+    def _failed(self, replica: int, err: BaseException, failures: dict[int, RerankError]) -> None:
+        """Translate ``err`` and raise it, unless another replica (or this one later) may serve the
+        request: then mark the replica down and keep its latest failure."""
         error = self.translate(err, self.urls[replica])
         if not isinstance(error, FAILOVER_ERRORS):
             raise error from err
         self._down_until[replica] = time.monotonic() + RETRY_DOWN_AFTER_S
-        failures.append(error)
-        return error
+        failures[replica] = error
 
     def _succeeded(self, replica: int) -> None:
         self._down_until[replica] = 0.0
 
-    def _all_failed(self, failures: list[RerankError]) -> RerankError:
-        if len(failures) == 1:
-            return failures[0]
-        kind = ModelNotReadyError if all(isinstance(f, ModelNotReadyError) for f in failures) else None
-        message = f"none of the {len(failures)} Triton servers could serve {self.model_name!r}: " + "; ".join(
-            str(f) for f in failures
+    def _all_failed(self, failures: dict[int, RerankError]) -> RerankError:
+        errors = [failures[replica] for replica in sorted(failures)]
+        if len(errors) == 1:
+            return errors[0]
+        kind = ModelNotReadyError if all(isinstance(f, ModelNotReadyError) for f in errors) else None
+        message = f"none of the {len(errors)} Triton servers could serve {self.model_name!r}: " + "; ".join(
+            str(f) for f in errors
         )
         return kind(message, model_name=self.model_name) if kind else ServerUnavailableError(message)
 
@@ -174,13 +226,26 @@ class _Base:
             message = err.message() or str(err)
             status = str(err.status() or "")
             lowered = message.lower()
+            if "is restricted" in lowered or status in ("401", "403"):
+                return RerankAuthError(
+                    f"{where} refused the request to {self.model_name!r}: it needs an API key (header "
+                    f"{API_KEY_HEADER!r}) that this client did not send, or another one; pass api_key= or "
+                    f"set {API_KEY_ENV}"
+                )
+            if "maximum queue size" in lowered or "request timeout expired" in lowered:
+                return ServerOverloadedError(
+                    f"{where} is overloaded: {self.model_name!r} refused the request ({message}); "
+                    "try again later, or add replicas"
+                )
             if "deadline" in lowered or "timed out" in lowered or "timeout" in status.lower():
                 return RerankTimeoutError(f"{where}: no answer within {self.timeout_s:g} s ({message})")
             if "unavailable" in status.lower() or "failed to connect" in lowered or "connection refused" in lowered:
                 return ServerUnavailableError(f"{where} is unreachable: {message}")
             if "unknown model" in lowered or "not ready" in lowered or ("not found" in lowered and "model" in lowered):
                 return ModelNotReadyError(
-                    f"model {self.model_name!r} is not available on {where}: {message}", model_name=self.model_name
+                    f"model {self.model_name!r} is not available on {where}: {message}",
+                    model_name=self.model_name,
+                    transient="not found" not in lowered,  # "has no available versions": loading or unloading
                 )
             if status in ("400", "StatusCode.INVALID_ARGUMENT") or "invalid" in lowered:
                 return RerankInputError(f"{where} rejected the request to {self.model_name!r}: {message}")
@@ -205,8 +270,10 @@ class Transport(_Base):
         timeout_s: float = 60.0,
         headers=None,
         max_in_flight=DEFAULT_MAX_IN_FLIGHT,
+        retry_s: float = DEFAULT_RETRY_S,
+        api_key: str | None = None,
     ) -> None:
-        super().__init__(url, model_name, timeout_s, headers, max_in_flight)
+        super().__init__(url, model_name, timeout_s, headers, max_in_flight, retry_s, api_key)
         if self.endpoint.protocol == "grpc":
             import tritonclient.grpc as module
 
@@ -228,16 +295,21 @@ class Transport(_Base):
 
     def infer(self, strings: dict[str, list[bytes]], output: str, rows: int) -> np.ndarray:
         inputs, kwargs = self._request(self._module, strings, output)
-        failures: list[RerankError] = []
-        for replica in self._order():
-            try:
-                result = self._clients[replica].infer(self.model_name, inputs, **kwargs)
-            except Exception as err:
-                self._failed(replica, err, failures)
-                continue
-            self._succeeded(replica)
-            return self._output(result, output, rows)
-        raise self._all_failed(failures)
+        failures: dict[int, RerankError] = {}
+        waits = self._backoff()
+        while True:
+            for replica in self._order():
+                try:
+                    result = self._clients[replica].infer(self.model_name, inputs, **kwargs)
+                except Exception as err:
+                    self._failed(replica, err, failures)
+                    continue
+                self._succeeded(replica)
+                return self._output(result, output, rows)
+            delay = self._next_wait(waits, failures)
+            if delay is None:
+                raise self._all_failed(failures)
+            time.sleep(delay)
 
     def infer_many(self, batches: list[Batch], output: str) -> list[np.ndarray]:
         """``infer`` for each batch, up to ``max_in_flight`` at once, spread over the replicas;
@@ -264,7 +336,7 @@ class Transport(_Base):
         results = []
         for outcome, replica, (strings, rows) in zip(outcomes, replicas, batches, strict=True):
             if isinstance(outcome, Exception):
-                self._failed(replica, outcome, [])  # raises unless another replica may serve it
+                self._failed(replica, outcome, {})  # raises unless another replica may serve it
                 results.append(self.infer(strings, output, rows))
             else:
                 self._succeeded(replica)
@@ -318,8 +390,10 @@ class AsyncTransport(_Base):
         timeout_s: float = 60.0,
         headers=None,
         max_in_flight=DEFAULT_MAX_IN_FLIGHT,
+        retry_s: float = DEFAULT_RETRY_S,
+        api_key: str | None = None,
     ) -> None:
-        super().__init__(url, model_name, timeout_s, headers, max_in_flight)
+        super().__init__(url, model_name, timeout_s, headers, max_in_flight, retry_s, api_key)
         self._clients: list | None = None
 
     def _connect(self) -> list:
@@ -341,16 +415,21 @@ class AsyncTransport(_Base):
     async def infer(self, strings: dict[str, list[bytes]], output: str, rows: int) -> np.ndarray:
         clients = self._connect()
         inputs, kwargs = self._request(self._module, strings, output)
-        failures: list[RerankError] = []
-        for replica in self._order():
-            try:
-                result = await clients[replica].infer(self.model_name, inputs, **kwargs)
-            except Exception as err:
-                self._failed(replica, err, failures)
-                continue
-            self._succeeded(replica)
-            return self._output(result, output, rows)
-        raise self._all_failed(failures)
+        failures: dict[int, RerankError] = {}
+        waits = self._backoff()
+        while True:
+            for replica in self._order():
+                try:
+                    result = await clients[replica].infer(self.model_name, inputs, **kwargs)
+                except Exception as err:
+                    self._failed(replica, err, failures)
+                    continue
+                self._succeeded(replica)
+                return self._output(result, output, rows)
+            delay = self._next_wait(waits, failures)
+            if delay is None:
+                raise self._all_failed(failures)
+            await asyncio.sleep(delay)
 
     async def infer_many(self, batches: list[Batch], output: str) -> list[np.ndarray]:
         """``infer`` for each batch, up to ``max_in_flight`` at once; results in batch order."""

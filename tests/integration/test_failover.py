@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -96,3 +97,51 @@ async def test_the_async_client_fails_over_too(replicas, reference):
         await asyncio.to_thread(replicas[0].stop)
         for _ in range(5):
             np.testing.assert_allclose(await rf.score(QUERY, DOCUMENTS), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_a_restart_mid_stream_costs_no_request(tiny_repository, reference, protocol):
+    """One server, restarted on the same ports while clients send: requests that find it down
+    are tried again with backoff (retry_s) and all succeed."""
+    settings = free_port_settings()
+    server = EmbeddedTritonServer(tiny_repository, settings).start()
+    url = server.grpc_url if protocol == "grpc" else server.http_url
+    expected = reference[0].predict([(QUERY, d) for d in DOCUMENTS], activation_fn=lambda x: x)
+    first_requests = threading.Barrier(CLIENTS + 1)
+    restarted = threading.Event()
+
+    def client(_: int) -> tuple[list, list]:
+        scores, errors, after = [], [], 0
+        with TritonRerankFunction(url, batch_size=4, timeout_s=30, retry_s=20) as rf:
+            for k in itertools.count():
+                if k == STOP_AFTER:
+                    first_requests.wait()
+                if restarted.is_set():
+                    after += 1
+                    if after > AFTER_STOPPED:
+                        break
+                try:
+                    scores.append(rf.score(QUERY, DOCUMENTS))
+                except Exception as err:  # counted, not raised: the test wants every failure
+                    errors.append(err)
+        return scores, errors
+
+    try:
+        with ThreadPoolExecutor(CLIENTS) as pool:
+            futures = [pool.submit(client, i) for i in range(CLIENTS)]
+            first_requests.wait()
+            server.stop(grace_s=5)
+            down_at = time.monotonic()
+            server = EmbeddedTritonServer(tiny_repository, settings).start()
+            downtime = time.monotonic() - down_at
+            restarted.set()
+            results = [future.result() for future in futures]
+    finally:
+        server.stop()
+    errors = [err for _, errs in results for err in errs]
+    assert errors == []
+    scores = [s for done, _ in results for s in done]
+    assert len(scores) >= CLIENTS * (STOP_AFTER + AFTER_STOPPED)
+    for got in scores:
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+    assert downtime > 1  # the server really was away for a while

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -104,10 +105,18 @@ def test_client_refuses_bad_options(option, message):
 
 @pytest.mark.parametrize("scheme", ["http", "grpc"])
 def test_client_reports_a_server_that_is_down(scheme):
-    with TritonRerankFunction(f"{scheme}://127.0.0.1:{free_port()}", timeout_s=5) as rf:
+    """Tried again with backoff in case it is restarting, then a clear error within the timeout."""
+    with TritonRerankFunction(f"{scheme}://127.0.0.1:{free_port()}", timeout_s=3) as rf:
         assert rf.is_ready() is False
+        started = time.monotonic()
         with pytest.raises(ServerUnavailableError, match="unreachable"):
             rf(query="q", documents=["a", "b"])
+        assert 1.5 < time.monotonic() - started < 3 + 1  # retried (0.25 + 0.5 + 1 s of waits), within the timeout
+    with TritonRerankFunction(f"{scheme}://127.0.0.1:{free_port()}", timeout_s=3, retry_s=0) as rf:
+        started = time.monotonic()
+        with pytest.raises(ServerUnavailableError, match="unreachable"):
+            rf(query="q", documents=["a", "b"])
+        assert time.monotonic() - started < 1  # no retries asked for
 
 
 @pytest.mark.parametrize("scheme", ["http", "grpc"])
@@ -163,7 +172,7 @@ def test_replicas_take_turns_and_one_that_failed_is_tried_last():
     transport = Transport(["grpc://127.0.0.1:1", "grpc://127.0.0.1:2", "grpc://127.0.0.1:3"], "reranker")
     try:
         assert [transport._order()[0] for _ in range(4)] == [0, 1, 2, 0]
-        transport._failed(1, ConnectionRefusedError("refused"), [])
+        transport._failed(1, ConnectionRefusedError("refused"), {})
         assert [transport._order() for _ in range(2)] == [[2, 0, 1], [2, 0, 1]]  # turns 1 and 2; 1 is down
     finally:
         transport.close()
