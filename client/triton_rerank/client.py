@@ -110,6 +110,15 @@ def chunks(items: list[bytes], size: int) -> list[list[bytes]]:
     return [items[start : start + size] for start in range(0, len(items), size)]
 
 
+def rows_per_request(batch_size: int, rows: int, server_limit) -> int:
+    """``batch_size``, or less when the server takes fewer rows per request (asked only when it
+    could matter): an honest large request is split, never refused."""
+    if rows <= 1:
+        return batch_size
+    limit = server_limit()
+    return min(batch_size, limit) if limit else batch_size
+
+
 def length_groups(items: list[bytes], size: int) -> tuple[np.ndarray, list[list[bytes]]]:
     """``items`` ordered by length and cut into groups of at most ``size``, and that order: each
     request then holds texts of similar length, so padding to its longest wastes little work."""
@@ -142,8 +151,8 @@ class TritonRerankFunction:
         model_name: The ensemble to call.
         activation: ``identity`` returns raw logits (as ms-marco cross-encoders do in-process);
             ``sigmoid`` maps them into (0, 1).
-        batch_size: Most documents per Triton request; larger lists go in several requests.
-            Must not exceed the server's ``cross_encoder`` max_batch_size.
+        batch_size: Most documents per Triton request; larger lists go in several requests. Above
+            the server's own limit (its ``max_rows_per_request``, read once) the server's wins.
         timeout_s: Connection and request timeout.
         headers: Extra HTTP headers / gRPC metadata sent with every request.
         max_in_flight: Most requests of one call on the wire at once.
@@ -183,7 +192,9 @@ class TritonRerankFunction:
         return self._score(query, check_request(query, documents, None))
 
     def _score(self, query: str, encoded: list[bytes]) -> np.ndarray:
-        order, groups = length_groups(encoded, self.batch_size)
+        order, groups = length_groups(
+            encoded, rows_per_request(self.batch_size, len(encoded), self._transport.rows_limit)
+        )
         parts = self._transport.infer_many(_batches(query, groups), "SCORES")
         return activate(in_input_order(order, parts), self.activation)
 
@@ -236,7 +247,8 @@ class AsyncTritonRerankFunction:
         return await self._score(query, check_request(query, documents, None))
 
     async def _score(self, query: str, encoded: list[bytes]) -> np.ndarray:
-        order, groups = length_groups(encoded, self.batch_size)
+        limit = await self._transport.rows_limit() if len(encoded) > 1 else None
+        order, groups = length_groups(encoded, rows_per_request(self.batch_size, len(encoded), lambda: limit))
         parts = await self._transport.infer_many(_batches(query, groups), "SCORES")
         return activate(in_input_order(order, parts), self.activation)
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from triton_rerank.client import check_batch_size, check_strings, in_input_order, length_groups
+from triton_rerank.client import check_batch_size, check_strings, in_input_order, length_groups, rows_per_request
 from triton_rerank.transport import (
     DEFAULT_MAX_IN_FLIGHT,
     DEFAULT_RETRY_S,
@@ -57,7 +57,10 @@ class TritonEmbedFunction:
         )
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        order, groups = length_groups(check_strings(texts, "texts"), self.batch_size)
+        encoded = check_strings(texts, "texts")
+        order, groups = length_groups(
+            encoded, rows_per_request(self.batch_size, len(encoded), self._transport.rows_limit)
+        )
         return in_input_order(order, self._transport.infer_many(_batches(groups), "EMBEDDINGS"), flat=False)
 
     __call__ = encode
@@ -101,7 +104,9 @@ class AsyncTritonEmbedFunction:
         )
 
     async def encode(self, texts: list[str]) -> np.ndarray:
-        order, groups = length_groups(check_strings(texts, "texts"), self.batch_size)
+        encoded = check_strings(texts, "texts")
+        limit = await self._transport.rows_limit() if len(encoded) > 1 else None
+        order, groups = length_groups(encoded, rows_per_request(self.batch_size, len(encoded), lambda: limit))
         return in_input_order(order, await self._transport.infer_many(_batches(groups), "EMBEDDINGS"), flat=False)
 
     __call__ = encode

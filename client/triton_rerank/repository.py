@@ -93,6 +93,12 @@ class RepositorySettings:
             export sets 1 for int8, whose scores then do not depend on other rows of the batch.
         response_cache: Let Triton answer a repeated request (same query, same documents) from
             its response cache; the server must be started with a cache (``--cache-config``).
+        max_document_bytes: The largest document (text, query) the tokenizer takes, in UTF-8 bytes;
+            a larger one is refused with its index and size. Only ``max_length`` tokens of it are
+            read anyway; the limit keeps one request from tying up the tokenizer.
+        max_queue_size: Most requests waiting for the model; beyond it Triton refuses at once
+            ("exceeds maximum queue size"), which the client reports as ``ServerOverloadedError``.
+        queue_timeout_s: A request waiting longer than this for the model is refused the same way.
         gpu_accelerator: How an ONNX model runs on a GPU: ``cuda`` (ONNX Runtime's CUDA execution
             provider), ``tensorrt`` or ``tensorrt-fp16`` (its TensorRT provider, at fp32 or fp16;
             engines are built at load, which takes minutes for a new shape profile).
@@ -111,6 +117,9 @@ class RepositorySettings:
     runner_slice_rows: int | None = None
     response_cache: bool = False
     gpu_accelerator: Literal["cuda", "tensorrt", "tensorrt-fp16"] = "cuda"
+    max_document_bytes: int = 1 << 20
+    max_queue_size: int = 512
+    queue_timeout_s: float = 30.0
 
     def __post_init__(self) -> None:
         if self.kind not in FAMILIES:
@@ -124,7 +133,9 @@ class RepositorySettings:
             raise ValueError(f"model_inputs must start with input_ids, attention_mask; got {self.model_inputs}")
         if self.runner_slice_rows is not None and self.runner_slice_rows < 0:
             raise ValueError(f"runner_slice_rows must be >= 0 or None, got {self.runner_slice_rows}")
-        for name in ("dimension", "max_length", "instances", "max_batch_size"):
+        if not self.queue_timeout_s > 0:
+            raise ValueError(f"queue_timeout_s must be > 0, got {self.queue_timeout_s}")
+        for name in ("dimension", "max_length", "instances", "max_batch_size", "max_document_bytes", "max_queue_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.gpu_accelerator not in GPU_ACCELERATORS:
@@ -177,7 +188,15 @@ def tokenizer_config(settings: RepositorySettings) -> mc.ModelConfig:
         output=[_tensor(name, mc.TYPE_INT64, [-1, -1]) for name in settings.model_inputs],
         instance_group=[{"kind": mc.ModelInstanceGroup.KIND_CPU, "count": 1}],
     )
-    _parameters(config, max_length=settings.max_length, truncation="longest_first")
+    # The request limits, enforced here with a clear message: rows per request as the model's
+    # max_batch_size allows, and bytes per string.
+    _parameters(
+        config,
+        max_length=settings.max_length,
+        truncation="longest_first",
+        max_rows=settings.max_batch_size,
+        max_bytes=settings.max_document_bytes,
+    )
     return config
 
 
@@ -192,7 +211,15 @@ def model_config(settings: RepositorySettings) -> mc.ModelConfig:
         max_batch_size=settings.max_batch_size,
         input=[_tensor(name, mc.TYPE_INT64, [-1]) for name in inputs],
         output=[_tensor(output, mc.TYPE_FP32, [settings.dimension])],
-        dynamic_batching={"max_queue_delay_microseconds": settings.max_queue_delay_us},
+        dynamic_batching={
+            "max_queue_delay_microseconds": settings.max_queue_delay_us,
+            # Overload answers at once with an error instead of waiting without bound.
+            "default_queue_policy": {
+                "timeout_action": mc.ModelQueuePolicy.REJECT,
+                "default_timeout_microseconds": int(settings.queue_timeout_s * 1e6),
+                "max_queue_size": settings.max_queue_size,
+            },
+        },
     )
     if settings.device != "auto":
         kind = mc.ModelInstanceGroup.KIND_GPU if settings.device == "gpu" else mc.ModelInstanceGroup.KIND_CPU
@@ -224,6 +251,8 @@ def ensemble_config(settings: RepositorySettings) -> mc.ModelConfig:
     )
     if settings.response_cache:
         config.response_cache.enable = True
+    # What clients read to split their requests: the most rows (documents, texts) one request may hold.
+    _parameters(config, max_rows_per_request=settings.max_batch_size)
     steps = config.ensemble_scheduling.step
     steps.add(
         model_name=family.tokenizer,

@@ -97,6 +97,8 @@ RETRY_FIRST_DELAY_S, RETRY_MAX_DELAY_S = 0.25, 2.0
 API_KEY_HEADER = "x-api-key"
 GRPC_API_KEY_HEADER = f"triton-grpc-protocol-{API_KEY_HEADER}"
 API_KEY_ENV = "TRITON_RERANK_API_KEY"
+# The ensemble parameter that says how many rows (documents, texts) one request may hold.
+ROWS_LIMIT_PARAMETER = "max_rows_per_request"
 
 
 def connection_options(retry_s: float, api_key: str | None) -> dict:
@@ -206,8 +208,17 @@ class _Base:
             kwargs.update(outputs=[module.InferRequestedOutput(output, binary_data=True)])
         return inputs, kwargs
 
+    def _rows_limit_from(self, config: dict) -> int | None:
+        """The ``max_rows_per_request`` an ensemble's config declares (None: it declares none)."""
+        config = config.get("config", config)  # gRPC wraps the config, HTTP does not
+        value = config.get("parameters", {}).get(ROWS_LIMIT_PARAMETER, {}).get("string_value")
+        return int(value) if value and value.isdigit() and int(value) > 0 else None
+
     def _ready_kwargs(self) -> dict:
         return {"client_timeout": self.timeout_s} if self.endpoint.protocol == "grpc" else {}
+
+    def _config_kwargs(self) -> dict:
+        return {"as_json": True, **self._ready_kwargs()} if self.endpoint.protocol == "grpc" else {}
 
     def _output(self, result, output: str, rows: int) -> np.ndarray:
         """The output as float32 [rows, ...]; anything else is the server's fault, said plainly."""
@@ -364,6 +375,23 @@ class Transport(_Base):
                 future.set_result(err)
         return [future.result() for future in futures]
 
+    def rows_limit(self) -> int | None:
+        """The most rows one request may hold on these servers (the smallest any declares), read
+        once from the model's config; None when none can be read (it is then the server's to say)."""
+        if not hasattr(self, "_rows_limit"):
+            limits = []
+            for client in self._clients:
+                try:
+                    config = client.get_model_config(self.model_name, headers=self.headers, **self._config_kwargs())
+                except Exception:  # down, or an older repository: requests will say what is wrong
+                    continue
+                limits.append(self._rows_limit_from(config))
+            known = [limit for limit in limits if limit]
+            if not limits:  # no server answered: ask again next time
+                return None
+            self._rows_limit = min(known) if known else None
+        return self._rows_limit
+
     def is_ready(self) -> bool:
         """True when a server answers and the model is ready there; False when none does."""
         for client in self._clients:
@@ -440,6 +468,24 @@ class AsyncTransport(_Base):
                 return await self.infer(strings, output, rows)
 
         return list(await asyncio.gather(*(one(strings, rows) for strings, rows in batches)))
+
+    async def rows_limit(self) -> int | None:
+        """The asyncio twin of ``Transport.rows_limit``."""
+        if not hasattr(self, "_rows_limit"):
+            limits = []
+            for client in self._connect():
+                try:
+                    config = await client.get_model_config(
+                        self.model_name, headers=self.headers, **self._config_kwargs()
+                    )
+                except Exception:  # down, or an older repository: requests will say what is wrong
+                    continue
+                limits.append(self._rows_limit_from(config))
+            known = [limit for limit in limits if limit]
+            if not limits:  # no server answered: ask again next time
+                return None
+            self._rows_limit = min(known) if known else None
+        return self._rows_limit
 
     async def is_ready(self) -> bool:
         for client in self._connect():

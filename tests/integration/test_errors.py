@@ -8,7 +8,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from triton_rerank import ModelNotReadyError, RerankInputError, RerankTimeoutError, TritonRerankFunction
+from triton_rerank import ModelNotReadyError, RerankTimeoutError, TritonRerankFunction
 
 pytestmark = pytest.mark.integration
 
@@ -41,11 +41,12 @@ def test_unknown_model_raises_model_not_ready_naming_the_model(url):
     assert caught.value.model_name == "no_such_reranker"
 
 
-def test_more_documents_per_request_than_the_server_allows_is_a_clear_input_error(url, triton_server):
-    with TritonRerankFunction(url, batch_size=129) as rf:  # cross_encoder max_batch_size is 128
-        with pytest.raises(RerankInputError, match="batch-size must be <= 128"):
-            rf(query="q", documents=["a"] * 129)
-        assert rf.is_ready()
+def test_a_batch_size_above_the_servers_limit_is_split_not_refused(url, triton_server):
+    """The server takes at most 128 documents per request (its max_rows_per_request); the client
+    reads that once and splits. A raw request above it is refused (test_bad_input.py)."""
+    with TritonRerankFunction(url, batch_size=129) as rf:
+        assert len(rf(query="q", documents=["a"] * 129, top_k=None)) == 129
+        assert rf._transport.rows_limit() == 128
 
 
 def test_a_tiny_timeout_raises_rerank_timeout(url):

@@ -22,7 +22,7 @@ from triton_rerank import (
 )
 from triton_rerank.ingest import ingest, read_documents
 from triton_rerank.pipeline import AsyncRerankPipeline, RerankPipeline
-from triton_rerank.store import MilvusStore, StoreError
+from triton_rerank.store import Document, MilvusStore, StoreError
 
 pytestmark = pytest.mark.integration
 TOLERANCE = 1e-4
@@ -88,6 +88,32 @@ def test_filters_narrow_the_candidates_and_bad_filters_are_named(pipeline):
     assert {c.metadata["topic"] for c in result.candidates} == {"cooking"} and len(result.candidates) == 3
     with pytest.raises(StoreError, match="filter"):
         pipeline.search(QUERY, filter='metadata["topic" == ')
+
+
+@pytest.mark.parametrize(
+    "vectors, shape",
+    [
+        (np.full((1, 384), np.nan, dtype=np.float32), r"\(1, 384\)"),  # a NaN in a vector
+        (np.ones((1, 383), dtype=np.float32), r"\(1, 383\)"),  # a vector of the wrong dimension
+        (np.ones(384, dtype=np.float32), r"\(384,\)"),  # one vector, not a batch of them
+    ],
+)
+def test_bad_vectors_are_refused_with_the_shape_received(store, vectors, shape):
+    with pytest.raises(RerankInputError, match=rf"vectors must be finite, of shape \[n, 384\]; got {shape}"):
+        store.search(vectors, limit=3)
+    documents = [Document("x", "text")] * len(vectors)  # as many documents as vectors (a 1-D array: 384)
+    with pytest.raises(RerankInputError, match=rf"vectors must be finite, of shape \[n, 384\]; got {shape}"):
+        store.upsert(documents, vectors)
+    assert store.count() > 0  # nothing was written, the store still answers
+
+
+def test_milvus_unavailable_is_a_clear_error_at_once():
+    from triton_rerank.server import free_port
+
+    started = time.monotonic()
+    with pytest.raises(StoreError, match="cannot open Milvus at http://127.0.0.1:.*server unavailable"):
+        MilvusStore(f"http://127.0.0.1:{free_port()}")
+    assert time.monotonic() - started < 30
 
 
 @pytest.mark.parametrize(

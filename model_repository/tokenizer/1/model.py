@@ -38,6 +38,8 @@ class TritonPythonModel:
         self.tokenizer.enable_truncation(
             int(parameters["max_length"]), strategy=parameters.get("truncation", "longest_first"), direction=direction
         )
+        self.max_rows = int(parameters.get("max_rows", 0)) or None
+        self.max_bytes = int(parameters.get("max_bytes", 0)) or None
 
     def execute(self, requests):
         responses = []
@@ -45,19 +47,31 @@ class TritonPythonModel:
             try:
                 rows = self._read_pairs(request) if self.pairs else self._read_texts(request)
                 responses.append(pb_utils.InferenceResponse(output_tensors=self._tokenize(rows)))
-            except ValueError as err:  # this request is bad; the others in the batch go on
-                responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(str(err))))
+            except ValueError as err:  # this request is bad (an input error: 400 / INVALID_ARGUMENT); others go on
+                error = pb_utils.TritonError(str(err), pb_utils.TritonError.INVALID_ARG)
+                responses.append(pb_utils.InferenceResponse(error=error))
         return responses
 
     def _read_pairs(self, request):
         query = pb_utils.get_input_tensor_by_name(request, "QUERY").as_numpy().reshape(-1)
         if query.size != 1:
             raise ValueError(f"QUERY must hold exactly one string, got {query.size}")
-        query = _decode(query[0], "QUERY")
-        return [(query, document) for document in _read_strings(request, "DOCUMENTS")]
+        query = _decode(query[0], "QUERY", self.max_bytes)
+        return [(query, document) for document in self._read_strings(request, "DOCUMENTS")]
 
     def _read_texts(self, request):
-        return _read_strings(request, "TEXTS")
+        return self._read_strings(request, "TEXTS")
+
+    def _read_strings(self, request, name):
+        values = pb_utils.get_input_tensor_by_name(request, name).as_numpy().reshape(-1)
+        if values.size == 0:
+            raise ValueError(f"{name} must hold at least one string")
+        if self.max_rows and values.size > self.max_rows:
+            raise ValueError(
+                f"{name} holds {values.size} strings; this server takes at most {self.max_rows} per request "
+                "(split the request; the triton_rerank client does so itself)"
+            )
+        return [_decode(value, f"{name}[{i}]", self.max_bytes) for i, value in enumerate(values)]
 
     def _tokenize(self, rows):
         encodings = self.tokenizer.encode_batch(rows)
@@ -67,15 +81,11 @@ class TritonPythonModel:
         ]
 
 
-def _read_strings(request, name):
-    values = pb_utils.get_input_tensor_by_name(request, name).as_numpy().reshape(-1)
-    if values.size == 0:
-        raise ValueError(f"{name} must hold at least one string")
-    return [_decode(value, f"{name}[{i}]") for i, value in enumerate(values)]
-
-
-def _decode(value, what):
+def _decode(value, what, max_bytes=None):
+    value = bytes(value)
+    if max_bytes and len(value) > max_bytes:
+        raise ValueError(f"{what} is {len(value):,} bytes; this server takes at most {max_bytes:,} bytes per string")
     try:
-        return bytes(value).decode("utf-8")
+        return value.decode("utf-8")
     except UnicodeDecodeError as err:
         raise ValueError(f"{what} is not valid UTF-8: {err}") from None
