@@ -187,6 +187,7 @@ def tokenizer_config(settings: RepositorySettings) -> mc.ModelConfig:
         input=_string_inputs(family),
         output=[_tensor(name, mc.TYPE_INT64, [-1, -1]) for name in settings.model_inputs],
         instance_group=[{"kind": mc.ModelInstanceGroup.KIND_CPU, "count": 1}],
+        dynamic_batching={"default_queue_policy": _queue_policy(settings)},  # for its queue policy; no batching
     )
     # The request limits, enforced here with a clear message: rows per request as the model's
     # max_batch_size allows, and bytes per string.
@@ -198,6 +199,16 @@ def tokenizer_config(settings: RepositorySettings) -> mc.ModelConfig:
         max_bytes=settings.max_document_bytes,
     )
     return config
+
+
+def _queue_policy(settings: RepositorySettings) -> dict:
+    """Overload answers at once with an error ("exceeds maximum queue size") instead of waiting
+    without bound. On the tokenizer too: it is the ensemble's front door, where requests queue first."""
+    return {
+        "timeout_action": mc.ModelQueuePolicy.REJECT,
+        "default_timeout_microseconds": int(settings.queue_timeout_s * 1e6),
+        "max_queue_size": settings.max_queue_size,
+    }
 
 
 def model_config(settings: RepositorySettings) -> mc.ModelConfig:
@@ -213,12 +224,7 @@ def model_config(settings: RepositorySettings) -> mc.ModelConfig:
         output=[_tensor(output, mc.TYPE_FP32, [settings.dimension])],
         dynamic_batching={
             "max_queue_delay_microseconds": settings.max_queue_delay_us,
-            # Overload answers at once with an error instead of waiting without bound.
-            "default_queue_policy": {
-                "timeout_action": mc.ModelQueuePolicy.REJECT,
-                "default_timeout_microseconds": int(settings.queue_timeout_s * 1e6),
-                "max_queue_size": settings.max_queue_size,
-            },
+            "default_queue_policy": _queue_policy(settings),
         },
     )
     if settings.device != "auto":

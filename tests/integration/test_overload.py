@@ -1,0 +1,43 @@
+"""Overload answers fast with a clear error instead of unbounded latency: Triton's queue policy
+(max queue size, queue timeout) refuses what it cannot take, the client reports
+ServerOverloadedError without retrying, and the server stays ready."""
+
+from __future__ import annotations
+
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from triton_rerank import RerankError, ServerOverloadedError, TritonRerankFunction
+from triton_rerank.export import export_cross_encoder
+from triton_rerank.repository import RepositorySettings
+from triton_rerank.server import EmbeddedTritonServer, free_port_settings
+
+pytestmark = pytest.mark.integration
+
+DOCUMENTS = ["paris is the capital and largest city of france " * 20] * 128
+
+
+def test_a_full_queue_refuses_at_once_with_overloaded_and_the_server_stays_ready(tiny_model, tmp_path):
+    repository = tmp_path / "models"
+    export_cross_encoder(str(tiny_model), repository, settings=RepositorySettings(device="cpu", max_queue_size=1))
+    with EmbeddedTritonServer(repository, free_port_settings()) as server:
+
+        def one(_: int) -> RerankError | None:
+            with TritonRerankFunction(server.grpc_url, timeout_s=60) as rf:
+                try:
+                    rf.score("capital of france", DOCUMENTS)
+                except RerankError as err:
+                    return err
+            return None
+
+        with ThreadPoolExecutor(24) as pool:
+            outcomes = list(pool.map(one, range(48)))
+        kinds = Counter(type(o).__name__ for o in outcomes)
+        assert set(kinds) <= {"NoneType", "ServerOverloadedError"}, kinds
+        assert kinds["ServerOverloadedError"] > 0 and kinds["NoneType"] > 0, kinds
+        refused = next(o for o in outcomes if isinstance(o, ServerOverloadedError))
+        assert "is overloaded" in str(refused) and "maximum queue size" in str(refused).lower()
+        with TritonRerankFunction(server.grpc_url) as rf:
+            assert rf.is_ready() and len(rf(query="q", documents=["a", "b"])) == 2
