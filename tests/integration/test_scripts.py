@@ -308,3 +308,29 @@ def test_benchmark_quick_measures_every_variant_side_by_side_and_writes_its_repo
     assert {r["variant"] for r in report["ratios"]} == {"served fp32", "served int8"}
     assert "| served int8 | 100 | 4 |" in (out / "benchmark.md").read_text()
     assert (out / "benchmark.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_load_test_runs_bounded_reports_latency_and_memory_and_fails_on_errors(tiny_repository, tmp_path):
+    out = tmp_path / "load.json"
+    args = ["--repository", str(tiny_repository), "--clients", "4", "--duration-s", "2", "--runs", "2"]
+    result = subprocess.run(
+        script("load_test.py", *args, "--out", str(out)), capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(out.read_text())
+    assert len(report["runs"]) == 2
+    for run in report["runs"]:
+        assert run["errors"] == 0 and run["requests"] > 0
+        assert 0 < run["p50_ms"] <= run["p95_ms"] <= run["p99_ms"]
+        assert run["server_rss_mb"] > 50  # the server and its stubs were found and measured
+    assert "server memory, first run to last" in result.stdout
+    # against a server that is not there every request fails: counted, reported, exit status 1
+    down = subprocess.run(
+        script("load_test.py", "--url", f"grpc://127.0.0.1:{free_port()}", "--clients", "2", "--duration-s", "1",
+               "--runs", "1"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert down.returncode == 1
+    assert "ServerUnavailableError" in down.stdout

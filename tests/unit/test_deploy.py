@@ -119,13 +119,34 @@ def test_the_models_are_one_variable():
     assert environment["EMBED_MODEL"] == "sentence-transformers/all-MiniLM-L6-v2"
 
 
-def test_triton_runs_with_the_same_flags_in_compose_and_kubernetes():
-    compose_command = services()["triton-cpu"]["command"]
+def container_command(service: dict) -> list[str]:
+    """The command as the container gets it: ``config`` prints a literal ``$`` escaped as ``$$``."""
+    return [part.replace("$$", "$") for part in service["command"]]
+
+
+def test_triton_runs_with_the_same_command_in_compose_and_kubernetes():
+    service = services()["triton-cpu"]
     deployment = next(
         d for d in yaml.safe_load_all((KUBERNETES / "triton.yaml").read_text()) if d["kind"] == "Deployment"
     )
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
-    assert container["args"] == compose_command
+    assert container["command"] == container_command(service)
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["RESTRICTED_APIS"] == service["environment"]["RESTRICTED_APIS"]
+    assert "health" not in env["RESTRICTED_APIS"].split(",")  # probes stay open
+
+
+def test_the_api_key_turns_on_the_restricted_apis_in_the_container_command():
+    script = container_command(services()["triton-cpu"])[2]
+    environment = {"TRITON_RERANK_API_KEY": "", "RESTRICTED_APIS": "metadata,inference"}
+    run = ["sh", "-c", script.replace("exec tritonserver", "printf '%s\\n'"), "sh"]
+    plain = subprocess.run(run, env=environment, capture_output=True, text=True, check=True).stdout.split()
+    assert not any("restricted" in arg for arg in plain)
+    keyed = subprocess.run(
+        run, env=environment | {"TRITON_RERANK_API_KEY": "k" * 20}, capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert f"--http-restricted-api=metadata,inference:x-api-key={'k' * 20}" in keyed
+    assert f"--grpc-restricted-protocol=metadata,inference:x-api-key={'k' * 20}" in keyed
 
 
 def kubernetes_documents() -> list[dict]:
