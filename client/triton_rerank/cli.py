@@ -34,6 +34,7 @@ def _add_milvus_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--milvus-token", default=os.environ.get("MILVUS_TOKEN"), help="Milvus token (default: $MILVUS_TOKEN)"
     )
+    parser.add_argument("--milvus-ca-file", help="CA certificate (PEM) of a Milvus server with TLS by a private CA")
     parser.add_argument("--collection", default="documents", help="collection name (default: %(default)s)")
     parser.add_argument(
         "--triton-url",
@@ -149,6 +150,8 @@ def serve(args: argparse.Namespace) -> int:
 def _store(args: argparse.Namespace, **options):
     from triton_rerank.store import MilvusStore
 
+    if args.milvus_ca_file:
+        options["client_options"] = {"server_pem_path": args.milvus_ca_file}
     return MilvusStore(args.milvus_uri, collection=args.collection, token=args.milvus_token, **options)
 
 

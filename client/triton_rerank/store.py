@@ -12,6 +12,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
@@ -36,6 +37,14 @@ SEARCH_PARAMS = {"HNSW": {"ef": 256}, "FLAT": {}, "IVF_FLAT": {"nprobe": 32}}
 
 class StoreError(RerankError):
     """Milvus is unreachable or refused an operation; the message says which and why."""
+
+
+def _without_credentials(uri: str) -> str:
+    """``https://user:secret@host:19530`` -> ``https://***@host:19530``: URIs may carry a password."""
+    parts = urlsplit(uri)
+    if parts.username is None and parts.password is None:
+        return uri
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
 
 
 @dataclass(frozen=True)
@@ -77,8 +86,11 @@ class MilvusStore:
         collection: Collection name.
         dimension: Embedding size; the collection is created with it when absent.
         index: ``HNSW`` (default), ``FLAT`` (exact; fine for small sets) or ``IVF_FLAT``.
-        token: Milvus token (``user:password`` or an API key) for a server.
+        token: Milvus token (``user:password`` or an API key) for a server; never shown in errors.
         consistency: Milvus consistency level; ``Strong`` reads its own writes.
+        client_options: Passed on to ``pymilvus.MilvusClient``: TLS with a private CA, say
+            ``{"server_pem_path": "ca.pem", "server_name": "milvus.example.com"}`` (an ``https://``
+            URI alone turns TLS on with the system's CAs).
     """
 
     def __init__(
@@ -90,25 +102,28 @@ class MilvusStore:
         index: str = "HNSW",
         token: str | None = None,
         consistency: str = "Strong",
+        client_options: dict | None = None,
     ) -> None:
         if index not in INDEX_PARAMS:
             raise RerankInputError(f"index must be one of {sorted(INDEX_PARAMS)}, got {index!r}")
         self.uri = uri
+        self._shown_uri = _without_credentials(uri)  # for messages and logs
         self.collection = collection
         self.dimension = dimension
         self.index = index
         self.consistency = consistency
         try:
-            self._client = MilvusClient(uri=uri, token=token or "")
+            self._client = MilvusClient(uri=uri, token=token or "", **(client_options or {}))
         except Exception as err:
-            raise StoreError(f"cannot open Milvus at {uri}: {err}") from err
+            message = str(err).replace(token, "***") if token else str(err)
+            raise StoreError(f"cannot open Milvus at {self._shown_uri}: {message}") from err
         self._ensure_collection()
 
     def _call(self, what: str, function, *args, **kwargs):
         try:
             return function(*args, **kwargs)
         except MilvusException as err:
-            raise StoreError(f"Milvus at {self.uri} refused to {what} ({self.collection}): {err}") from err
+            raise StoreError(f"Milvus at {self._shown_uri} refused to {what} ({self.collection}): {err}") from err
 
     def _ensure_collection(self) -> None:
         client = self._client
@@ -140,7 +155,11 @@ class MilvusStore:
             consistency_level=self.consistency,
         )
         log.info(
-            "created collection %s (%d-d, %s, COSINE) at %s", self.collection, self.dimension, self.index, self.uri
+            "created collection %s (%d-d, %s, COSINE) at %s",
+            self.collection,
+            self.dimension,
+            self.index,
+            self._shown_uri,
         )
 
     def upsert(self, documents: Sequence[Document], vectors: np.ndarray) -> int:

@@ -107,6 +107,14 @@ def test_bad_vectors_are_refused_with_the_shape_received(store, vectors, shape):
     assert store.count() > 0  # nothing was written, the store still answers
 
 
+def test_milvus_credentials_never_show_in_errors():
+    from triton_rerank.server import free_port
+
+    with pytest.raises(StoreError, match=r"cannot open Milvus at http://\*\*\*@127.0.0.1:") as caught:
+        MilvusStore(f"http://root:uri-password-1@127.0.0.1:{free_port()}", token="token-secret-2")
+    assert "uri-password-1" not in str(caught.value) and "token-secret-2" not in str(caught.value)
+
+
 def test_milvus_unavailable_is_a_clear_error_at_once():
     from triton_rerank.server import free_port
 
