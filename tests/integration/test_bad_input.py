@@ -155,3 +155,35 @@ def test_the_docs_table_lists_every_case():
     rows = {re.sub(r"`", "", line.split("|")[1]).strip() for line in table.splitlines() if line.startswith("| ")}
     labels = {case.label for case in RAW_CASES} | {label for label, _, _ in CLIENT_CASES}
     assert labels <= rows, sorted(labels - rows)
+
+
+def test_bad_requests_do_not_disturb_other_clients(triton_server, reference):
+    """One client sends every bad request above while another keeps reranking: the good one never fails."""
+    import threading
+
+    expected = reference[0].predict([("capital of france", d) for d in ["paris", "berlin"]], activation_fn=lambda x: x)
+    stop, failures, answered = threading.Event(), [], []
+
+    def good_client() -> None:
+        with TritonRerankFunction(triton_server.grpc_url) as rf:
+            while not stop.is_set():
+                try:
+                    np.testing.assert_allclose(rf.score("capital of france", ["paris", "berlin"]), expected, atol=1e-5)
+                    answered.append(1)
+                except Exception as err:  # counted: the test wants every failure
+                    failures.append(err)
+
+    thread = threading.Thread(target=good_client)
+    thread.start()
+    client = httpclient.InferenceServerClient(triton_server.http_url.removeprefix("http://"))
+    try:
+        for case in RAW_CASES:
+            try:
+                send(httpclient, client, case)
+            except InferenceServerException:
+                pass  # refused, as test_each_raw_bad_request... checks case by case
+    finally:
+        stop.set()
+        thread.join()
+        client.close()
+    assert failures == [] and len(answered) > 0

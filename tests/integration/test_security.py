@@ -115,3 +115,37 @@ def test_the_key_never_shows_in_logs_errors_or_reprs(tiny_repository, caplog):
         with pytest.raises(ValueError, match="api_key must be") as caught:
             ServerSettings(api_key=bad)
         assert bad not in str(caught.value)
+
+
+def listening_addresses(port: int) -> set[str]:
+    """The local addresses with a TCP socket listening on ``port`` (IPv4 and IPv6, from /proc)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = open(table).read().splitlines()[1:]
+        except FileNotFoundError:
+            continue
+        for line in lines:
+            local, state = line.split()[1], line.split()[3]
+            address, hex_port = local.rsplit(":", 1)
+            if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+                found.add(address)
+    return found
+
+
+def test_the_embedded_server_listens_on_loopback_only_and_model_control_is_off(locked_server):
+    loopback = {"0100007F", "0000000000000000FFFF00000100007F"}  # 127.0.0.1, and as IPv4-mapped IPv6 (gRPC)
+    for port in (
+        locked_server.settings.http_port,
+        locked_server.settings.grpc_port,
+        locked_server.settings.metrics_port,
+    ):
+        addresses = listening_addresses(port)
+        assert addresses and addresses <= loopback, (port, addresses)
+    client = httpclient.InferenceServerClient(locked_server.http_url.removeprefix("http://"))
+    try:
+        with pytest.raises(InferenceServerException, match="(?i)not allowed"):
+            client.unload_model("reranker", headers={API_KEY_HEADER: KEY})
+        assert client.is_model_ready("reranker", headers={API_KEY_HEADER: KEY})
+    finally:
+        client.close()
