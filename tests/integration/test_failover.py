@@ -4,6 +4,7 @@ stops mid-stream every request still succeeds on the other (two real servers, on
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import threading
 import time
@@ -33,6 +34,26 @@ def served_requests(server: EmbeddedTritonServer) -> int:
         client.close()
 
 
+def keep_sending(url, options: dict, first_requests: threading.Barrier, event: threading.Event, _: int):
+    """One client: STOP_AFTER calls, then waits with the others at ``first_requests``, then goes on
+    calling until ``event`` is set (while the fault happens, too) and AFTER_STOPPED calls more.
+    Returns the scores and every error, counted rather than raised."""
+    scores, errors, after = [], [], 0
+    with TritonRerankFunction(url, batch_size=4, timeout_s=30, **options) as rf:
+        for k in itertools.count():
+            if k == STOP_AFTER:
+                first_requests.wait()
+            if event.is_set():
+                after += 1
+                if after > AFTER_STOPPED:
+                    break
+            try:
+                scores.append(rf.score(QUERY, DOCUMENTS))
+            except Exception as err:  # counted, not raised: the test wants every failure
+                errors.append(err)
+    return scores, errors
+
+
 @pytest.fixture
 def replicas(tiny_repository):
     servers = [EmbeddedTritonServer(tiny_repository, free_port_settings()) for _ in range(2)]
@@ -52,23 +73,8 @@ def test_every_request_succeeds_when_one_of_two_replicas_stops(replicas, referen
     first_requests = threading.Barrier(CLIENTS + 1)
     stopped = threading.Event()
 
-    def client(_: int) -> tuple[list, list]:
-        """Requests until replica 0 has stopped (while it stops, too), then AFTER_STOPPED more."""
-        scores, errors, after = [], [], 0
-        # batch_size 4: each call is three requests, sent concurrently, spread over the replicas
-        with TritonRerankFunction(urls, batch_size=4, timeout_s=30) as rf:
-            for k in itertools.count():
-                if k == STOP_AFTER:
-                    first_requests.wait()
-                if stopped.is_set():
-                    after += 1
-                    if after > AFTER_STOPPED:
-                        break
-                try:
-                    scores.append(rf.score(QUERY, DOCUMENTS))
-                except Exception as err:  # counted, not raised: the test wants every failure
-                    errors.append(err)
-        return scores, errors
+    # batch_size 4: each call is three requests, sent concurrently, spread over the replicas
+    client = functools.partial(keep_sending, urls, {}, first_requests, stopped)
 
     with ThreadPoolExecutor(CLIENTS) as pool:
         futures = [pool.submit(client, i) for i in range(CLIENTS)]
@@ -110,21 +116,7 @@ def test_a_restart_mid_stream_costs_no_request(tiny_repository, reference, proto
     first_requests = threading.Barrier(CLIENTS + 1)
     restarted = threading.Event()
 
-    def client(_: int) -> tuple[list, list]:
-        scores, errors, after = [], [], 0
-        with TritonRerankFunction(url, batch_size=4, timeout_s=30, retry_s=20) as rf:
-            for k in itertools.count():
-                if k == STOP_AFTER:
-                    first_requests.wait()
-                if restarted.is_set():
-                    after += 1
-                    if after > AFTER_STOPPED:
-                        break
-                try:
-                    scores.append(rf.score(QUERY, DOCUMENTS))
-                except Exception as err:  # counted, not raised: the test wants every failure
-                    errors.append(err)
-        return scores, errors
+    client = functools.partial(keep_sending, url, {"retry_s": 20}, first_requests, restarted)
 
     try:
         with ThreadPoolExecutor(CLIENTS) as pool:
