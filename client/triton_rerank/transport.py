@@ -99,6 +99,7 @@ GRPC_API_KEY_HEADER = f"triton-grpc-protocol-{API_KEY_HEADER}"
 API_KEY_ENV = "TRITON_RERANK_API_KEY"
 # The ensemble parameter that says how many rows (documents, texts) one request may hold.
 ROWS_LIMIT_PARAMETER = "max_rows_per_request"
+_UNKNOWN = object()  # no server has answered the question yet
 
 
 def connection_options(retry_s: float, api_key: str | None) -> dict:
@@ -145,6 +146,7 @@ class _Base:
         self.headers = self.headers or None
         self._turn = itertools.count()
         self._down_until = [0.0] * len(self.urls)
+        self._rows_limit: int | None | object = _UNKNOWN  # read from the servers on first need
 
     def _backoff(self):
         """Waits before each new pass over the replicas, while ``retry_s`` lasts."""
@@ -208,11 +210,18 @@ class _Base:
             kwargs.update(outputs=[module.InferRequestedOutput(output, binary_data=True)])
         return inputs, kwargs
 
-    def _rows_limit_from(self, config: dict) -> int | None:
-        """The ``max_rows_per_request`` an ensemble's config declares (None: it declares none)."""
-        config = config.get("config", config)  # gRPC wraps the config, HTTP does not
-        value = config.get("parameters", {}).get(ROWS_LIMIT_PARAMETER, {}).get("string_value")
-        return int(value) if value and value.isdigit() and int(value) > 0 else None
+    def _settle_rows_limit(self, configs: list[dict]) -> int | None:
+        """Remember the smallest ``max_rows_per_request`` the answering servers' configs declare
+        (None: none declares one); when no server answered, remember nothing, so it is asked again."""
+        if configs:
+            limits = []
+            for config in configs:
+                config = config.get("config", config)  # gRPC wraps the config, HTTP does not
+                value = config.get("parameters", {}).get(ROWS_LIMIT_PARAMETER, {}).get("string_value")
+                if value and value.isdigit() and int(value) > 0:
+                    limits.append(int(value))
+            self._rows_limit = min(limits) if limits else None
+        return None if self._rows_limit is _UNKNOWN else self._rows_limit
 
     def _ready_kwargs(self) -> dict:
         return {"client_timeout": self.timeout_s} if self.endpoint.protocol == "grpc" else {}
@@ -378,19 +387,15 @@ class Transport(_Base):
     def rows_limit(self) -> int | None:
         """The most rows one request may hold on these servers (the smallest any declares), read
         once from the model's config; None when none can be read (it is then the server's to say)."""
-        if not hasattr(self, "_rows_limit"):
-            limits = []
-            for client in self._clients:
-                try:
-                    config = client.get_model_config(self.model_name, headers=self.headers, **self._config_kwargs())
-                except Exception:  # down, or an older repository: requests will say what is wrong
-                    continue
-                limits.append(self._rows_limit_from(config))
-            known = [limit for limit in limits if limit]
-            if not limits:  # no server answered: ask again next time
-                return None
-            self._rows_limit = min(known) if known else None
-        return self._rows_limit
+        if self._rows_limit is not _UNKNOWN:
+            return self._rows_limit
+        configs = []
+        for client in self._clients:
+            try:
+                configs.append(client.get_model_config(self.model_name, headers=self.headers, **self._config_kwargs()))
+            except Exception:  # down, or an older repository: requests will say what is wrong
+                continue
+        return self._settle_rows_limit(configs)
 
     def is_ready(self) -> bool:
         """True when a server answers and the model is ready there; False when none does."""
@@ -471,21 +476,17 @@ class AsyncTransport(_Base):
 
     async def rows_limit(self) -> int | None:
         """The asyncio twin of ``Transport.rows_limit``."""
-        if not hasattr(self, "_rows_limit"):
-            limits = []
-            for client in self._connect():
-                try:
-                    config = await client.get_model_config(
-                        self.model_name, headers=self.headers, **self._config_kwargs()
-                    )
-                except Exception:  # down, or an older repository: requests will say what is wrong
-                    continue
-                limits.append(self._rows_limit_from(config))
-            known = [limit for limit in limits if limit]
-            if not limits:  # no server answered: ask again next time
-                return None
-            self._rows_limit = min(known) if known else None
-        return self._rows_limit
+        if self._rows_limit is not _UNKNOWN:
+            return self._rows_limit
+        configs = []
+        for client in self._connect():
+            try:
+                configs.append(
+                    await client.get_model_config(self.model_name, headers=self.headers, **self._config_kwargs())
+                )
+            except Exception:  # down, or an older repository: requests will say what is wrong
+                continue
+        return self._settle_rows_limit(configs)
 
     async def is_ready(self) -> bool:
         for client in self._connect():
