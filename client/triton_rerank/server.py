@@ -10,6 +10,7 @@ Needs the ``serve`` extra.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import logging
@@ -71,16 +72,25 @@ def check_api_key(key: str | None) -> None:
         raise ValueError("api_key must be at least 16 characters of letters, digits and -_.~+/")
 
 
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """``count`` distinct TCP ports that are free now. All are held at once while the OS picks
+    them: one at a time, a port just released can come back twice (seen: HTTP and metrics on one)."""
+    with contextlib.ExitStack() as stack:
+        probes = [stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(count)]
+        for probe in probes:
+            probe.bind((host, 0))
+        return [probe.getsockname()[1] for probe in probes]
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port that is free now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        return probe.getsockname()[1]
+    return free_ports(1, host)[0]
 
 
 def free_port_settings(**overrides) -> ServerSettings:
-    """Settings with three free ports, for tests and the quick start."""
-    return ServerSettings(http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(), **overrides)
+    """Settings with three distinct free ports, for tests and the quick start."""
+    http, grpc, metrics = free_ports(3)
+    return ServerSettings(http_port=http, grpc_port=grpc, metrics_port=metrics, **overrides)
 
 
 def pytriton_dirs() -> tuple[Path, Path]:

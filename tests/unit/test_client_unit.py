@@ -186,3 +186,12 @@ def test_when_every_replica_is_down_the_error_names_each(scheme):
         with pytest.raises(ServerUnavailableError, match="none of the 2 Triton servers") as caught:
             rf(query="q", documents=["a", "b"])
     assert all(url in str(caught.value) for url in urls)
+
+
+def test_free_port_settings_never_gives_two_servers_one_port():
+    from triton_rerank.server import free_port_settings, free_ports
+
+    for _ in range(200):
+        settings = free_port_settings()
+        assert len({settings.http_port, settings.grpc_port, settings.metrics_port}) == 3
+    assert len(set(free_ports(20))) == 20
