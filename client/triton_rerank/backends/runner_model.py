@@ -107,6 +107,14 @@ def _onnx_runner(path, on_gpu, device_id, intra_op_threads, tensorrt=None):
         fp16 = tensorrt.get("precision_mode") == "FP16"
         providers.insert(0, ("TensorrtExecutionProvider", {"device_id": device_id, "trt_fp16_enable": fp16}))
     session = ort.InferenceSession(path, options, providers=providers + ["CPUExecutionProvider"])
+    if on_gpu and "CUDAExecutionProvider" not in session.get_providers():
+        # Listed is not loaded: without its CUDA libraries (cuBLAS, cudart) the provider fails to
+        # start, and ONNX Runtime only logs that before running the session on the CPU.
+        raise RuntimeError(
+            f"KIND_GPU instance, but ONNX Runtime could not start its CUDAExecutionProvider (session runs on "
+            f"{session.get_providers()}): check that the CUDA libraries onnxruntime-gpu "
+            f"{ort.__version__} needs are on LD_LIBRARY_PATH"
+        )
     names = [node.name for node in session.get_inputs()]
 
     def run(inputs):
