@@ -7,11 +7,18 @@ from collections import Counter
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 import torch
 
 from triton_rerank import TritonRerankFunction
-from triton_rerank.export import ExportCheckError, ExportError, export_bi_encoder, export_cross_encoder
+from triton_rerank.export import (
+    ExportCheckError,
+    ExportError,
+    _first_token_in_fp32,
+    export_bi_encoder,
+    export_cross_encoder,
+)
 from triton_rerank.repository import RepositorySettings
 from triton_rerank.server import EmbeddedTritonServer, free_port_settings
 
@@ -39,6 +46,37 @@ def test_int8_export_quantizes_the_graph_and_reports_its_cost(int8_repository):
     assert reduced["precision"] == "int8" and reduced["pairs_checked"] == 96
     assert 0 < reduced["max_abs_diff"] < 1.0  # int8 moves scores, by a bounded amount
     assert 0.5 <= reduced["rank_correlation"] <= 1.0 and 0 <= reduced["top5_agreement"] <= 1.0
+
+
+def test_int8_keeps_the_first_token_of_the_early_feed_forward_layers_in_fp32(int8_repository):
+    """[CLS] carries the largest activations: quantized apart from the other tokens it would set
+    their scale. The tiny model has 2 layers, so only layer 0's two feed-forward MatMuls split."""
+    graph = onnx.load(str(int8_repository / "cross_encoder" / "1" / "model.onnx")).graph
+    fp32_matmuls = [node.name for node in graph.node if node.op_type == "MatMul"]
+    assert [name.split("encoder/")[-1] for name in fp32_matmuls] == [
+        "layer.0/intermediate/dense/MatMul/FirstRow",
+        "layer.0/output/dense/MatMul/FirstRow",
+    ]
+    assert Counter(node.op_type for node in graph.node)["Concat"] == 2
+
+
+def test_splitting_off_the_first_token_leaves_the_fp32_scores_unchanged(tiny_model, tmp_path):
+    export_cross_encoder(str(tiny_model), tmp_path / "repo")
+    whole = onnx.load(str(tmp_path / "repo" / "cross_encoder" / "1" / "model.onnx"))
+    split = onnx.ModelProto()
+    split.CopyFrom(whole)
+    assert len(_first_token_in_fp32(split)) == 2
+    rng = np.random.default_rng(0)
+    inputs = {
+        "input_ids": rng.integers(5, 60, size=(3, 9)),
+        "attention_mask": np.array([[1] * 9, [1] * 5 + [0] * 4, [1] * 3 + [0] * 6]),  # padded rows too
+        "token_type_ids": np.array([[0] * 4 + [1] * 5] * 3),
+    }
+    scores = [
+        ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, inputs)[0]
+        for model in (whole, split)
+    ]
+    np.testing.assert_allclose(scores[1], scores[0], atol=1e-6)
 
 
 @pytest.fixture(scope="module")
