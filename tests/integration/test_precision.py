@@ -15,7 +15,7 @@ from triton_rerank import TritonRerankFunction
 from triton_rerank.export import (
     ExportCheckError,
     ExportError,
-    _first_token_in_fp32,
+    _quantize_first_token_apart,
     export_bi_encoder,
     export_cross_encoder,
 )
@@ -48,16 +48,17 @@ def test_int8_export_quantizes_the_graph_and_reports_its_cost(int8_repository):
     assert 0.5 <= reduced["rank_correlation"] <= 1.0 and 0 <= reduced["top5_agreement"] <= 1.0
 
 
-def test_int8_keeps_the_first_token_of_the_early_feed_forward_layers_in_fp32(int8_repository):
-    """[CLS] carries the largest activations: quantized apart from the other tokens it would set
-    their scale. The tiny model has 2 layers, so only layer 0's two feed-forward MatMuls split."""
+def test_int8_quantizes_the_first_token_of_the_early_feed_forward_layers_apart(int8_repository):
+    """[CLS] carries the largest activations: quantized with the other tokens it would set their
+    scale. The tiny model has 2 layers, so only layer 0's two feed-forward MatMuls split; every
+    MatMul is int8, and the embedding table stays fp32."""
     graph = onnx.load(str(int8_repository / "cross_encoder" / "1" / "model.onnx")).graph
-    fp32_matmuls = [node.name for node in graph.node if node.op_type == "MatMul"]
-    assert [name.split("encoder/")[-1] for name in fp32_matmuls] == [
-        "layer.0/intermediate/dense/MatMul/FirstRow",
-        "layer.0/output/dense/MatMul/FirstRow",
-    ]
-    assert Counter(node.op_type for node in graph.node)["Concat"] == 2
+    ops = Counter(node.op_type for node in graph.node)
+    assert ops["MatMul"] == 0 and ops["Concat"] == 2 and ops["EmbedLayerNormalization"] == 1, ops
+    first_rows = sorted(
+        {node.name.split("encoder/")[-1].split("/FirstRow")[0] for node in graph.node if "/FirstRow" in node.name}
+    )
+    assert first_rows == ["layer.0/intermediate/dense/MatMul", "layer.0/output/dense/MatMul"]
 
 
 def test_splitting_off_the_first_token_leaves_the_fp32_scores_unchanged(tiny_model, tmp_path):
@@ -65,7 +66,8 @@ def test_splitting_off_the_first_token_leaves_the_fp32_scores_unchanged(tiny_mod
     whole = onnx.load(str(tmp_path / "repo" / "cross_encoder" / "1" / "model.onnx"))
     split = onnx.ModelProto()
     split.CopyFrom(whole)
-    assert len(_first_token_in_fp32(split)) == 2
+    _quantize_first_token_apart(split)
+    assert Counter(node.op_type for node in split.graph.node)["Concat"] == 2
     rng = np.random.default_rng(0)
     inputs = {
         "input_ids": rng.integers(5, 60, size=(3, 9)),
