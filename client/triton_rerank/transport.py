@@ -123,9 +123,10 @@ class _Base:
         self,
         url: str | Sequence[str],
         model_name: str,
-        timeout_s: float,
-        headers: dict[str, str] | None,
-        max_in_flight: int,
+        *,
+        timeout_s: float = 60.0,
+        headers: dict[str, str] | None = None,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         retry_s: float = DEFAULT_RETRY_S,
         api_key: str | None = None,
     ) -> None:
@@ -282,18 +283,8 @@ class _Base:
 class Transport(_Base):
     """Blocking calls to one model, on one or more replicas."""
 
-    def __init__(
-        self,
-        url: str | Sequence[str],
-        model_name: str,
-        *,
-        timeout_s: float = 60.0,
-        headers=None,
-        max_in_flight=DEFAULT_MAX_IN_FLIGHT,
-        retry_s: float = DEFAULT_RETRY_S,
-        api_key: str | None = None,
-    ) -> None:
-        super().__init__(url, model_name, timeout_s, headers, max_in_flight, retry_s, api_key)
+    def __init__(self, url: str | Sequence[str], model_name: str, **options) -> None:
+        super().__init__(url, model_name, **options)  # options: those of _Base
         if self.endpoint.protocol == "grpc":
             import tritonclient.grpc as module
 
@@ -415,18 +406,8 @@ class Transport(_Base):
 class AsyncTransport(_Base):
     """The asyncio twin of ``Transport``."""
 
-    def __init__(
-        self,
-        url: str | Sequence[str],
-        model_name: str,
-        *,
-        timeout_s: float = 60.0,
-        headers=None,
-        max_in_flight=DEFAULT_MAX_IN_FLIGHT,
-        retry_s: float = DEFAULT_RETRY_S,
-        api_key: str | None = None,
-    ) -> None:
-        super().__init__(url, model_name, timeout_s, headers, max_in_flight, retry_s, api_key)
+    def __init__(self, url: str | Sequence[str], model_name: str, **options) -> None:
+        super().__init__(url, model_name, **options)  # options: those of _Base
         self._clients: list | None = None
 
     def _connect(self) -> list:
