@@ -98,6 +98,19 @@ def main(argv: list[str] | None = None) -> int:
         help="dynamic batcher wait, in microseconds (default: %(default)s)",
     )
     parser.add_argument(
+        "--max-queue-size",
+        type=int,
+        default=defaults.max_queue_size,
+        help="requests waiting per model beyond which Triton refuses at once; 0 = no limit (default: %(default)s; "
+        "any limit turns off Triton's batch prefetching, see the README)",
+    )
+    parser.add_argument(
+        "--queue-timeout-s",
+        type=float,
+        default=defaults.queue_timeout_s,
+        help="seconds a request may wait in a queue before Triton refuses it; 0 = no limit (default: %(default)s)",
+    )
+    parser.add_argument(
         "--intra-op-threads",
         type=int,
         default=defaults.intra_op_threads,
@@ -125,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
             instances=args.instances,
             max_batch_size=args.max_batch_size,
             max_queue_delay_us=args.max_queue_delay_us,
+            max_queue_size=args.max_queue_size,
+            queue_timeout_s=args.queue_timeout_s,
             intra_op_threads=args.intra_op_threads,
             response_cache=args.response_cache,
             gpu_accelerator=args.gpu_accelerator,
