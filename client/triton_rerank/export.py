@@ -520,10 +520,15 @@ def _quantize_first_token_apart(model) -> None:
 def _settings_for_precision(settings: repo.RepositorySettings, precision: str) -> repo.RepositorySettings:
     """int8 runs row by row in the embedded runner unless asked otherwise: dynamic quantization
     takes one activation scale per tensor, so in a batch each score would depend on its batch-mates;
-    one row per call keeps every score the pair's own, at almost no cost (no padding at all)."""
-    if precision == "int8" and settings.runner_slice_rows is None:
-        return settings.replace(runner_slice_rows=1)
-    return settings
+    one row per call keeps every score the pair's own, at almost no cost (no padding at all).
+    Its threads then take rows of their own rather than splitting each row's small operators:
+    measured side by side, served, N = 100: 250 vs 201 pairs/s at 1 client, 249 vs 207 at 4."""
+    if precision != "int8":
+        return settings
+    return settings.replace(
+        runner_slice_rows=1 if settings.runner_slice_rows is None else settings.runner_slice_rows,
+        runner_parallelism=settings.runner_parallelism or "slices",
+    )
 
 
 def _check_precision(precision: str, model_format: str) -> None:

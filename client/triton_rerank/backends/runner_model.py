@@ -7,9 +7,16 @@ tensors, dims, dynamic batching and instance groups, so the ensemble and clients
 The batch Triton hands over is run in small slices of rows of similar length, each slice cut to
 its own longest row: attention masks keep padding out of the result (scores, or mean-pooled
 embeddings), so this only saves work.
+
+On a CPU the ONNX Runtime threads either split each operator of one slice (``runner_parallelism``
+``operators``, ONNX Runtime's own intra-op threads) or each take slices of their own, one at a
+time, through a one-thread session (``slices``). The second pays where slices are small (int8 is
+served row by row): no operator of a single row is worth splitting between cores.
 """
 
 import json
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
@@ -22,6 +29,8 @@ CPU_SLICE_ROWS = 8
 
 
 class TritonPythonModel:
+    pool = None  # the threads that run slices side by side (runner_parallelism "slices")
+
     def initialize(self, args):
         config = json.loads(args["model_config"])
         parameters = {key: value["string_value"] for key, value in config.get("parameters", {}).items()}
@@ -42,6 +51,10 @@ class TritonPythonModel:
                 None,
             )
             threads = int(parameters.get("intra_op_thread_count", 0))
+            if not on_gpu and self.slice_rows and parameters.get("runner_parallelism") == "slices":
+                # ONNX Runtime sessions take concurrent run() calls; each call runs on its caller's thread.
+                self.pool = ThreadPoolExecutor(threads or len(os.sched_getaffinity(0)), "runner-slices")
+                threads = 1
             self.run = _onnx_runner(path, on_gpu, device_id, threads, tensorrt)
         else:
             self.run = _torchscript_runner(path, on_gpu, device_id)
@@ -71,16 +84,23 @@ class TritonPythonModel:
         if not self.slice_rows:
             return self.run(inputs)
         order = np.argsort(mask.sum(axis=1), kind="stable")
-        step = self.slice_rows
-        out = None
-        for start in range(0, rows, step):
-            idx = order[start : start + step]
+        slices = [order[start : start + self.slice_rows] for start in range(0, rows, self.slice_rows)]
+
+        def run_slice(idx):
             width = int(np.flatnonzero(mask[idx].any(axis=0)).max()) + 1
-            result = self.run([array[idx, :width] for array in inputs])
+            return self.run([array[idx, :width] for array in inputs])
+
+        results = self.pool.map(run_slice, slices) if self.pool else map(run_slice, slices)
+        out = None
+        for idx, result in zip(slices, results, strict=True):
             if out is None:
                 out = np.empty((rows, *result.shape[1:]), dtype=np.float32)
             out[idx] = result
         return out
+
+    def finalize(self):
+        if self.pool is not None:
+            self.pool.shutdown()
 
 
 def _concat_padded(arrays):
