@@ -315,13 +315,13 @@ def export_repositories(model: Path, work: Path) -> dict[str, Path]:
 
 
 def lever_repository(source: Path, target: Path, edit: Callable) -> Path:
-    """A copy of ``source`` whose cross_encoder (and reranker) configs ``edit(name, config)`` changes."""
+    """A copy of ``source`` whose tokenizer, cross_encoder and reranker configs ``edit(name, config)`` changes."""
     from triton_rerank.repository import load_config, to_pbtxt
 
     if target.exists():
         shutil.rmtree(target)
     shutil.copytree(source, target)
-    for name in ("cross_encoder", "reranker"):
+    for name in ("tokenizer", "cross_encoder", "reranker"):
         path = target / name / "config.pbtxt"
         config = load_config(path)
         edit(name, config)
@@ -464,6 +464,8 @@ def measure_levers(int8: Served, requests_for, work: Path, protocol: str, batch_
     """Each lever changed alone against the int8 served default, at N = 100 and 4 clients."""
     from tritonclient.grpc import model_config_pb2 as mc
 
+    from triton_rerank import repository as repo
+
     def instances(count, threads):
         def edit(name, config):
             if name == "cross_encoder":
@@ -487,7 +489,14 @@ def measure_levers(int8: Served, requests_for, work: Path, protocol: str, batch_
 
         return edit
 
+    def queue_limits(edit_name, config):  # the limits this project set by default until measured here
+        if edit_name in ("tokenizer", "cross_encoder"):
+            limits = repo.RepositorySettings(max_queue_size=512, queue_timeout_s=30)
+            config.dynamic_batching.default_queue_policy.CopyFrom(repo.queue_policy(limits))
+
     server_levers = {
+        "threads split operators (one row at a time)": parameter("runner_parallelism", "operators"),
+        "queue policy (max_queue_size 512, timeout 30 s)": queue_limits,
         "no length grouping (whole batch, arrival order)": parameter("runner_slice_rows", 0),
         "length-sorted slices of 4 rows": parameter("runner_slice_rows", 4),
         "length-sorted slices of 16 rows": parameter("runner_slice_rows", 16),
