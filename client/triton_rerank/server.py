@@ -61,6 +61,11 @@ class ServerSettings:
 
     def __post_init__(self) -> None:
         check_api_key(self.api_key)
+        if "PYTHONPATH" in self.env:  # tests/integration/test_server_env.py shows it
+            raise ValueError(
+                "env PYTHONPATH would do nothing: Triton's Python backend stub ignores it and imports from "
+                f"this interpreter's site-packages ({sys.prefix}); install the packages there"
+            )
 
 
 def check_api_key(key: str | None) -> None:
