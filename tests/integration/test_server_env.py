@@ -10,7 +10,7 @@ from triton_rerank.server import EmbeddedTritonServer, ServerSettings, ServerSta
 
 pytestmark = pytest.mark.integration
 
-PROBE = '''
+PROBE = """
 import sys
 
 EXTRA = "{extra}"
@@ -19,7 +19,7 @@ EXTRA = "{extra}"
 class TritonPythonModel:
     def initialize(self, args):
         raise RuntimeError(f"PROBE sees PYTHONPATH: {EXTRA in sys.path}")
-'''
+"""
 
 CONFIG = """backend: "python"
 max_batch_size: 0
