@@ -489,8 +489,8 @@ def measure_levers(int8: Served, requests_for, work: Path, protocol: str, batch_
 
         return edit
 
-    def queue_limits(edit_name, config):  # the limits this project set by default until measured here
-        if edit_name in ("tokenizer", "cross_encoder"):
+    def queue_limits(name, config):  # the limits this project set by default until measured here
+        if name in ("tokenizer", "cross_encoder"):
             limits = repo.RepositorySettings(max_queue_size=512, queue_timeout_s=30)
             config.dynamic_batching.default_queue_policy.CopyFrom(repo.queue_policy(limits))
 

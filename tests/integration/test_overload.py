@@ -8,6 +8,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import tritonclient.http as httpclient
 
 from triton_rerank import RerankError, ServerOverloadedError, TritonRerankFunction
 from triton_rerank.export import export_cross_encoder
@@ -41,3 +42,34 @@ def test_a_full_queue_refuses_at_once_with_overloaded_and_the_server_stays_ready
         assert "is overloaded" in str(refused) and "maximum queue size" in str(refused).lower()
         with TritonRerankFunction(server.grpc_url) as rf:
             assert rf.is_ready() and len(rf(query="q", documents=["a", "b"])) == 2
+
+
+def test_without_queue_limits_a_clients_timeout_cancels_its_queued_request(tiny_model, tmp_path):
+    """The default repository has no queue policy (it would turn off Triton's batch prefetching):
+    a gRPC client's timeout is what bounds its wait, and Triton drops the cancelled request from
+    the queue instead of running the model for nobody."""
+    repository = tmp_path / "models"
+    export_cross_encoder(str(tiny_model), repository, settings=RepositorySettings(device="cpu"))
+    sent = 64  # about 8 are answered within the timeout here: the rest must time out and never run
+    with EmbeddedTritonServer(repository, free_port_settings()) as server:
+
+        def one(_: int) -> RerankError | None:
+            with TritonRerankFunction(server.grpc_url, timeout_s=0.3) as rf:
+                try:
+                    rf.score("capital of france", DOCUMENTS)
+                except RerankError as err:
+                    return err
+            return None
+
+        with ThreadPoolExecutor(sent) as pool:
+            outcomes = list(pool.map(one, range(sent)))
+        kinds = Counter(type(o).__name__ for o in outcomes)
+        assert set(kinds) <= {"NoneType", "RerankTimeoutError"} and kinds["RerankTimeoutError"] > 0, kinds
+        admin = httpclient.InferenceServerClient(server.http_url.removeprefix("http://"))
+        try:
+            stats = admin.get_inference_statistics("cross_encoder")["model_stats"][0]
+        finally:
+            admin.close()
+        assert stats["inference_count"] < sent * len(DOCUMENTS), (kinds, stats["inference_count"])
+        with TritonRerankFunction(server.grpc_url) as rf:
+            assert len(rf(query="q", documents=["a", "b"])) == 2
