@@ -482,29 +482,32 @@ def measure_levers(int8: Served, requests_for, work: Path, protocol: str, batch_
 
         return edit
 
-    def queue_delay(us):
+    def dynamic_batching(us):
         def edit(name, config):
             if name == "cross_encoder":
+                config.dynamic_batching.SetInParent()
                 config.dynamic_batching.max_queue_delay_microseconds = us
 
         return edit
 
-    def queue_limits(name, config):  # the limits this project set by default until measured here
-        if name in ("tokenizer", "cross_encoder"):
-            limits = repo.RepositorySettings(max_queue_size=512, queue_timeout_s=30)
+    def queue_limits(name, config):  # this project's defaults until measured here; the policy needs the batcher
+        limits = repo.RepositorySettings(max_queue_size=512, queue_timeout_s=30)
+        if name == "tokenizer":
             config.dynamic_batching.default_queue_policy.CopyFrom(repo.queue_policy(limits))
+        elif name == "cross_encoder":
+            config.dynamic_batching.CopyFrom(repo.model_config(limits).dynamic_batching)
 
     server_levers = {
         "threads split operators (one row at a time)": parameter("runner_parallelism", "operators"),
-        "queue policy (max_queue_size 512, timeout 30 s)": queue_limits,
+        "queue limits (512 requests, 30 s) and the batcher they need": queue_limits,
         "no length grouping (whole batch, arrival order)": parameter("runner_slice_rows", 0),
         "length-sorted slices of 4 rows": parameter("runner_slice_rows", 4),
         "length-sorted slices of 16 rows": parameter("runner_slice_rows", 16),
         "length-sorted slices of 32 rows": parameter("runner_slice_rows", 32),
         "1 instance x 2 threads": instances(1, 2),
         "2 instances x 1 thread": instances(2, 1),
-        "max_queue_delay 0 us": queue_delay(0),
-        "max_queue_delay 10000 us": queue_delay(10000),
+        "dynamic batching, max_queue_delay 0 us": dynamic_batching(0),
+        "dynamic batching, max_queue_delay 1000 us": dynamic_batching(1000),
     }
     n, clients = 100, 4
     results = []

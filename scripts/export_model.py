@@ -92,6 +92,12 @@ def main(argv: list[str] | None = None) -> int:
         help="most pairs per cross_encoder execution, and most documents per request (default: %(default)s)",
     )
     parser.add_argument(
+        "--dynamic-batching",
+        action="store_true",
+        help="let Triton merge queued requests of equal shape (off by default: rare merges, and the batcher's "
+        "thread spins; see the README)",
+    )
+    parser.add_argument(
         "--max-queue-delay-us",
         type=int,
         default=defaults.max_queue_delay_us,
@@ -137,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
             device=args.device,
             instances=args.instances,
             max_batch_size=args.max_batch_size,
+            dynamic_batching=args.dynamic_batching,
             max_queue_delay_us=args.max_queue_delay_us,
             max_queue_size=args.max_queue_size,
             queue_timeout_s=args.queue_timeout_s,

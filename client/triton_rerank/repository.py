@@ -86,6 +86,12 @@ class RepositorySettings:
         instances: Instances of the model per group.
         max_batch_size: Most rows one model execution takes; it is also the most documents
             (texts) one ensemble request may carry.
+        dynamic_batching: Let Triton's dynamic batcher merge queued requests into one execution.
+            Off by default: it merges only requests of equal shape, and each request arrives padded
+            to its own longest pair, so merges are rare, while Triton 2.51's batcher thread spins
+            on a batch that could still grow. Measured on 2 cores, N = 10, 4 clients: int8 207 vs
+            251 pairs/s, fp32 74 vs 107, the server burning 46 ms of CPU per request; no
+            difference at N = 100. A queue limit turns the batcher on (the policy lives in it).
         max_queue_delay_us: How long the dynamic batcher waits to fill a batch.
         intra_op_threads: ONNX Runtime threads per instance (0: ONNX Runtime's default).
         runner_slice_rows: Rows per model call in the embedded server's Python runner on a CPU
@@ -121,6 +127,7 @@ class RepositorySettings:
     device: Literal["auto", "cpu", "gpu"] = "auto"
     instances: int = 1
     max_batch_size: int = 128
+    dynamic_batching: bool = False
     max_queue_delay_us: int = 1000
     intra_op_threads: int = 0
     runner_slice_rows: int | None = None
@@ -240,9 +247,12 @@ def model_config(settings: RepositorySettings) -> mc.ModelConfig:
         max_batch_size=settings.max_batch_size,
         input=[_tensor(name, mc.TYPE_INT64, [-1]) for name in inputs],
         output=[_tensor(output, mc.TYPE_FP32, [settings.dimension])],
-        dynamic_batching={"max_queue_delay_microseconds": settings.max_queue_delay_us},
     )
-    if policy := queue_policy(settings):
+    policy = queue_policy(settings)
+    if settings.dynamic_batching or policy:
+        config.dynamic_batching.SetInParent()  # present even with every field at its default
+        config.dynamic_batching.max_queue_delay_microseconds = settings.max_queue_delay_us
+    if policy:
         config.dynamic_batching.default_queue_policy.CopyFrom(policy)
     if settings.device != "auto":
         kind = mc.ModelInstanceGroup.KIND_GPU if settings.device == "gpu" else mc.ModelInstanceGroup.KIND_CPU

@@ -19,7 +19,7 @@ ALL_SETTINGS = [
     repo.DEFAULT_EMBEDDER_SETTINGS.replace(model_inputs=("input_ids", "attention_mask"), device="cpu"),
     repo.RepositorySettings(model_format="torchscript"),
     repo.RepositorySettings(model_inputs=("input_ids", "attention_mask"), device="gpu", instances=2),
-    repo.RepositorySettings(device="cpu", intra_op_threads=2, max_batch_size=16),
+    repo.RepositorySettings(device="cpu", intra_op_threads=2, max_batch_size=16, dynamic_batching=True),
 ]
 
 
@@ -83,9 +83,9 @@ def test_ensemble_tensors_line_up_with_each_member(settings):
 
 
 def test_runner_config_changes_only_the_backend():
-    native = repo.build_configs(repo.RepositorySettings(device="cpu", instances=2, intra_op_threads=1))[
-        repo.CROSS_ENCODER
-    ]
+    native = repo.build_configs(
+        repo.RepositorySettings(device="cpu", instances=2, intra_op_threads=1, dynamic_batching=True)
+    )[repo.CROSS_ENCODER]
     runner = repo.python_runner_config(native)
     assert runner.backend == "python" and native.backend == "onnxruntime"
     assert runner.parameters[repo.RUNNER_FILE_PARAMETER].string_value == repo.ONNX_FILE
@@ -136,6 +136,17 @@ def test_no_queue_policy_unless_a_limit_is_set():
     assert limited[repo.TOKENIZER].max_batch_size == 0  # the policy's dynamic_batching batches nothing there
     size_only = repo.model_config(repo.RepositorySettings(max_queue_size=8)).dynamic_batching.default_queue_policy
     assert (size_only.max_queue_size, size_only.default_timeout_microseconds) == (8, 0)
+
+
+def test_the_dynamic_batcher_is_on_only_when_asked_or_a_queue_limit_needs_it():
+    """Off by default: equal-shape merges are rare and Triton 2.51's batcher thread spins (measured)."""
+    for settings in (repo.DEFAULT_RERANKER_SETTINGS, repo.DEFAULT_EMBEDDER_SETTINGS):
+        assert not repo.model_config(settings).HasField("dynamic_batching"), settings.kind
+    asked = repo.model_config(repo.RepositorySettings(dynamic_batching=True, max_queue_delay_us=0))
+    assert asked.HasField("dynamic_batching") and asked.dynamic_batching.max_queue_delay_microseconds == 0
+    limited = repo.model_config(repo.RepositorySettings(queue_timeout_s=1, max_queue_delay_us=250))
+    assert limited.dynamic_batching.max_queue_delay_microseconds == 250
+    assert limited.dynamic_batching.default_queue_policy.default_timeout_microseconds == 1_000_000
 
 
 def test_runner_parallelism_is_written_only_when_chosen():
