@@ -105,14 +105,15 @@ def check_format(
     from triton_rerank.server import EmbeddedTritonServer, ServerStartError, free_port_settings
 
     repository = work / f"repo-{model_format}"
-    base_format, _, precision = model_format.partition("-")  # "onnx-fp16": ONNX at fp16
+    variant, batching, _ = model_format.partition("+batching")  # "onnx-fp16+batching": with the dynamic batcher
+    base_format, _, precision = variant.partition("-")  # "onnx-fp16": ONNX at fp16
     try:
         report = export_cross_encoder(
             str(model),
             repository,
             model_format=base_format,
             precision=precision or "fp32",
-            settings=RepositorySettings(device=device),
+            settings=RepositorySettings(device=device, dynamic_batching=bool(batching)),
         )
     except ExportError as err:
         return {"format": model_format, "export_error": str(err)}
@@ -182,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
         "--formats",
         nargs="+",
         default=["torchscript", "torchscript-fp16", "onnx-fp16"],
-        help="torchscript, torchscript-fp16, onnx, onnx-fp16 (ONNX on a GPU needs onnxruntime-gpu's CUDA provider)",
+        help="torchscript, torchscript-fp16, onnx, onnx-fp16 (ONNX on a GPU needs onnxruntime-gpu's CUDA provider); "
+        "a +batching suffix turns on Triton's dynamic batcher",
     )
     parser.add_argument("--out", type=Path, default=Path("gpu_check.json"))
     parser.add_argument("--device", choices=["gpu", "cpu"], default="gpu", help="cpu: a dry run of this script")
