@@ -20,21 +20,26 @@ pytestmark = pytest.mark.integration
 DOCUMENTS = ["paris is the capital and largest city of france " * 20] * 128
 
 
+def flood(url: str, requests: int, threads: int, timeout_s: float) -> list[RerankError | None]:
+    """``requests`` calls of DOCUMENTS from ``threads`` clients at once; each call's error, or None."""
+
+    def one(_: int) -> RerankError | None:
+        with TritonRerankFunction(url, timeout_s=timeout_s) as rf:
+            try:
+                rf.score("capital of france", DOCUMENTS)
+            except RerankError as err:
+                return err
+        return None
+
+    with ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(one, range(requests)))
+
+
 def test_a_full_queue_refuses_at_once_with_overloaded_and_the_server_stays_ready(tiny_model, tmp_path):
     repository = tmp_path / "models"
     export_cross_encoder(str(tiny_model), repository, settings=RepositorySettings(device="cpu", max_queue_size=1))
     with EmbeddedTritonServer(repository, free_port_settings()) as server:
-
-        def one(_: int) -> RerankError | None:
-            with TritonRerankFunction(server.grpc_url, timeout_s=60) as rf:
-                try:
-                    rf.score("capital of france", DOCUMENTS)
-                except RerankError as err:
-                    return err
-            return None
-
-        with ThreadPoolExecutor(24) as pool:
-            outcomes = list(pool.map(one, range(48)))
+        outcomes = flood(server.grpc_url, requests=48, threads=24, timeout_s=60)
         kinds = Counter(type(o).__name__ for o in outcomes)
         assert set(kinds) <= {"NoneType", "ServerOverloadedError"}, kinds
         assert kinds["ServerOverloadedError"] > 0 and kinds["NoneType"] > 0, kinds
@@ -52,17 +57,7 @@ def test_without_queue_limits_a_clients_timeout_cancels_its_queued_request(tiny_
     export_cross_encoder(str(tiny_model), repository, settings=RepositorySettings(device="cpu"))
     sent = 64  # about 8 are answered within the timeout here: the rest must time out and never run
     with EmbeddedTritonServer(repository, free_port_settings()) as server:
-
-        def one(_: int) -> RerankError | None:
-            with TritonRerankFunction(server.grpc_url, timeout_s=0.3) as rf:
-                try:
-                    rf.score("capital of france", DOCUMENTS)
-                except RerankError as err:
-                    return err
-            return None
-
-        with ThreadPoolExecutor(sent) as pool:
-            outcomes = list(pool.map(one, range(sent)))
+        outcomes = flood(server.grpc_url, requests=sent, threads=sent, timeout_s=0.3)
         kinds = Counter(type(o).__name__ for o in outcomes)
         assert set(kinds) <= {"NoneType", "RerankTimeoutError"} and kinds["RerankTimeoutError"] > 0, kinds
         admin = httpclient.InferenceServerClient(server.http_url.removeprefix("http://"))
