@@ -1,11 +1,5 @@
 #!/usr/bin/env python
-"""Serve a model repository with a real Triton Inference Server, in the foreground.
-
-    python scripts/serve.py --repository model_repository --http-port 8000 --grpc-port 8001 --metrics-port 8002
-
-Prints one line once every model is ready; Ctrl-C (SIGINT) or SIGTERM stops it cleanly.
-The same as ``triton-rerank serve``.
-"""
+"""Serve a model repository with the embedded Triton server: `triton-rerank serve`, kept as a script (see --help)."""
 
 import sys
 

@@ -39,7 +39,7 @@ def embedder_model() -> str:
 @pytest.fixture(scope="session")
 def tiny_repository(tiny_model, embedder_model, tmp_path_factory) -> Path:
     """The tiny cross-encoder as the reranker and the real all-MiniLM-L6-v2 as the embedder."""
-    from triton_rerank.export import export_bi_encoder, export_cross_encoder
+    from triton_rerank.serving.export import export_bi_encoder, export_cross_encoder
 
     repository = tmp_path_factory.mktemp("repo-onnx") / "model_repository"
     export_cross_encoder(str(tiny_model), repository)
@@ -49,7 +49,7 @@ def tiny_repository(tiny_model, embedder_model, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def triton_server(tiny_repository):
-    from triton_rerank.server import EmbeddedTritonServer, free_port_settings
+    from triton_rerank.serving.server import EmbeddedTritonServer, free_port_settings
 
     with EmbeddedTritonServer(tiny_repository, free_port_settings()) as server:
         yield server

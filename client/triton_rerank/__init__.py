@@ -1,7 +1,10 @@
 """Cross-encoder reranking served by Triton Inference Server, in front of Milvus.
 
-The client part (this package's top level) needs only tritonclient and numpy; exporting
-(``triton_rerank.export``) and the embedded server (``triton_rerank.server``) need the extras.
+The client (this package's top level: ``client``, ``embed``, ``pipeline``, ``store``, ``ingest``)
+needs only tritonclient and numpy (and pymilvus for Milvus); it never imports torch, transformers or
+onnxruntime. The serving side (``triton_rerank.serving``: the model repository, the export, the
+embedded Triton server and its Python backends) needs the ``serve`` and ``export`` extras. One
+command line, ``triton-rerank``, drives both (``cli``).
 """
 
 from triton_rerank.client import AsyncTritonRerankFunction, RerankResult, TritonRerankFunction

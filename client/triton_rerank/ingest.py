@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from triton_rerank.client import check_batch_size
+from triton_rerank.base import check_batch_size
 from triton_rerank.errors import RerankInputError
 from triton_rerank.store import Document, MilvusStore, check_documents
 

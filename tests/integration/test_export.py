@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import onnx
@@ -15,10 +13,10 @@ from transformers import BertConfig, BertForSequenceClassification
 
 from tiny_models import TINY_MAX_LENGTH, build_tiny_roberta_cross_encoder
 from triton_rerank import TritonRerankFunction
-from triton_rerank import export as export_module
-from triton_rerank import repository as repo
-from triton_rerank.export import ExportCheckError, ExportError, export_cross_encoder
-from triton_rerank.server import EmbeddedTritonServer, free_port_settings
+from triton_rerank.serving import repository as repo
+from triton_rerank.serving.export import ExportCheckError, ExportError, export_cross_encoder
+from triton_rerank.serving.export import graphs as export_module
+from triton_rerank.serving.server import EmbeddedTritonServer, free_port_settings
 
 TOLERANCE = 1e-4
 
@@ -147,7 +145,7 @@ def test_torchscript_export_is_bound_to_the_device_it_can_trace_on(tiny_model, t
 
 
 def test_ensure_exported_skips_a_complete_export_and_redoes_a_stale_one(tiny_model, tmp_path):
-    from triton_rerank.export import ensure_exported
+    from triton_rerank.serving.export import ensure_exported
 
     repository = tmp_path / "repo"
     assert ensure_exported(repository, str(tiny_model), "cross-encoder") is not None
@@ -161,25 +159,22 @@ def test_ensure_exported_skips_a_complete_export_and_redoes_a_stale_one(tiny_mod
 
 def test_export_if_missing_skips_the_same_settings_and_redoes_other_ones(tiny_model, tmp_path, capsys):
     """The compose export job runs this on every start: a GPU profile after a CPU one re-exports."""
-    script = Path(__file__).parents[2] / "scripts" / "export_model.py"
-    spec = importlib.util.spec_from_file_location("export_model", script)
-    export_model = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(export_model)
+    from triton_rerank.cli import main
+
     repository = tmp_path / "repo"
-    args = ["--model", str(tiny_model), "--repository", str(repository), "--if-missing", "--device", "cpu"]
-    assert export_model.main(args) == 0
+    args = ["export", "--model", str(tiny_model), "--repository", str(repository), "--if-missing", "--device", "cpu"]
+    assert main(args) == 0
     assert "exported" in capsys.readouterr().out
-    assert export_model.main(args) == 0
+    assert main(args) == 0
     assert "nothing to do" in capsys.readouterr().out
     gpu = [*args[:-1], "gpu", "--gpu-accelerator", "tensorrt-fp16"]
-    assert export_model.main(gpu) == 0
+    assert main(gpu) == 0
     assert "exported" in capsys.readouterr().out
     config = repo.load_config(repository / "cross_encoder" / "config.pbtxt")
     assert config.instance_group[0].kind == repo.mc.ModelInstanceGroup.KIND_GPU
     (accelerator,) = config.optimization.execution_accelerators.gpu_execution_accelerator
     assert accelerator.parameters["precision_mode"] == "FP16"
-    assert export_model.main(gpu) == 0
+    assert main(gpu) == 0
     assert "nothing to do" in capsys.readouterr().out
-    with pytest.raises(SystemExit):
-        export_model.main([*args[:-1], "cpu", "--gpu-accelerator", "tensorrt"])
+    assert main([*args[:-1], "cpu", "--gpu-accelerator", "tensorrt"]) == 2
     assert "for ONNX models on a GPU" in capsys.readouterr().err

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from triton_rerank import AsyncTritonRerankFunction, TritonRerankFunction
-from triton_rerank.server import EmbeddedTritonServer, free_port_settings
+from triton_rerank.serving.server import EmbeddedTritonServer, free_port_settings
 
 pytestmark = pytest.mark.integration
 

@@ -11,8 +11,8 @@ import torch
 import tritonclient.http as httpclient
 
 from triton_rerank import TritonRerankFunction
-from triton_rerank import repository as repo
-from triton_rerank.server import EmbeddedTritonServer, free_port_settings
+from triton_rerank.serving import repository as repo
+from triton_rerank.serving.server import EmbeddedTritonServer, free_port_settings
 
 QUERY = "what is the capital of france"
 # Mixed lengths in mixed order: grouping and slicing reorder rows, the scores must not move.

@@ -11,9 +11,9 @@ import pytest
 import tritonclient.http as httpclient
 
 from triton_rerank import RerankError, ServerOverloadedError, TritonRerankFunction
-from triton_rerank.export import export_cross_encoder
-from triton_rerank.repository import RepositorySettings
-from triton_rerank.server import EmbeddedTritonServer, free_port_settings
+from triton_rerank.serving.export import export_cross_encoder
+from triton_rerank.serving.repository import RepositorySettings
+from triton_rerank.serving.server import EmbeddedTritonServer, free_port_settings
 
 pytestmark = pytest.mark.integration
 

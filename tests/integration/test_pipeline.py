@@ -108,7 +108,7 @@ def test_bad_vectors_are_refused_with_the_shape_received(store, vectors, shape):
 
 
 def test_milvus_credentials_never_show_in_errors():
-    from triton_rerank.server import free_port
+    from triton_rerank.serving.server import free_port
 
     with pytest.raises(StoreError, match=r"cannot open Milvus at http://\*\*\*@127.0.0.1:") as caught:
         MilvusStore(f"http://root:uri-password-1@127.0.0.1:{free_port()}", token="token-secret-2")
@@ -116,7 +116,7 @@ def test_milvus_credentials_never_show_in_errors():
 
 
 def test_milvus_unavailable_is_a_clear_error_at_once():
-    from triton_rerank.server import free_port
+    from triton_rerank.serving.server import free_port
 
     started = time.monotonic()
     with pytest.raises(StoreError, match="cannot open Milvus at http://127.0.0.1:.*server unavailable"):

@@ -12,15 +12,15 @@ import pytest
 import torch
 
 from triton_rerank import TritonRerankFunction
-from triton_rerank.export import (
+from triton_rerank.serving.export import (
     ExportCheckError,
     ExportError,
-    _quantize_first_token_apart,
     export_bi_encoder,
     export_cross_encoder,
 )
-from triton_rerank.repository import RepositorySettings
-from triton_rerank.server import EmbeddedTritonServer, free_port_settings
+from triton_rerank.serving.export.precision import quantize_first_token_apart
+from triton_rerank.serving.repository import RepositorySettings
+from triton_rerank.serving.server import EmbeddedTritonServer, free_port_settings
 
 QUERY = "what is the capital of france"
 DOCUMENTS = ["paris is the capital of france", "", "berlin " * 30, "café 🚀", "the quick brown fox"]
@@ -66,7 +66,7 @@ def test_splitting_off_the_first_token_leaves_the_fp32_scores_unchanged(tiny_mod
     whole = onnx.load(str(tmp_path / "repo" / "cross_encoder" / "1" / "model.onnx"))
     split = onnx.ModelProto()
     split.CopyFrom(whole)
-    _quantize_first_token_apart(split)
+    quantize_first_token_apart(split)
     assert Counter(node.op_type for node in split.graph.node)["Concat"] == 2
     rng = np.random.default_rng(0)
     inputs = {

@@ -12,8 +12,8 @@ import torch
 
 from conftest import SHARED_MODEL
 from triton_rerank import AsyncTritonRerankFunction, TritonRerankFunction
-from triton_rerank.export import export_cross_encoder
-from triton_rerank.server import EmbeddedTritonServer, free_port_settings
+from triton_rerank.serving.export import export_cross_encoder
+from triton_rerank.serving.server import EmbeddedTritonServer, free_port_settings
 
 pytestmark = [
     pytest.mark.integration,

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from triton_rerank import TritonRerankFunction
-from triton_rerank.server import free_port
+from triton_rerank.serving.server import free_port
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -82,7 +82,7 @@ def test_serve_fails_with_the_reason_when_the_repository_is_missing(tmp_path):
         script("serve.py", "--repository", str(tmp_path / "nothing")), capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 1
-    assert "does not exist; run scripts/export_model.py first" in result.stderr
+    assert "does not exist; export models into it first" in result.stderr
 
 
 def test_serve_names_the_model_that_failed_to_load(tiny_repository, tmp_path):
@@ -151,28 +151,29 @@ def test_export_script_fails_cleanly_for_a_missing_model(tmp_path):
     assert "export failed:" in result.stderr and "missing" in result.stderr
 
 
-def test_quick_start_exports_ingests_retrieves_and_reranks(tiny_model, embedder_model, tmp_path):
+def test_quick_start_in_a_fresh_clone_writes_no_tracked_file(tiny_model, embedder_model, tmp_path):
+    """The README's main command, run as a new user runs it (in a clone, default repository), exports
+    into the ignored generated/ folder: git status stays clean, so the tests can follow it."""
+    if not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True)
     result = subprocess.run(
-        script(
-            "reranking.py",
-            "--reranker-model",
-            str(tiny_model),
-            "--embedder-model",
-            embedder_model,
-            "--repository",
-            str(tmp_path / "repo"),
-            "--top-k",
-            "3",
-        ),
+        [sys.executable, "scripts/reranking.py", "--reranker-model", str(tiny_model), "--embedder-model",
+         embedder_model, "--top-k", "3"],
+        cwd=clone,
+        env={**os.environ, "PYTHONPATH": str(clone / "client")},
         capture_output=True,
         text=True,
         timeout=600,
-    )
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "ingested 32 new of 32 documents" in result.stdout
     assert result.stdout.count("first stage (Milvus, cosine)") == 3
     assert result.stdout.count("(was #") == 9  # three queries, top 3 each
-    assert not (tmp_path / "repo" / "quickstart.db").exists()  # the temporary Milvus file is gone
+    assert (clone / "generated" / "model_repository" / "cross_encoder" / "1" / "model.onnx").exists()
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=clone, capture_output=True, text=True, check=True)
+    assert status.stdout == ""
 
 
 def test_cli_search_prints_json_hits(triton_server, sample_corpus, tmp_path):
@@ -260,7 +261,7 @@ def test_evaluate_compares_the_served_stack_with_the_in_process_reference(
 def test_a_port_in_use_stops_the_start_with_the_servers_reason(tiny_repository):
     import socket
 
-    from triton_rerank.server import EmbeddedTritonServer, ServerSettings, ServerStartError
+    from triton_rerank.serving.server import EmbeddedTritonServer, ServerSettings, ServerStartError
 
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
@@ -326,7 +327,7 @@ def test_load_test_runs_bounded_reports_latency_and_memory_and_fails_on_errors(t
     assert "server memory, first run to last" in result.stdout
     # against a server that is not there every request fails: counted, reported, exit status 1
     down = subprocess.run(
-        script("load_test.py", "--url", f"grpc://127.0.0.1:{free_port()}", "--clients", "2", "--duration-s", "1",
+        script("load_test.py", "--triton-url", f"grpc://127.0.0.1:{free_port()}", "--clients", "2", "--duration-s", "1",
                "--runs", "1"),
         capture_output=True,
         text=True,

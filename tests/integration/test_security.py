@@ -16,8 +16,8 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from triton_rerank import RerankAuthError, TritonEmbedFunction, TritonRerankFunction
-from triton_rerank.server import EmbeddedTritonServer, ServerSettings, free_port_settings
-from triton_rerank.transport import API_KEY_ENV, API_KEY_HEADER
+from triton_rerank.endpoints import API_KEY_ENV, API_KEY_HEADER
+from triton_rerank.serving.server import EmbeddedTritonServer, ServerSettings, free_port_settings
 
 pytestmark = pytest.mark.integration
 

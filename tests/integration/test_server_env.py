@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from triton_rerank.server import EmbeddedTritonServer, ServerSettings, ServerStartError, free_port_settings
+from triton_rerank.serving.server import EmbeddedTritonServer, ServerSettings, ServerStartError, free_port_settings
 
 pytestmark = pytest.mark.integration
 

@@ -16,8 +16,9 @@ from triton_rerank import (
     ServerUnavailableError,
     TritonRerankFunction,
 )
-from triton_rerank.client import activate, check_request, in_input_order, length_groups, rank
-from triton_rerank.server import free_port
+from triton_rerank.base import in_input_order, length_groups
+from triton_rerank.client import activate, check_request, rank
+from triton_rerank.serving.server import free_port
 from triton_rerank.transport import Transport, parse_url, parse_urls
 
 
@@ -189,7 +190,7 @@ def test_when_every_replica_is_down_the_error_names_each(scheme):
 
 
 def test_free_port_settings_never_gives_two_servers_one_port():
-    from triton_rerank.server import free_port_settings, free_ports
+    from triton_rerank.serving.server import free_port_settings, free_ports
 
     for _ in range(200):
         settings = free_port_settings()

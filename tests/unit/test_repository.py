@@ -8,7 +8,7 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from triton_rerank import repository as repo
+from triton_rerank.serving import repository as repo
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = ROOT / "model_repository"
@@ -19,7 +19,7 @@ ALL_SETTINGS = [
     repo.DEFAULT_EMBEDDER_SETTINGS.replace(model_inputs=("input_ids", "attention_mask"), device="cpu"),
     repo.RepositorySettings(model_format="torchscript"),
     repo.RepositorySettings(model_inputs=("input_ids", "attention_mask"), device="gpu", instances=2),
-    repo.RepositorySettings(device="cpu", intra_op_threads=2, max_batch_size=16, dynamic_batching=True),
+    repo.RepositorySettings(device="cpu", intra_op_threads=2, max_rows_per_request=16, dynamic_batching=True),
 ]
 
 
@@ -161,7 +161,7 @@ def test_runner_parallelism_is_written_only_when_chosen():
         ({"model_format": "tensorrt"}, "model_format"),
         ({"device": "tpu"}, "device"),
         ({"max_length": 0}, "max_length"),
-        ({"max_batch_size": 0}, "max_batch_size"),
+        ({"max_rows_per_request": 0}, "max_rows_per_request"),
         ({"model_inputs": ("input_ids",)}, "model_inputs"),
         ({"model_inputs": ("input_ids", "attention_mask", "pixel_values")}, "model_inputs"),
         ({"kind": "colbert"}, "kind"),

@@ -28,7 +28,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from triton_rerank import repository as repo
+from triton_rerank.serving import repository as repo
 from triton_rerank.transport import API_KEY_HEADER
 
 log = logging.getLogger(__name__)
@@ -133,7 +133,10 @@ def derive_repository(source: Path, target: Path) -> Path:
     """Link ``source`` into ``target``, swapping native onnxruntime / pytorch models for the runner."""
     source = Path(source).resolve()
     if not source.is_dir():
-        raise FileNotFoundError(f"model repository {source} does not exist; run scripts/export_model.py first")
+        raise FileNotFoundError(
+            f"model repository {source} does not exist; export models into it first: triton-rerank export "
+            f"--repository {source}"
+        )
     target.mkdir(parents=True, exist_ok=True)
     for model_dir in sorted(p for p in source.iterdir() if (p / "config.pbtxt").exists()):
         config = repo.load_config(model_dir / "config.pbtxt")
@@ -264,6 +267,11 @@ class EmbeddedTritonServer:
         with urllib.request.urlopen(request, timeout=10) as response:
             index = json.load(response)
         return sorted(model["name"] for model in index if model.get("state") == "READY")
+
+    @property
+    def pid(self) -> int | None:
+        """The server's process id, which leads the process group of its backend stubs too."""
+        return self._process.pid if self._process is not None else None
 
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -69,74 +69,67 @@ ONNX_OUTPUT = RERANK.model_output
 MODEL_NAMES = RERANK.names
 
 
+def _flag(default, help_text: str, *, cli: bool = True):
+    return field(default=default, metadata={"help": help_text, "cli": cli})
+
+
 @dataclass(frozen=True, kw_only=True)
 class RepositorySettings:
     """What the configs depend on. The defaults serve ``cross-encoder/ms-marco-MiniLM-L-6-v2``.
 
-    Attributes:
-        kind: ``cross-encoder`` (the reranker family) or ``bi-encoder`` (the embedder family).
-        dimension: Outputs per row: 1 for a cross-encoder, the embedding size for a bi-encoder.
-        model_format: ``onnx`` (onnxruntime backend) or ``torchscript`` (pytorch backend).
-        model_inputs: The id tensors the model takes, in order; BERT-style models take all three,
-            RoBERTa-style models no ``token_type_ids``.
-        max_length: Tokens per pair (or text); longer ones are truncated longest-first, as
-            sentence-transformers does.
-        device: ``auto`` leaves the instance group to Triton (one instance per GPU when it sees
-            GPUs, else CPU); ``cpu`` / ``gpu`` declare KIND_CPU / KIND_GPU groups.
-        instances: Instances of the model per group.
-        max_batch_size: Most rows one model execution takes; it is also the most documents
-            (texts) one ensemble request may carry.
-        dynamic_batching: Let Triton's dynamic batcher merge queued requests into one execution.
-            Off by default: it merges only requests of equal shape, and each request arrives padded
-            to its own longest pair, so merges are rare, while Triton 2.51's batcher thread spins
-            on a batch that could still grow. Measured on 2 cores, N = 10, 4 clients: int8 207 vs
-            251 pairs/s, fp32 74 vs 107, the server burning 46 ms of CPU per request; no
-            difference at N = 100. A queue limit turns the batcher on (the policy lives in it).
-        max_queue_delay_us: How long the dynamic batcher waits to fill a batch.
-        intra_op_threads: ONNX Runtime threads per instance (0: ONNX Runtime's default).
-        runner_slice_rows: Rows per model call in the embedded server's Python runner on a CPU
-            (``None``: its default of 8; 0: the whole batch, as the native backend runs it). The
-            export sets 1 for int8, whose scores then do not depend on other rows of the batch.
-        runner_parallelism: How the runner's ONNX Runtime threads share a batch on a CPU:
-            ``operators`` (``None``; ONNX Runtime splits each operator of a slice between them) or
-            ``slices`` (each thread runs whole slices through a one-thread session). The export
-            sets ``slices`` for int8: one row's operators are too small to split between cores.
-        response_cache: Let Triton answer a repeated request (same query, same documents) from
-            its response cache; the server must be started with a cache (``--cache-config``).
-        max_document_bytes: The largest document (text, query) the tokenizer takes, in UTF-8 bytes;
-            a larger one is refused with its index and size. Only ``max_length`` tokens of it are
-            read anyway; the limit keeps one request from tying up the tokenizer.
-        max_queue_size: Most requests waiting for the tokenizer and for the model; beyond it
-            Triton refuses at once ("exceeds maximum queue size"), which the client reports as
-            ``ServerOverloadedError``. 0 (the default): no limit.
-        queue_timeout_s: A request waiting longer than this for the tokenizer or the model is
-            refused the same way. 0 (the default): no limit; a gRPC client's timeout still cancels it.
-            Either limit costs throughput: Triton 2.51 then stops preparing the next batch while
-            one executes (``support_prefetching``), and a queued request waits for the next
-            arrival or a timer. Measured on 2 cores, int8, N = 100, 16 clients: 225 vs 265 pairs/s.
-        gpu_accelerator: How an ONNX model runs on a GPU: ``cuda`` (ONNX Runtime's CUDA execution
-            provider), ``tensorrt`` or ``tensorrt-fp16`` (its TensorRT provider, at fp32 or fp16;
-            engines are built at load, which takes minutes for a new shape profile).
+    Each field's help says what it does (``triton-rerank export --help`` shows it); fields that are
+    not flags are taken from the exported model. Why the defaults are what they are, with the
+    measurements, is in docs/performance.md.
     """
 
-    kind: Literal["cross-encoder", "bi-encoder"] = "cross-encoder"
-    dimension: int = 1
-    model_format: Literal["onnx", "torchscript"] = "onnx"
-    model_inputs: tuple[str, ...] = BERT_INPUTS
-    max_length: int = 512
-    device: Literal["auto", "cpu", "gpu"] = "auto"
-    instances: int = 1
-    max_batch_size: int = 128
-    dynamic_batching: bool = False
-    max_queue_delay_us: int = 1000
-    intra_op_threads: int = 0
-    runner_slice_rows: int | None = None
-    runner_parallelism: Literal["operators", "slices"] | None = None
-    response_cache: bool = False
-    gpu_accelerator: Literal["cuda", "tensorrt", "tensorrt-fp16"] = "cuda"
-    max_document_bytes: int = 1 << 20
-    max_queue_size: int = 0
-    queue_timeout_s: float = 0.0
+    kind: Literal["cross-encoder", "bi-encoder"] = _flag(
+        "cross-encoder", "cross-encoder: the reranker family; bi-encoder: the embedder family"
+    )
+    dimension: int = _flag(1, "outputs per row: 1 for a cross-encoder, the embedding size otherwise", cli=False)
+    model_format: Literal["onnx", "torchscript"] = _flag(
+        "onnx", "onnx for the onnxruntime backend, torchscript (model.pt) for the pytorch backend"
+    )
+    model_inputs: tuple[str, ...] = _flag(BERT_INPUTS, "the id tensors the model takes, in order", cli=False)
+    max_length: int = _flag(512, "tokens per pair (or text), truncated longest-first", cli=False)
+    device: Literal["auto", "cpu", "gpu"] = _flag(
+        "auto", "model instance group: auto lets Triton pick one instance per GPU when it sees GPUs, else CPU"
+    )
+    instances: int = _flag(1, "model instances per group")
+    max_rows_per_request: int = _flag(
+        128, "most documents (texts) one request may carry; also the model's max_batch_size"
+    )
+    dynamic_batching: bool = _flag(
+        False,
+        "let Triton's dynamic batcher merge queued requests of equal shape (rare: each request is "
+        "padded to its own longest pair, and the batcher's thread spins)",
+    )
+    max_queue_delay_us: int = _flag(1000, "how long the dynamic batcher waits to fill a batch, in microseconds")
+    intra_op_threads: int = _flag(0, "ONNX Runtime threads per instance; 0: ONNX Runtime's default")
+    runner_slice_rows: int | None = _flag(
+        None,
+        "rows per model call in the embedded server's runner on a CPU (none: 8; 0: the whole batch); "
+        "int8 exports set 1, so that a score does not depend on its batch-mates",
+    )
+    runner_parallelism: Literal["operators", "slices"] | None = _flag(
+        None,
+        "how the runner's threads share a batch on a CPU: split each operator (operators, the default) "
+        "or take whole slices each (slices, what int8 exports set)",
+    )
+    response_cache: bool = _flag(
+        False, "let Triton answer a repeated request from its response cache (serve with --response-cache-mb)"
+    )
+    gpu_accelerator: Literal["cuda", "tensorrt", "tensorrt-fp16"] = _flag(
+        "cuda",
+        "how an ONNX model runs on a GPU: ONNX Runtime's CUDA or TensorRT provider (engines are built "
+        "at load, which takes minutes)",
+    )
+    max_document_bytes: int = _flag(1 << 20, "largest document (or query) the tokenizer takes, in UTF-8 bytes")
+    max_queue_size: int = _flag(
+        0,
+        "requests waiting per model beyond which Triton refuses at once; 0: no limit (any queue limit turns "
+        "off Triton's batch prefetching)",
+    )
+    queue_timeout_s: float = _flag(0.0, "seconds a request may wait in a queue before Triton refuses it; 0: no limit")
 
     def __post_init__(self) -> None:
         if self.kind not in FAMILIES:
@@ -156,7 +149,7 @@ class RepositorySettings:
             raise ValueError(f"max_queue_size must be >= 0 (0: no limit), got {self.max_queue_size}")
         if self.runner_parallelism not in (None, "operators", "slices"):
             raise ValueError(f"runner_parallelism must be 'operators' or 'slices', got {self.runner_parallelism!r}")
-        for name in ("dimension", "max_length", "instances", "max_batch_size", "max_document_bytes"):
+        for name in ("dimension", "max_length", "instances", "max_rows_per_request", "max_document_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.gpu_accelerator not in GPU_ACCELERATORS:
@@ -211,14 +204,14 @@ def tokenizer_config(settings: RepositorySettings) -> mc.ModelConfig:
     )
     if policy := queue_policy(settings):  # a queue policy lives in dynamic_batching; max_batch_size 0: no batching
         config.dynamic_batching.default_queue_policy.CopyFrom(policy)
-    # The request limits, enforced here with a clear message: rows per request as the model's
-    # max_batch_size allows, and bytes per string.
+    # The request limits, enforced here with a clear message: rows per request (the model's
+    # max_batch_size) and bytes per string.
     _parameters(
         config,
         max_length=settings.max_length,
         truncation="longest_first",
-        max_rows=settings.max_batch_size,
-        max_bytes=settings.max_document_bytes,
+        max_rows_per_request=settings.max_rows_per_request,
+        max_document_bytes=settings.max_document_bytes,
     )
     return config
 
@@ -244,7 +237,7 @@ def model_config(settings: RepositorySettings) -> mc.ModelConfig:
         name=settings.family.model,
         backend=backend,
         default_model_filename=filename,
-        max_batch_size=settings.max_batch_size,
+        max_batch_size=settings.max_rows_per_request,
         input=[_tensor(name, mc.TYPE_INT64, [-1]) for name in inputs],
         output=[_tensor(output, mc.TYPE_FP32, [settings.dimension])],
     )
@@ -287,7 +280,7 @@ def ensemble_config(settings: RepositorySettings) -> mc.ModelConfig:
     if settings.response_cache:
         config.response_cache.enable = True
     # What clients read to split their requests: the most rows (documents, texts) one request may hold.
-    _parameters(config, max_rows_per_request=settings.max_batch_size)
+    _parameters(config, max_rows_per_request=settings.max_rows_per_request)
     steps = config.ensemble_scheduling.step
     steps.add(
         model_name=family.tokenizer,
@@ -356,3 +349,16 @@ def python_runner_config(config: mc.ModelConfig) -> mc.ModelConfig:
     runner.default_model_filename = "model.py"
     _parameters(runner, **{RUNNER_FORMAT_PARAMETER: model_format, RUNNER_FILE_PARAMETER: config.default_model_filename})
     return runner
+
+
+def write_default_repository(repository: Path) -> None:
+    """The configs and tokenizer code of both families for the default models: the committed
+    ``model_repository/`` (weights are added by an export)."""
+    for settings in (DEFAULT_RERANKER_SETTINGS, DEFAULT_EMBEDDER_SETTINGS):
+        write_configs(repository, settings)
+
+
+if __name__ == "__main__":  # python -m triton_rerank.serving.repository model_repository
+    import sys
+
+    write_default_repository(Path(sys.argv[1] if len(sys.argv) > 1 else "model_repository"))

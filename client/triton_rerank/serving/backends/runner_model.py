@@ -19,7 +19,11 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-import triton_python_backend_utils as pb_utils
+
+try:
+    import triton_python_backend_utils as pb_utils
+except ImportError:  # imported outside Triton by the export, which scores with score_in_slices() below
+    pb_utils = None
 
 # Rows per model call on CPU; small batches of similar length keep activations in cache. The
 # config parameter runner_slice_rows overrides it (0: the whole batch at once, in arrival order,
@@ -78,29 +82,33 @@ class TritonPythonModel:
         ]
 
     def _score(self, inputs):
-        """Score rows in slices of similar length, each cut to its longest row; keep row order."""
-        mask = inputs[1]  # attention_mask
-        rows = mask.shape[0]
-        if not self.slice_rows:
-            return self.run(inputs)
-        order = np.argsort(mask.sum(axis=1), kind="stable")
-        slices = [order[start : start + self.slice_rows] for start in range(0, rows, self.slice_rows)]
-
-        def run_slice(idx):
-            width = int(np.flatnonzero(mask[idx].any(axis=0)).max()) + 1
-            return self.run([array[idx, :width] for array in inputs])
-
-        results = self.pool.map(run_slice, slices) if self.pool else map(run_slice, slices)
-        out = None
-        for idx, result in zip(slices, results, strict=True):
-            if out is None:
-                out = np.empty((rows, *result.shape[1:]), dtype=np.float32)
-            out[idx] = result
-        return out
+        return score_in_slices(self.run, inputs, self.slice_rows, self.pool.map if self.pool else map)
 
     def finalize(self):
         if self.pool is not None:
             self.pool.shutdown()
+
+
+def score_in_slices(run, inputs, slice_rows, map_slices=map):
+    """``run`` over rows in slices of ``slice_rows`` of similar length, each cut to its own longest
+    row (0: the whole batch at once); outputs in row order. ``inputs[1]`` is the attention mask."""
+    if not slice_rows:
+        return run(inputs)
+    mask = inputs[1]
+    rows = mask.shape[0]
+    order = np.argsort(mask.sum(axis=1), kind="stable")
+    slices = [order[start : start + slice_rows] for start in range(0, rows, slice_rows)]
+
+    def run_slice(idx):
+        width = int(np.flatnonzero(mask[idx].any(axis=0)).max()) + 1
+        return run([array[idx, :width] for array in inputs])
+
+    out = None
+    for idx, result in zip(slices, map_slices(run_slice, slices), strict=True):
+        if out is None:
+            out = np.empty((rows, *result.shape[1:]), dtype=result.dtype)
+        out[idx] = result
+    return out
 
 
 def _concat_padded(arrays):

@@ -14,11 +14,22 @@ The export copies this file to ``<repository>/<tokenizer>/1/model.py``.
 import json
 
 import numpy as np
-import triton_python_backend_utils as pb_utils
 from tokenizers import Tokenizer
 
+try:
+    import triton_python_backend_utils as pb_utils
+except ImportError:  # imported outside Triton by the export, which tokenizes with encode() below
+    pb_utils = None
+
 # Model input name -> tokenizers.Encoding attribute.
-_ENCODING_FIELDS = {"input_ids": "ids", "attention_mask": "attention_mask", "token_type_ids": "type_ids"}
+ENCODING_FIELDS = {"input_ids": "ids", "attention_mask": "attention_mask", "token_type_ids": "type_ids"}
+
+
+def encode(tokenizer, rows, names):
+    """The id tensors ``names`` for ``rows`` (pairs or texts), int64 [rows, longest]: what this model
+    serves, and what the export checks its graphs with."""
+    encodings = tokenizer.encode_batch(list(rows))
+    return [np.array([getattr(e, ENCODING_FIELDS[name]) for e in encodings], dtype=np.int64) for name in names]
 
 
 class TritonPythonModel:
@@ -27,7 +38,7 @@ class TritonPythonModel:
         parameters = {key: value["string_value"] for key, value in config.get("parameters", {}).items()}
         self.output_names = [output["name"] for output in config["output"]]
         self.pairs = any(tensor["name"] == "QUERY" for tensor in config["input"])
-        unknown = set(self.output_names) - set(_ENCODING_FIELDS)
+        unknown = set(self.output_names) - set(ENCODING_FIELDS)
         if unknown:
             raise pb_utils.TritonModelException(f"tokenizer cannot produce {sorted(unknown)}")
         path = f"{args['model_repository']}/{args['model_version']}/tokenizer.json"
@@ -38,8 +49,8 @@ class TritonPythonModel:
         self.tokenizer.enable_truncation(
             int(parameters["max_length"]), strategy=parameters.get("truncation", "longest_first"), direction=direction
         )
-        self.max_rows = int(parameters.get("max_rows", 0)) or None
-        self.max_bytes = int(parameters.get("max_bytes", 0)) or None
+        self.max_rows_per_request = int(parameters.get("max_rows_per_request", 0)) or None
+        self.max_bytes = int(parameters.get("max_document_bytes", 0)) or None
 
     def execute(self, requests):
         responses = []
@@ -66,19 +77,17 @@ class TritonPythonModel:
         values = pb_utils.get_input_tensor_by_name(request, name).as_numpy().reshape(-1)
         if values.size == 0:
             raise ValueError(f"{name} must hold at least one string")
-        if self.max_rows and values.size > self.max_rows:
+        limit = self.max_rows_per_request
+        if limit and values.size > limit:
             raise ValueError(
-                f"{name} holds {values.size} strings; this server takes at most {self.max_rows} per request "
+                f"{name} holds {values.size} strings; this server takes at most {limit} per request "
                 "(split the request; the triton_rerank client does so itself)"
             )
         return [_decode(value, f"{name}[{i}]", self.max_bytes) for i, value in enumerate(values)]
 
     def _tokenize(self, rows):
-        encodings = self.tokenizer.encode_batch(rows)
-        return [
-            pb_utils.Tensor(name, np.array([getattr(e, _ENCODING_FIELDS[name]) for e in encodings], dtype=np.int64))
-            for name in self.output_names
-        ]
+        arrays = encode(self.tokenizer, rows, self.output_names)
+        return [pb_utils.Tensor(name, array) for name, array in zip(self.output_names, arrays, strict=True)]
 
 
 def _decode(value, what, max_bytes=None):

@@ -1,0 +1,160 @@
+"""What the four clients (rerank and embed, blocking and asyncio) share: the options they take,
+the transport they hold, and how a call's texts become requests: grouped by length, so that each
+request is padded only to its own longest row, cut to what the server takes per request, sent
+concurrently, and put back in input order. N texts in, N rows out, or an error."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from triton_rerank.endpoints import DEFAULT_URL, connection_options
+from triton_rerank.errors import RerankInputError
+from triton_rerank.transport import DEFAULT_MAX_IN_FLIGHT, DEFAULT_RETRY_S, AsyncTransport, Batch, Transport
+
+# Texts per request: the server's default max_rows_per_request. The dynamic batcher cannot merge
+# requests padded to different lengths, and the runner already runs each request in
+# length-sorted slices, so on a CPU one large request beats several small ones (docs/performance.md).
+DEFAULT_BATCH_SIZE = 128
+
+MakeBatch = Callable[[list[bytes]], Batch]  # one length group -> the request's string inputs and rows
+
+
+def check_strings(values: object, what: str) -> list[bytes]:
+    """``values`` must be a list (any sequence but a string) of str; returns them UTF-8 encoded."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+        raise RerankInputError(f"{what} must be a list of str, got {type(values).__name__}")
+    return [utf8(value, f"{what}[{i}]") for i, value in enumerate(values)]
+
+
+def utf8(text: object, what: str) -> bytes:
+    if not isinstance(text, str):
+        raise RerankInputError(f"{what} must be a str, got {type(text).__name__}")
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise RerankInputError(f"{what} cannot be encoded as UTF-8: {err}") from err
+
+
+def check_batch_size(batch_size: object) -> int:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise RerankInputError(f"batch_size must be a positive int, got {batch_size!r}")
+    return batch_size
+
+
+def rows_per_request(batch_size: int, server_limit: int | None) -> int:
+    """``batch_size``, or less when the server takes fewer rows per request: an honest large
+    request is split, never refused."""
+    return min(batch_size, server_limit) if server_limit else batch_size
+
+
+def length_groups(items: list[bytes], size: int) -> tuple[np.ndarray, list[list[bytes]]]:
+    """``items`` ordered by length and cut into groups of at most ``size``, and that order: each
+    request then holds texts of similar length, so padding to its longest wastes little work."""
+    order = np.argsort(np.array([len(item) for item in items], dtype=np.int64), kind="stable")
+    ordered = [items[i] for i in order]
+    return order, [ordered[start : start + size] for start in range(0, len(ordered), size)]
+
+
+def in_input_order(order: np.ndarray, parts: list[np.ndarray], *, flat: bool = True) -> np.ndarray:
+    """Undo ``length_groups``: rows of ``parts`` (in grouped order) put back where ``order`` took
+    them; ``flat`` gives one value per row (scores), else rows of values (embeddings)."""
+    if not parts:
+        return np.empty(0 if flat else (0, 0), np.float32)
+    grouped = np.concatenate([part.reshape(len(part), -1) for part in parts])
+    out = np.empty_like(grouped)
+    out[order] = grouped
+    return out.reshape(-1) if flat else out
+
+
+class _Client:
+    """The options every client takes; see the concrete classes for what they call.
+
+    Args:
+        url: Server URL; the scheme picks HTTP or gRPC (default: ``grpc://127.0.0.1:8001``).
+            Several URLs (a list, or separated by commas) are replicas: requests spread over them
+            and fail over when one is down.
+        model_name: The ensemble to call.
+        batch_size: Most texts per Triton request; more go in several requests. Above the
+            server's own limit (its ``max_rows_per_request``, read once) the server's wins.
+        timeout_s: Connection and request timeout.
+        headers: Extra HTTP headers / gRPC metadata sent with every request.
+        max_in_flight: Most requests of one call on the wire at once.
+        retry_s: How long a request is tried again while no server can serve it (a restart).
+        api_key: The server's API key (default: ``$TRITON_RERANK_API_KEY``).
+    """
+
+    DEFAULT_MODEL_NAME = ""
+    _transport_type: type = Transport
+
+    def __init__(
+        self,
+        url: str | Sequence[str] = DEFAULT_URL,
+        *,
+        model_name: str | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        timeout_s: float = 60.0,
+        headers: dict[str, str] | None = None,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        retry_s: float = DEFAULT_RETRY_S,
+        api_key: str | None = None,
+    ) -> None:
+        self.batch_size = check_batch_size(batch_size)
+        self._transport = self._transport_type(
+            url,
+            model_name or self.DEFAULT_MODEL_NAME,
+            timeout_s=timeout_s,
+            headers=headers,
+            max_in_flight=max_in_flight,
+            **connection_options(retry_s, api_key),
+        )
+
+    def _plan(self, encoded: list[bytes], server_limit: int | None, make_batch: MakeBatch):
+        order, groups = length_groups(encoded, rows_per_request(self.batch_size, server_limit))
+        return order, [make_batch(group) for group in groups]
+
+
+class BlockingClient(_Client):
+    """A client whose calls block; a context manager."""
+
+    def _send(self, encoded: list[bytes], make_batch: MakeBatch, output: str, *, flat: bool) -> np.ndarray:
+        limit = self._transport.max_rows_per_request() if len(encoded) > 1 else None
+        order, batches = self._plan(encoded, limit, make_batch)
+        return in_input_order(order, self._transport.infer_many(batches, output), flat=flat)
+
+    def is_ready(self) -> bool:
+        """True when a server answers and the model is ready there; False when none does."""
+        return self._transport.is_ready()
+
+    def close(self) -> None:
+        self._transport.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class AsyncClient(_Client):
+    """The asyncio twin of ``BlockingClient``: the same options, ``await`` on every call."""
+
+    _transport_type = AsyncTransport
+
+    async def _send(self, encoded: list[bytes], make_batch: MakeBatch, output: str, *, flat: bool) -> np.ndarray:
+        limit = await self._transport.max_rows_per_request() if len(encoded) > 1 else None
+        order, batches = self._plan(encoded, limit, make_batch)
+        return in_input_order(order, await self._transport.infer_many(batches, output), flat=flat)
+
+    async def is_ready(self) -> bool:
+        return await self._transport.is_ready()
+
+    async def close(self) -> None:
+        await self._transport.close()
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()

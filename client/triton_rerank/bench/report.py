@@ -1,0 +1,128 @@
+"""The benchmark's report: ratios against the baseline, a Markdown table, and a plot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from triton_rerank.bench.harness import Cell
+
+
+def ratios(cells: list[Cell]) -> list[dict]:
+    """Each served cell against the baseline at the same N and clients, and at one client."""
+    by_key = {(c.variant, c.n, c.clients): c.summary() for c in cells}
+    out = []
+    for (variant, n, clients), s in by_key.items():
+        if variant == "baseline":
+            continue
+        same = by_key.get(("baseline", n, clients))
+        single = by_key.get(("baseline", n, 1))
+        out.append(
+            {
+                "variant": variant,
+                "n": n,
+                "clients": clients,
+                "x_baseline_same_clients": s["pairs_per_s_median"] / same["pairs_per_s_median"] if same else None,
+                "x_baseline_1_client": s["pairs_per_s_median"] / single["pairs_per_s_median"] if single else None,
+                "p50_vs_baseline": s["p50_ms"] / same["p50_ms"] if same else None,
+            }
+        )
+    return out
+
+
+def markdown(report: dict) -> str:
+    lines = [
+        f"# Benchmark ({report['mode']})",
+        "",
+        f"Machine: {report['machine']}. Model: {report['model']}. Data: {report['data']}; "
+        f"tokens/pair mean {report['tokens_per_pair']['mean']:.0f}, p95 {report['tokens_per_pair']['p95']:.0f}. "
+        f"Served over {report['protocol']}, client batch_size {report['batch_size']}; {report['rounds']} "
+        "interleaved rounds; pairs/s is the median of the rounds (best in brackets).",
+        "",
+        "| variant | N | clients | pairs/s | × baseline (same clients) | × baseline (1 client) "
+        "| p50 ms | p95 ms | p99 ms | errors | queue / compute ms (cross_encoder) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    ratio = {(r["variant"], r["n"], r["clients"]): r for r in report["ratios"]}
+    for s in report["cells"]:
+        r = ratio.get((s["variant"], s["n"], s["clients"]), {})
+        triton = s.get("triton", {}).get("cross_encoder")
+        split = f"{triton['queue_ms_per_request']:.0f} / {triton['compute_ms_per_request']:.0f}" if triton else "—"
+        rate = f"{s['pairs_per_s_median']:.1f} ({s['pairs_per_s_best']:.1f})"
+        lines.append(
+            f"| {s['variant']} | {s['n']} | {s['clients']} | {rate} "
+            f"| {_x(r.get('x_baseline_same_clients'))} | {_x(r.get('x_baseline_1_client'))} "
+            f"| {s['p50_ms']:.0f} | {s['p95_ms']:.0f} | {s['p99_ms']:.0f} | {s['errors']} | {split} |"
+        )
+    lines += [
+        "",
+        "| served vs baseline scores | max abs diff | rank correlation | top-10 agreement |",
+        "| --- | --- | --- | --- |",
+    ]
+    for name, a in report["accuracy"].items():
+        lines.append(f"| {name} | {a['max_abs_diff']:.2g} | {a['rank_correlation']:.4f} | {a['top10_agreement']:.0%} |")
+    if report.get("levers"):
+        lines += ["", "Levers, one at a time (int8 served, N = 100, 4 clients):", ""]
+        lines += ["| lever | pairs/s | p50 ms | rows per execution |", "| --- | --- | --- | --- |"]
+        for lever in report["levers"]:
+            if "pairs_per_s_median" in lever:
+                rows = lever.get("triton", {}).get("cross_encoder", {}).get("rows_per_execution")
+                lines.append(
+                    f"| {lever['variant']} | {lever['pairs_per_s_median']:.1f} | {lever['p50_ms']:.0f} | {rows:.0f} |"
+                    if rows
+                    else f"| {lever['variant']} | {lever['pairs_per_s_median']:.1f} | {lever['p50_ms']:.0f} | — |"
+                )
+            else:
+                lines.append(
+                    f"| {lever['variant']} | — | {lever['p50_ms_cache_off']:.0f} off, "
+                    f"{lever['p50_ms_cache_on']:.1f} on | — |"
+                )
+    perf = report.get("perf_analyzer", {})
+    if perf.get("ran"):
+        lines += ["", f"perf_analyzer (gRPC, int8, N = {perf['n']}):", ""]
+        lines += ["| concurrency | pairs/s | p50 ms | p99 ms | server queue ms | server compute ms |"]
+        lines += ["| --- | --- | --- | --- | --- | --- |"]
+        for r in sorted(perf["results"], key=lambda r: r["concurrency"]):
+            lines.append(
+                f"| {r['concurrency']} | {r['pairs_per_s']:.1f} | {r['p50_ms']:.0f} | {r['p99_ms']:.0f} "
+                f"| {r['server_queue_ms']:.0f} | {r['server_compute_ms']:.0f} |"
+            )
+    elif perf:
+        lines += ["", f"perf_analyzer did not run: {perf['why']}"]
+    return "\n".join(lines) + "\n"
+
+
+def _x(value: float | None) -> str:
+    return f"{value:.2f}×" if value else "—"
+
+
+def plot(report: dict, path: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    ns = sorted({s["n"] for s in report["cells"]})
+    fig, axes = plt.subplots(1, len(ns), figsize=(5 * len(ns), 4), squeeze=False)
+    for ax, n in zip(axes[0], ns, strict=True):
+        for variant in dict.fromkeys(s["variant"] for s in report["cells"]):
+            points = sorted(
+                (s["clients"], s["pairs_per_s_median"])
+                for s in report["cells"]
+                if s["variant"] == variant and s["n"] == n
+            )
+            if points:
+                ax.plot(*zip(*points, strict=True), marker="o", label=variant)
+        ax.set(title=f"1 query x {n} documents", xlabel="concurrent clients", ylabel="pairs/s", xscale="log")
+        ax.set_xticks(
+            sorted({s["clients"] for s in report["cells"]}),
+            labels=sorted({str(s["clients"]) for s in report["cells"]}, key=int),
+        )
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="center right")
+    fig.suptitle(f"Reranking throughput, {report['machine']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return True

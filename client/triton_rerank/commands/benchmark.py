@@ -1,0 +1,197 @@
+"""Benchmark the served reranker against what users run today, side by side in one run.
+
+The baseline is pymilvus' CrossEncoderRerankFunction (sentence-transformers on PyTorch, batch 32) in
+this process, on the CPU. The served path is TritonRerankFunction against the embedded Triton server,
+once with the fp32 ONNX export and once with the int8 one. Each request is one query with N
+documents; C clients send requests back to back, in interleaved rounds (baseline, fp32, int8, then
+the next round in rotated order) so that a slow spell of a shared machine hits all of them.
+Reported per (variant, N, clients): pairs/s, latency p50/p95/p99, errors, Triton's own statistics,
+and each served variant's accuracy against the baseline. The full run also measures the levers one
+at a time and runs Triton's perf_analyzer (when found). Writes benchmark.json, benchmark.md and
+benchmark.png to --out. --quick: N = 100 with 1, 4 and 16 clients, in about 3 minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from triton_rerank.base import DEFAULT_BATCH_SIZE
+
+SHARED = Path(__file__).resolve().parents[3].parent / "shared"  # beside a checkout, on the build machines
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quick", action="store_true", help="N = 100 only, fewer requests, no levers (< 3 min)")
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=SHARED / "models" / "minilm-l6-scifact-ce",
+        help="cross-encoder folder (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=SHARED / "data" / "msmarco-passage-dl19-bm25top100",
+        help="TREC DL 2019 folder; synthetic passages if absent (default: %(default)s)",
+    )
+    parser.add_argument("--out", type=Path, default=Path("generated/benchmark"), help="(default: %(default)s)")
+    parser.add_argument("--protocol", choices=["grpc", "http"], default="grpc")
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="client batch_size")
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds (default: %(default)s)")
+    parser.add_argument("--perf-analyzer", help="Triton's perf_analyzer binary (default: the one on PATH)")
+    parser.add_argument("--no-perf-analyzer", action="store_true")
+
+
+@dataclass
+class Workload:
+    """The (N, clients) grid and the requests each cell sends in each round."""
+
+    grid: list[tuple[int, int]]
+    pool: dict[int, list]
+    pairs_per_cell: int
+
+    @classmethod
+    def plan(cls, quick: bool, data: Path | None, rounds: int) -> Workload:
+        from triton_rerank.bench.workload import load_requests
+
+        # 16 clients x 1000 documents would queue for minutes on a small machine.
+        grid = [(100, c) for c in (1, 4, 16)]
+        if not quick:
+            grid = [(10, 1), (10, 4), (10, 16), *grid, (1000, 1), (1000, 4)]
+        workload = cls(grid, {}, 200 if quick else 600)
+        for n in sorted({n for n, _ in grid}):
+            most = max(workload.count(n, c) for m, c in grid if m == n)
+            workload.pool[n] = load_requests(data, n, most * rounds)
+        return workload
+
+    def count(self, n: int, clients: int) -> int:
+        return clients * max(1, math.ceil(self.pairs_per_cell / n / clients))
+
+    def requests_for(self, n: int, clients: int, round_index: int) -> list:
+        count = self.count(n, clients)
+        return self.pool[n][round_index * count : (round_index + 1) * count] or self.pool[n][:count]
+
+    @property
+    def sample(self) -> list:
+        return self.pool[100 if 100 in self.pool else min(self.pool)]
+
+
+def measure_grid(variants: dict[str, tuple], workload: Workload, rounds: int) -> list:
+    """Interleaved rounds over every (N, clients) cell and variant; returns the cells measured."""
+    from triton_rerank.bench.harness import Cell, measure
+
+    cells = {(name, n, c): Cell(name, n, c) for name in variants for n, c in workload.grid}
+    names = list(variants)
+    for round_index in range(rounds):
+        order = names[round_index % len(names) :] + names[: round_index % len(names)]
+        for n, clients in workload.grid:
+            for name in order:
+                make_scorer, stats_url, skip = variants[name]
+                if skip(n, clients):
+                    continue
+                cell = cells[(name, n, clients)]
+                measure(cell, make_scorer, workload.requests_for(n, clients, round_index), clients, stats_url)
+                print(
+                    f"round {round_index + 1}/{rounds}  N={n:<5} clients={clients:<3} {name:<14} "
+                    f"{cell.throughputs[-1]:7.1f} pairs/s  p50 {cell.summary()['p50_ms'] or float('nan'):8.0f} ms  "
+                    f"errors {len(cell.errors)}",
+                    flush=True,
+                )
+    return [cell for cell in cells.values() if cell.throughputs]
+
+
+def run(args: argparse.Namespace) -> int:
+    from triton_rerank.bench.harness import accuracy, baseline_scorer, served_scorer
+    from triton_rerank.bench.levers import measure_levers
+    from triton_rerank.bench.perf_analyzer import run_perf_analyzer
+    from triton_rerank.bench.servers import Served, export_repositories
+
+    if not args.model.exists():
+        print(f"no model at {args.model}: pass --model with a cross-encoder folder", file=sys.stderr)
+        return 2
+    started = time.perf_counter()
+    data = args.data if args.data.exists() else None
+    work = args.out / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    workload = Workload.plan(args.quick, data, args.rounds)
+    repositories = export_repositories(args.model, work)
+    fp32, int8 = (
+        Served("served fp32", repositories["fp32"]).start(),
+        Served("served int8", repositories["int8"]).start(),
+    )
+    try:
+        baseline = baseline_scorer(args.model)
+        never = lambda n, c: False  # noqa: E731
+        variants = {
+            # In the quick run the baseline's 16-client cell (a minute of its own) is left out.
+            "baseline": (lambda: baseline, None, (lambda n, c: c > 4) if args.quick else never),
+            "served fp32": (served_scorer(fp32.url(args.protocol), args.batch_size), fp32.server.http_url, never),
+            "served int8": (served_scorer(int8.url(args.protocol), args.batch_size), int8.server.http_url, never),
+        }
+        sample = workload.sample[:4]
+        for make_scorer, _, _ in variants.values():  # warm-up: first calls allocate and compile
+            make_scorer()(sample[0].query, sample[0].documents)
+        reference = [baseline(r.query, r.documents) for r in sample]
+        results = {
+            "accuracy": {
+                name: accuracy(reference, [make_scorer()(r.query, r.documents) for r in sample])
+                for name, (make_scorer, _, _) in variants.items()
+                if name != "baseline"
+            },
+            "cells": measure_grid(variants, workload, args.rounds),
+            "levers": []
+            if args.quick
+            else measure_levers(int8, workload.requests_for, work, args.protocol, args.batch_size, 2),
+            "perf_analyzer": {},
+        }
+        if not args.no_perf_analyzer:
+            address = int8.url("grpc").removeprefix("grpc://")
+            concurrency = [1, 4] if args.quick else [1, 4, 16]
+            results["perf_analyzer"] = run_perf_analyzer(address, sample[0], work, concurrency, args.perf_analyzer)
+            perf = results["perf_analyzer"]
+            print(f"perf_analyzer: {'ran' if perf['ran'] else 'did not run: ' + perf['why']}", flush=True)
+    finally:
+        fp32.stop()
+        int8.stop()
+    return write_report(args, data, workload, repositories["fp32"], results, time.perf_counter() - started)
+
+
+def write_report(args, data, workload: Workload, fp32_repository: Path, results: dict, wall_s: float) -> int:
+    from triton_rerank.bench.report import markdown, plot, ratios
+    from triton_rerank.bench.workload import tokens_per_pair
+
+    cells = results.pop("cells")
+    report = {
+        "mode": "quick" if args.quick else "full",
+        "machine": f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), {platform.system()}, "
+        f"Python {platform.python_version()}",
+        "model": str(args.model.name),
+        "data": "TREC DL 2019 BM25 top-100 passages" if data else "synthetic passages of 40-120 words",
+        "tokens_per_pair": tokens_per_pair(fp32_repository / "tokenizer" / "1" / "tokenizer.json", workload.sample[:8]),
+        "protocol": args.protocol,
+        "batch_size": args.batch_size,
+        "rounds": args.rounds,
+        "cells": [cell.summary() for cell in cells],
+        "ratios": ratios(cells),
+        **results,
+        "wall_s": wall_s,
+    }
+    (args.out / "benchmark.json").write_text(json.dumps(report, indent=2) + "\n")
+    table = markdown(report)
+    (args.out / "benchmark.md").write_text(table)
+    plotted = plot(report, args.out / "benchmark.png")
+    print("\n" + table)
+    written = "benchmark.json, benchmark.md" + (", benchmark.png" if plotted else "")
+    print(f"wrote {written} to {args.out} in {wall_s:.0f} s")
+    errors = sum(cell["errors"] for cell in report["cells"])
+    if errors:
+        print(f"{errors} requests failed; see first_error in benchmark.json", file=sys.stderr)
+    return 1 if errors else 0

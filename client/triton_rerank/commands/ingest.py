@@ -1,0 +1,57 @@
+"""Embed documents through Triton and upsert them into Milvus.
+
+Sources: a .jsonl[.gz] file, a BEIR folder, or a folder of .txt/.md files. Idempotent and
+resumable: documents already in the collection are skipped (--refresh re-embeds them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from triton_rerank.commands.common import add_milvus, add_triton_url, open_store
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("source", type=Path, help="a .jsonl[.gz] file, a BEIR folder, or a folder of .txt/.md files")
+    add_milvus(parser)
+    parser.add_argument("--collection", default="documents", help="collection name (default: %(default)s)")
+    add_triton_url(parser)
+    parser.add_argument("--timeout-s", type=float, default=60.0, help="Triton request timeout (default: %(default)s)")
+    parser.add_argument(
+        "--index",
+        choices=["HNSW", "FLAT", "IVF_FLAT"],
+        default="HNSW",
+        help="vector index when the collection is created (default: %(default)s)",
+    )
+    parser.add_argument("--dimension", type=int, default=384, help="embedding size (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=256, help="documents per batch (default: %(default)s)")
+    parser.add_argument("--refresh", action="store_true", help="re-embed documents that are already present")
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from triton_rerank.embed import TritonEmbedFunction
+    from triton_rerank.ingest import ingest, read_documents
+
+    with (
+        open_store(args, collection=args.collection, dimension=args.dimension, index=args.index) as store,
+        TritonEmbedFunction(args.triton_url, timeout_s=args.timeout_s) as embed,
+        tqdm(unit="doc", desc="ingest", file=sys.stderr) as progress,
+    ):
+
+        def show(report) -> None:
+            progress.update(report.read - progress.n)
+            progress.set_postfix(written=report.written, skipped=report.skipped)
+
+        report = ingest(
+            read_documents(args.source), store, embed, batch_size=args.batch_size, refresh=args.refresh, on_batch=show
+        )
+        total = store.count()
+    print(
+        f"ingested {args.source}: read {report.read}, written {report.written}, "
+        f"already present {report.skipped}; collection {args.collection!r} holds {total} documents"
+    )
+    return 0

@@ -1,0 +1,112 @@
+"""A bounded load test on loopback: many concurrent clients against the served reranker for a fixed
+time, repeated, with the server's memory read between runs. It stops by itself.
+
+Without --triton-url it exports --model (if the repository does not hold it) and starts the embedded
+server. Each client sends one query with --documents documents from the built-in sample corpus, back
+to back, over its own connection. Reported per run: requests, errors (each kind counted), pairs/s,
+p50/p95/p99 latency, and the resident memory of the server and its backend stubs (embedded server
+only). Exit status 1 when any request failed or the server's memory grew by more than
+--max-memory-growth between the first run and the last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+from triton_rerank.endpoints import API_KEY_ENV
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--triton-url", help="a running Triton (grpc://... or http://...); default: the embedded one")
+    parser.add_argument("--model", help="cross-encoder (hub id or folder) to export when the repository lacks it")
+    parser.add_argument("--repository", type=Path, help="model repository (default: a temporary one)")
+    parser.add_argument("--precision", choices=["fp32", "int8"], default="fp32")
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--duration-s", type=float, default=60.0)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--documents", type=int, default=20, help="documents per request (default: %(default)s)")
+    parser.add_argument("--max-memory-growth", type=float, default=0.10, help="allowed RSS growth, first to last run")
+    parser.add_argument("--out", type=Path, help="write the report here as JSON")
+
+
+def process_group_rss_mb(leader: int) -> float:
+    """Resident memory of every process in ``leader``'s process group (the server and its stubs)."""
+    total_kb = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            pgrp = int(stat.rsplit(")", 1)[1].split()[2])
+            if pgrp != leader:
+                continue
+            for line in (entry / "status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total_kb += int(line.split()[1])
+        except (FileNotFoundError, ProcessLookupError, PermissionError, IndexError, ValueError):
+            continue  # a process that ended while we looked
+    return total_kb / 1024
+
+
+def one_run(url: str, args: argparse.Namespace, requests: list, api_key: str | None) -> dict:
+    from triton_rerank.bench.harness import percentiles_ms, run_clients, served_scorer
+
+    run = run_clients(served_scorer(url, api_key=api_key), requests, args.clients, duration_s=args.duration_s)
+    return {
+        "requests": len(run.latencies) + len(run.errors),
+        "errors": len(run.errors),
+        "error_kinds": dict(Counter(error[:200] for error in run.errors)),
+        "pairs_per_s": run.pairs / run.wall_s,
+        **percentiles_ms(run.latencies),
+        "wall_s": run.wall_s,
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    from triton_rerank.bench.workload import Request
+    from triton_rerank.commands.common import triton
+    from triton_rerank.samples import SAMPLE_QUERIES, sample_texts
+
+    if args.triton_url is None and args.model is None and args.repository is None:
+        print("give --triton-url, or --model / --repository for the embedded server")
+        return 2
+    api_key = os.environ.get(API_KEY_ENV) or None
+    corpus = sample_texts()
+    documents = [corpus[i % len(corpus)] for i in range(args.documents)]
+    requests = [Request(SAMPLE_QUERIES[i % len(SAMPLE_QUERIES)], documents) for i in range(args.clients)]
+    exports = [(args.model, "cross-encoder", {"precision": args.precision})] if args.model else []
+    with (
+        tempfile.TemporaryDirectory(prefix="triton-rerank-load-") as workdir,
+        triton(args.triton_url, args.repository or Path(workdir) / "models", exports, api_key=api_key) as (url, server),
+    ):
+        leader = server.pid if server is not None else None
+        report = {"url": url, "clients": args.clients, "duration_s": args.duration_s, "documents": args.documents}
+        report["cores"] = os.cpu_count()
+        runs = report["runs"] = []
+        for number in range(1, args.runs + 1):
+            result = one_run(url, args, requests, api_key)
+            if leader is not None:
+                result["server_rss_mb"] = process_group_rss_mb(leader)
+            runs.append(result)
+            memory = f", server RSS {result['server_rss_mb']:.0f} MB" if "server_rss_mb" in result else ""
+            print(
+                f"run {number}: {result['requests']} requests, {result['errors']} errors, "
+                f"{result['pairs_per_s']:.0f} pairs/s, p50 {result['p50_ms'] or 0:.0f} ms, "
+                f"p95 {result['p95_ms'] or 0:.0f} ms, p99 {result['p99_ms'] or 0:.0f} ms{memory}",
+                flush=True,
+            )
+            for kind, count in result["error_kinds"].items():
+                print(f"  {count} x {kind}", flush=True)
+    growth = None
+    if leader is not None and len(runs) > 1:
+        growth = report["memory_growth"] = runs[-1]["server_rss_mb"] / runs[0]["server_rss_mb"] - 1
+        print(f"server memory, first run to last: {growth:+.1%} (allowed {args.max_memory_growth:.0%})")
+    if args.out:
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
+    errors = sum(r["errors"] for r in runs)
+    return 1 if errors or (growth is not None and growth > args.max_memory_growth) else 0

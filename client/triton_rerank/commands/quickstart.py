@@ -1,0 +1,81 @@
+"""Quick start: retrieve with Milvus, rerank with Triton, and see the order change.
+
+1. exports the cross-encoder and the bi-encoder into --repository (generated/model_repository, which
+   git ignores), when it lacks them;
+2. starts the embedded Triton server on free loopback ports (unless --triton-url is given);
+3. ingests a small sample corpus into Milvus Lite (a temporary file, unless --milvus-uri is given),
+   embedding it through Triton;
+4. runs a few queries and prints the first-stage order next to the reranked order, with scores and
+   timings; then stops what it started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from triton_rerank.commands.common import add_milvus, add_models, add_repository, add_triton_url, open_store, triton
+from triton_rerank.errors import RerankError
+from triton_rerank.samples import SAMPLE_CORPUS, SAMPLE_QUERIES
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_models(parser)
+    add_repository(parser, "model repository to export into and serve")
+    add_triton_url(parser, embedded_default=True)
+    add_milvus(parser, uri_default=None)
+    parser.add_argument("--corpus", type=Path, default=SAMPLE_CORPUS, help="documents to ingest (default: the sample)")
+    parser.add_argument("--query", action="append", help="a query (repeatable; default: three sample queries)")
+    parser.add_argument("--retrieve-k", type=int, default=10)
+    parser.add_argument("--top-k", type=int, default=5)
+
+
+def side_by_side(result, top_k: int) -> None:
+    timings = ", ".join(f"{name} {ms:.0f} ms" for name, ms in result.timings_ms.items())
+    print(f"\nquery: {result.query}   ({timings})")
+    print(f"  {'first stage (Milvus, cosine)':<52} {'reranked (Triton cross-encoder)':<52}")
+    for position in range(top_k):
+        left = right = ""
+        if position < len(result.candidates):
+            match = result.candidates[position]
+            left = f"{position + 1:>2}. {match.score:5.3f} {match.id:<16} {match.text[:24]}"
+        if position < len(result.hits):
+            hit = result.hits[position]
+            right = f"{position + 1:>2}. {hit.rerank_score:+6.2f} {hit.id:<16} (was #{hit.first_stage_rank})"
+        print(f"  {left:<52} {right:<52}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from triton_rerank import TritonEmbedFunction, TritonRerankFunction
+    from triton_rerank.ingest import ingest, read_documents
+    from triton_rerank.pipeline import RerankPipeline
+
+    exports = [(args.reranker_model, "cross-encoder", {}), (args.embedder_model, "bi-encoder", {})]
+    try:
+        with (
+            tempfile.TemporaryDirectory(prefix="triton-rerank-quickstart-") as workdir,
+            triton(args.triton_url, args.repository, exports) as (url, _),
+        ):
+            milvus_uri = args.milvus_uri or str(Path(workdir) / "quickstart.db")
+            with (
+                open_store(args, milvus_uri, collection="quickstart", index="FLAT") as store,
+                TritonEmbedFunction(url) as embed,
+                TritonRerankFunction(url) as rerank,
+            ):
+                started = time.perf_counter()
+                report = ingest(read_documents(args.corpus), store, embed)
+                print(
+                    f"Milvus ({milvus_uri}): ingested {report.written} new of {report.read} documents "
+                    f"in {time.perf_counter() - started:.1f} s; the collection holds {store.count()}"
+                )
+                pipeline = RerankPipeline(store, embed, rerank)
+                pipeline.search("warm-up", retrieve_k=2, top_k=1)
+                for query in args.query or SAMPLE_QUERIES:
+                    side_by_side(pipeline.search(query, retrieve_k=args.retrieve_k, top_k=args.top_k), args.top_k)
+    except (RerankError, OSError, ValueError, RuntimeError, ImportError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,48 @@
+"""Retrieve from Milvus and rerank with Triton: the best --top-k of the first --retrieve-k."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from triton_rerank.commands.common import add_milvus, add_triton_url, open_store
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("queries", nargs="+", help="one or more queries")
+    add_milvus(parser)
+    parser.add_argument("--collection", default="documents", help="collection name (default: %(default)s)")
+    add_triton_url(parser)
+    parser.add_argument("--timeout-s", type=float, default=60.0, help="Triton request timeout (default: %(default)s)")
+    parser.add_argument("--retrieve-k", type=int, default=100, help="first-stage candidates (default: %(default)s)")
+    parser.add_argument("--top-k", type=int, default=10, help="results after reranking (default: %(default)s)")
+    parser.add_argument("--filter", help="Milvus filter expression, e.g. 'metadata[\"year\"] > 2015'")
+    parser.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
+
+
+def run(args: argparse.Namespace) -> int:
+    from triton_rerank.client import TritonRerankFunction
+    from triton_rerank.embed import TritonEmbedFunction
+    from triton_rerank.pipeline import RerankPipeline
+
+    with (
+        open_store(args, collection=args.collection) as store,
+        TritonEmbedFunction(args.triton_url, timeout_s=args.timeout_s) as embed,
+        TritonRerankFunction(args.triton_url, timeout_s=args.timeout_s) as rerank,
+    ):
+        results = RerankPipeline(store, embed, rerank).search_batch(
+            args.queries, retrieve_k=args.retrieve_k, top_k=args.top_k, filter=args.filter
+        )
+    for result in results:
+        if args.json:
+            for hit in result.hits:
+                print(json.dumps({"query": result.query, **hit.__dict__}, ensure_ascii=False))
+            continue
+        timings = ", ".join(f"{k} {v:.0f} ms" for k, v in result.timings_ms.items())
+        print(f"\n{result.query}  ({timings})")
+        for position, hit in enumerate(result.hits, 1):
+            print(
+                f"  {position:>2}. {hit.rerank_score:+7.3f}  (first stage #{hit.first_stage_rank}, "
+                f"cos {hit.first_stage_score:.3f})  [{hit.id}] {hit.text[:80]}"
+            )
+    return 0

@@ -1,0 +1,163 @@
+"""Reduced precision from a checked fp32 graph, and what it costs: int8 (ONNX Runtime's dynamic
+quantization, per-channel weights: about twice as fast on CPUs with VNNI) or fp16 (for GPUs).
+The cost is measured on the built-in sample corpus: the largest score difference to fp32 and how
+well each sample query's ranking holds."""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from triton_rerank.metrics import rank_correlation, top_k_overlap
+from triton_rerank.samples import SAMPLE_QUERIES, sample_texts
+from triton_rerank.serving import repository as repo
+from triton_rerank.serving.backends.runner_model import score_in_slices
+from triton_rerank.serving.backends.tokenizer_model import encode
+from triton_rerank.serving.export.graphs import keep_used_domains, load_scorer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PrecisionReport:
+    """What a reduced precision costs against the fp32 export, on the built-in sample corpus."""
+
+    precision: str
+    max_abs_diff: float  # largest |score - fp32 score| (embedding component for a bi-encoder)
+    rank_correlation: float  # Spearman correlation with fp32's scores, averaged over the sample queries
+    top5_agreement: float  # share of fp32's top 5 documents kept in the top 5, averaged over the queries
+    pairs_checked: int
+
+
+def settings_for_precision(settings: repo.RepositorySettings, precision: str) -> repo.RepositorySettings:
+    """int8 runs row by row in the embedded runner unless asked otherwise: dynamic quantization
+    takes one activation scale per tensor, so in a batch each score would depend on its batch-mates;
+    one row per call keeps every score the pair's own, at almost no cost (no padding at all).
+    Its threads then take rows of their own rather than splitting each row's small operators, which
+    are too small to split between cores (docs/performance.md has the measurements)."""
+    if precision != "int8":
+        return settings
+    return settings.replace(
+        runner_slice_rows=1 if settings.runner_slice_rows is None else settings.runner_slice_rows,
+        runner_parallelism=settings.runner_parallelism or "slices",
+    )
+
+
+_FFN_MATMUL = re.compile(r"layer\.(\d+)/(intermediate|output)/dense/MatMul$")
+
+
+def quantize_first_token_apart(model) -> None:
+    """Rewrite the feed-forward MatMuls of the first half of the layers, ``X·W``, as
+    ``Concat(X[:, :1]·W, X[:, 1:]·W)`` along the sequence, so that dynamic quantization gives the
+    first token its own activation scale.
+
+    Dynamic quantization takes one activation scale per tensor, and in BERT-style models the first
+    token ([CLS], which the score is read from) carries by far the largest feed-forward activations,
+    widest in the early layers, where int8's error starts: with one scale every other token would be
+    rounded that much coarser. Keeping that row in fp32 instead was no better and slower (its fp32
+    weights are read for one row); splitting every layer bought little more for twice the cost.
+    Node names are those of the Hugging Face BERT family's ONNX export; a graph without them is
+    left whole. docs/int8.md tells how this was found and what it measured."""
+    from onnx import helper, numpy_helper
+
+    graph = model.graph
+    weights = {initializer.name for initializer in graph.initializer}
+    ffn = {
+        node.name: int(match.group(1))
+        for node in graph.node
+        if node.op_type == "MatMul" and node.input[1] in weights and (match := _FFN_MATMUL.search(node.name))
+    }
+    if not ffn:
+        return
+    first_half = max(1, (max(ffn.values()) + 1) // 2)
+    bounds = {"first_row/zero": 0, "first_row/one": 1, "first_row/end": np.iinfo(np.int64).max}
+    graph.initializer.extend(numpy_helper.from_array(np.array([v], np.int64), name) for name, v in bounds.items())
+    nodes = []
+    for node in graph.node:
+        if ffn.get(node.name, first_half) >= first_half:
+            nodes.append(node)
+            continue
+        (x, w), (y,), name = node.input, node.output, node.name
+        seq = "first_row/one"  # the sequence axis, and the first row's end
+        nodes += [
+            helper.make_node("Slice", [x, "first_row/zero", "first_row/one", seq], [f"{name}/first"], f"{name}/First"),
+            helper.make_node("Slice", [x, "first_row/one", "first_row/end", seq], [f"{name}/rest"], f"{name}/Rest"),
+            helper.make_node("MatMul", [f"{name}/first", w], [f"{name}/first_out"], f"{name}/FirstRow"),
+            helper.make_node("MatMul", [f"{name}/rest", w], [f"{name}/rest_out"], f"{name}/OtherRows"),
+            helper.make_node("Concat", [f"{name}/first_out", f"{name}/rest_out"], [y], f"{name}/Concat", axis=1),
+        ]
+    del graph.node[:]
+    graph.node.extend(nodes)
+
+
+def convert_onnx(path: Path, precision: str) -> None:
+    """Rewrite the checked fp32 graph at ``path`` in place at ``precision`` (int8 or fp16)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    if precision == "int8":
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        quantize_first_token_apart(model)
+        # Per-channel weights keep rankings far better than per-tensor at no cost in speed. Only
+        # MatMul and Attention are quantized: an int8 embedding table saves memory, not time, and
+        # costs accuracy. DefaultTensorType: the fused graph's contrib ops defeat shape inference
+        # without it.
+        quantize_dynamic(
+            model,
+            path,
+            op_types_to_quantize=["MatMul", "Attention"],
+            per_channel=True,
+            weight_type=QuantType.QInt8,
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
+        model = onnx.load(str(path))
+    else:
+        from onnxruntime.transformers.onnx_model import OnnxModel
+
+        fp16 = OnnxModel(model)
+        fp16.convert_float_to_float16(keep_io_types=True)  # ids in, fp32 scores out, as before
+        model = fp16.model
+    keep_used_domains(model)
+    onnx.save(model, str(path))
+
+
+def measure(path: Path, precision: str, fp32_score, tokenizer, settings, device: str = "cpu") -> PrecisionReport:
+    """What the reduced-precision file at ``path`` costs against ``fp32_score`` on the sample
+    corpus, scored as the runner will serve it (in slices of ``runner_slice_rows``)."""
+    reduced_model = load_scorer(path, device)
+    slice_rows = settings.runner_slice_rows or 0
+
+    def reduced_score(inputs: list[np.ndarray]) -> np.ndarray:
+        return score_in_slices(reduced_model, inputs, slice_rows)
+
+    texts = sample_texts()
+    fp32, reduced = [], []
+    for query in SAMPLE_QUERIES:
+        if settings.kind == "cross-encoder":
+            encoded = encode(tokenizer, [(query, text) for text in texts], settings.model_inputs)
+            fp32.append(fp32_score(encoded)[:, 0])
+            reduced.append(reduced_score(encoded)[:, 0])
+        else:  # rank the corpus by cosine similarity; the embeddings are L2-normalised
+            encoded = encode(tokenizer, [query, *texts], settings.model_inputs)
+            for score, out in ((fp32_score, fp32), (reduced_score, reduced)):
+                vectors = score(encoded)
+                out.append(vectors[1:] @ vectors[0])
+    if settings.kind == "cross-encoder":
+        max_abs_diff = max(float(np.max(np.abs(a - b))) for a, b in zip(fp32, reduced, strict=True))
+    else:
+        encoded = encode(tokenizer, texts, settings.model_inputs)
+        max_abs_diff = float(np.max(np.abs(fp32_score(encoded) - reduced_score(encoded))))
+    report = PrecisionReport(
+        precision=precision,
+        max_abs_diff=max_abs_diff,
+        rank_correlation=float(np.mean([rank_correlation(a, b) for a, b in zip(fp32, reduced, strict=True)])),
+        top5_agreement=float(np.mean([top_k_overlap(a, b, 5) for a, b in zip(fp32, reduced, strict=True)])),
+        pairs_checked=len(texts) * len(SAMPLE_QUERIES),
+    )
+    log.info("%s: %s", precision, report)
+    return report

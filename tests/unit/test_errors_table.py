@@ -1,0 +1,79 @@
+"""The error table turns what tritonclient raises into the client's errors: real exceptions,
+captured from a real Triton 2.51 over both protocols (data/triton_errors.json), each map to the
+error a user should see."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from tritonclient.utils import InferenceServerException
+
+from triton_rerank.errors import (
+    ModelNotReadyError,
+    RerankAuthError,
+    RerankInputError,
+    RerankTimeoutError,
+    ServerOverloadedError,
+    ServerResponseError,
+    ServerUnavailableError,
+    translate,
+)
+
+CASES = json.loads((Path(__file__).parent / "data" / "triton_errors.json").read_text())["cases"]
+EXPECTED = {
+    "auth_missing": RerankAuthError,
+    "auth_wrong": RerankAuthError,
+    "unknown_model": ModelNotReadyError,
+    "too_many_rows": RerankInputError,
+    "too_many_bytes": RerankInputError,
+    "bad_utf8": RerankInputError,
+    "wrong_input_name": RerankInputError,
+    "wrong_dtype": RerankInputError,
+    "deadline": RerankTimeoutError,
+    "overloaded": ServerOverloadedError,
+    "refused": ServerUnavailableError,
+}
+
+
+def raised(case: dict) -> BaseException:
+    """The exception tritonclient raised for ``case``, rebuilt."""
+    if case["status"] == "builtins.ConnectionRefusedError":
+        return ConnectionRefusedError(111, case["message"].partition("] ")[2])
+    return InferenceServerException(case["message"], status=case["status"])
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c['protocol']}-{c['case']}")
+def test_error_table_maps_each_real_triton_failure_to_its_error(case):
+    error = translate(raised(case), where="Triton at grpc://host:8001", model_name="reranker", timeout_s=5)
+    assert type(error) is EXPECTED[case["case"]]
+    assert "Triton at grpc://host:8001" in str(error)
+
+
+def test_the_captured_cases_cover_both_protocols_for_every_failure_a_server_answers():
+    protocols = {}
+    for case in CASES:
+        protocols.setdefault(case["case"], set()).add(case["protocol"])
+    for name in ("auth_missing", "unknown_model", "too_many_rows", "bad_utf8", "overloaded", "refused"):
+        assert protocols[name] == {"grpc", "http"}, name
+
+
+def test_a_model_that_is_loading_is_transient_and_an_unknown_one_is_not():
+    loading = InferenceServerException("Request for unknown model: 'reranker' has no available versions", "400")
+    unknown = InferenceServerException("Request for unknown model: 'nope' is not found", "StatusCode.NOT_FOUND")
+    kwargs = {"where": "Triton", "model_name": "reranker", "timeout_s": 1}
+    assert translate(loading, **kwargs).transient is True
+    assert translate(unknown, **kwargs).transient is False
+
+
+def test_the_word_invalid_in_a_server_failure_does_not_make_it_an_input_error():
+    """The former substring chain read any 'invalid' as bad input; status decides now."""
+    failure = InferenceServerException("onnxruntime: invalid memory access in node Attention", "500")
+    error = translate(failure, where="Triton", model_name="reranker", timeout_s=1)
+    assert type(error) is ServerResponseError
+
+
+def test_a_timeout_before_any_answer_is_a_timeout():
+    error = translate(TimeoutError("timed out"), where="Triton", model_name="reranker", timeout_s=2)
+    assert isinstance(error, RerankTimeoutError) and "within 2 s" in str(error)
