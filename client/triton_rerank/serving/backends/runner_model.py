@@ -27,8 +27,8 @@ except ImportError:  # imported outside Triton by the export, which scores with 
 
 # Rows per model call on CPU; small batches of similar length keep activations in cache. The
 # config parameter runner_slice_rows overrides it (0: the whole batch at once, in arrival order,
-# as the native onnxruntime backend runs it). Measured on 2 cores, MiniLM-L6, N = 100, 4 clients:
-# 8 rows 257 pairs/s int8 / 138 fp32; 16 rows 245 / 133; 32 rows 200 int8; whole batch 106 int8.
+# as the native onnxruntime backend runs it). Larger slices and the whole batch measured slower
+# (docs/performance.md, the levers table).
 CPU_SLICE_ROWS = 8
 
 
