@@ -58,19 +58,22 @@ class ServerResponseError(RerankError):
 # How a failure from tritonclient becomes one of the errors above, as a table. A row matches when
 # the exception's status is one of its statuses (an HTTP status code, or a gRPC status as
 # tritonclient spells it; an empty set matches any) and, if it names one, its pattern appears in
-# the lower-cased message; the first row that matches wins. Status decides first; patterns only
-# split a status that Triton uses for several things (gRPC UNAVAILABLE: unreachable, queue full,
-# and a missing API key alike). tests/unit/test_errors_table.py runs real messages through it.
+# the lower-cased message; the first row that matches wins. Status decides; patterns only split a
+# status that Triton uses for several things (gRPC UNAVAILABLE: unreachable, queue full and a
+# missing API key alike; NOT_FOUND: an unknown model and one still loading), and stand in where
+# there is no status. tests/unit/test_errors_table.py runs real messages through it.
 _GRPC = "StatusCode."
 TRITON_ERROR_TABLE: tuple[tuple[frozenset[str], str | None, str], ...] = (
+    # A model the server knows but is loading or unloading (a restart) is answered like an unknown
+    # model, whatever the protocol: only the message tells that it is worth waiting for.
+    (frozenset(), "has no available version", "model_loading"),
+    (frozenset(), "is not ready", "model_loading"),
     (frozenset({"401", "403", _GRPC + "PERMISSION_DENIED", _GRPC + "UNAUTHENTICATED"}), None, "auth"),
     (frozenset({_GRPC + "UNAVAILABLE"}), "is restricted", "auth"),  # Triton's restricted gRPC protocols
     (frozenset({"503", _GRPC + "UNAVAILABLE"}), "maximum queue size", "overloaded"),
     (frozenset({"503", _GRPC + "UNAVAILABLE"}), "request timeout expired", "overloaded"),
     (frozenset({_GRPC + "DEADLINE_EXCEEDED", "408", "504"}), None, "timeout"),
     (frozenset({"404", _GRPC + "NOT_FOUND"}), None, "unknown_model"),
-    (frozenset(), "has no available version", "model_loading"),  # known, but loading or unloading
-    (frozenset(), "is not ready", "model_loading"),
     (frozenset({_GRPC + "UNAVAILABLE", "502", "503"}), None, "unavailable"),
     (frozenset({"400", _GRPC + "INVALID_ARGUMENT"}), None, "input"),
     # No status (or an unexpected one): what the message says.

@@ -59,8 +59,10 @@ def test_the_captured_cases_cover_both_protocols_for_every_failure_a_server_answ
         assert protocols[name] == {"grpc", "http"}, name
 
 
-def test_a_model_that_is_loading_is_transient_and_an_unknown_one_is_not():
-    loading = InferenceServerException("Request for unknown model: 'reranker' has no available versions", "400")
+@pytest.mark.parametrize("status", ["StatusCode.NOT_FOUND", "StatusCode.UNAVAILABLE", "400", "404", None])
+def test_a_model_that_is_loading_is_transient_and_an_unknown_one_is_not(status):
+    """Seen while a server restarts: the model is known but has no version loaded yet."""
+    loading = InferenceServerException("Request for unknown model: 'reranker' has no available versions", status)
     unknown = InferenceServerException("Request for unknown model: 'nope' is not found", "StatusCode.NOT_FOUND")
     kwargs = {"where": "Triton", "model_name": "reranker", "timeout_s": 1}
     assert translate(loading, **kwargs).transient is True

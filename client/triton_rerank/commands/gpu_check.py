@@ -85,10 +85,7 @@ def check_format(
     device: str,
     server_env: dict[str, str],
 ) -> dict:
-    import torch
-    from sentence_transformers import CrossEncoder
-
-    from triton_rerank import RerankError, TritonRerankFunction
+    from triton_rerank import RerankError
     from triton_rerank.serving.export import ExportError, export_cross_encoder
     from triton_rerank.serving.repository import RepositorySettings
     from triton_rerank.serving.server import EmbeddedTritonServer, ServerStartError, free_port_settings
@@ -118,38 +115,42 @@ def check_format(
         result["server_error_lines"] = [line[:400] for line in str(err).splitlines() if line.startswith("E")][:4]
         return result
     try:
-        reference = CrossEncoder(str(model), device="cuda" if device == "gpu" else "cpu")
-        expected = reference.predict([(query, d) for d in documents], activation_fn=torch.nn.Identity(), batch_size=32)
-        with TritonRerankFunction(server.grpc_url) as rf:
-            import tritonclient.grpc as grpcclient
-
-            admin = grpcclient.InferenceServerClient(server.grpc_url.removeprefix("grpc://"))
-            config = admin.get_model_config("cross_encoder", as_json=True)["config"]
-            admin.close()
-            result["instance_group"] = config.get("instance_group")
-            served = rf.score(query, documents)
-            result["served"] = True
-            result["max_abs_diff_vs_in_process"] = float(np.max(np.abs(served - expected)))
-            result["top10_identical"] = [r.index for r in rf(query=query, documents=documents, top_k=10)] == list(
-                np.argsort(-expected, kind="stable")[:10]
-            )
-            n = len(documents)
-            in_process = time_calls(
-                lambda: reference.predict([(query, d) for d in documents], batch_size=32, show_progress_bar=False),
-                rounds,
-            )
-        result.update(
-            documents=n,
-            in_process_p50_s=statistics.median(in_process),
-            in_process_pairs_per_s=n / statistics.median(in_process),
-        )
-
-        time_served(result, server.grpc_url, query, documents, rounds)
+        compare_served(result, server.grpc_url, model, device, query, documents, rounds)
     except RerankError as err:
         result["client_error"] = str(err)
     finally:
         server.stop()
     return result
+
+
+def compare_served(result: dict, url: str, model: Path, device: str, query: str, documents: list[str], rounds: int):
+    """Served scores against sentence-transformers on the same device, then both timed."""
+    import torch
+    import tritonclient.grpc as grpcclient
+    from sentence_transformers import CrossEncoder
+
+    from triton_rerank import TritonRerankFunction
+
+    reference = CrossEncoder(str(model), device="cuda" if device == "gpu" else "cpu")
+    expected = reference.predict([(query, d) for d in documents], activation_fn=torch.nn.Identity(), batch_size=32)
+    admin = grpcclient.InferenceServerClient(url.removeprefix("grpc://"))
+    result["instance_group"] = admin.get_model_config("cross_encoder", as_json=True)["config"].get("instance_group")
+    admin.close()
+    with TritonRerankFunction(url) as rf:
+        served = rf.score(query, documents)
+        result["served"] = True
+        result["max_abs_diff_vs_in_process"] = float(np.max(np.abs(served - expected)))
+        top10 = [r.index for r in rf(query=query, documents=documents, top_k=10)]
+        result["top10_identical"] = top10 == list(np.argsort(-expected, kind="stable")[:10])
+    in_process = time_calls(
+        lambda: reference.predict([(query, d) for d in documents], batch_size=32, show_progress_bar=False), rounds
+    )
+    result.update(
+        documents=len(documents),
+        in_process_p50_s=statistics.median(in_process),
+        in_process_pairs_per_s=len(documents) / statistics.median(in_process),
+    )
+    time_served(result, url, query, documents, rounds)
 
 
 def time_served(result: dict, url: str, query: str, documents: list[str], rounds: int) -> None:

@@ -20,6 +20,7 @@ its Python-backend stand-in for the ONNX / TorchScript models from the same conf
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -323,7 +324,9 @@ def write_configs(repository: Path, settings: RepositorySettings) -> None:
     for name, config in build_configs(settings).items():
         (repository / name / "1").mkdir(parents=True, exist_ok=True)
         (repository / name / "config.pbtxt").write_text(to_pbtxt(config))
-    shutil.copyfile(TOKENIZER_CODE, repository / family.tokenizer / "1" / "model.py")
+    code = repository / family.tokenizer / "1" / "model.py"
+    code.unlink(missing_ok=True)  # the committed repository links it to its source
+    shutil.copyfile(TOKENIZER_CODE, code)
     (repository / family.ensemble / "1" / ".gitkeep").touch()
 
 
@@ -352,10 +355,14 @@ def python_runner_config(config: mc.ModelConfig) -> mc.ModelConfig:
 
 
 def write_default_repository(repository: Path) -> None:
-    """The configs and tokenizer code of both families for the default models: the committed
-    ``model_repository/`` (weights are added by an export)."""
+    """The configs of both families for the default models: the committed ``model_repository/``
+    (weights are added by an export). Its tokenizer code is a link to the one source, the backend
+    file, where an export writes a copy."""
     for settings in (DEFAULT_RERANKER_SETTINGS, DEFAULT_EMBEDDER_SETTINGS):
         write_configs(repository, settings)
+        code = Path(repository) / settings.family.tokenizer / "1" / "model.py"
+        code.unlink()
+        code.symlink_to(os.path.relpath(TOKENIZER_CODE.resolve(), code.parent.resolve()))
 
 
 if __name__ == "__main__":  # python -m triton_rerank.serving.repository model_repository
