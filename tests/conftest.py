@@ -80,13 +80,15 @@ def sample_corpus() -> Path:
 def milvus_server(tmp_path_factory):
     """A real Milvus standalone server (PyPI `milvus`, v2.3.5) on 127.0.0.1:19530; skipped when it
     cannot start here. It is stopped with SIGINT, as SIGTERM can hang it."""
+    import os
     import shutil
     import signal
     import subprocess
     import time
     import urllib.request
 
-    binary = shutil.which("milvus-server")
+    # the virtualenv's own bin first: it may not be on PATH when the tests run as .venv/bin/python -m pytest
+    binary = shutil.which("milvus-server", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]))
     if binary is None:
         pytest.skip("no milvus-server (pip install milvus==2.3.5)")
     try:

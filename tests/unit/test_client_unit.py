@@ -133,9 +133,10 @@ def test_empty_document_list_returns_no_results_without_a_request():
         assert rf(query="q", documents=[]) == []
 
 
-def test_the_client_imports_without_torch_transformers_or_onnxruntime():
+def test_the_client_and_the_command_line_import_without_torch_transformers_or_onnxruntime():
     code = (
-        "import sys, triton_rerank; "
+        "import sys, triton_rerank, triton_rerank.pipeline, triton_rerank.cli; "
+        "triton_rerank.cli.build_parser(); "
         "heavy = sorted({'torch', 'transformers', 'onnxruntime', 'sentence_transformers'} & set(sys.modules)); "
         "print(heavy)"
     )

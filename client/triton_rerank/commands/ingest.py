@@ -45,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
         def show(report) -> None:
             progress.update(report.read - progress.n)
             progress.set_postfix(written=report.written, skipped=report.skipped)
+            print(f"batch {report.batches}: read {report.read}", flush=True)  # a line per batch, for logs
 
         report = ingest(
             read_documents(args.source), store, embed, batch_size=args.batch_size, refresh=args.refresh, on_batch=show

@@ -10,7 +10,8 @@ and the result is compared with sentence-transformers in PyTorch; above the tole
     checked.py    staging, the check against PyTorch, and the install (write_checked)
     graphs.py     ONNX graph (fused) or TorchScript trace, and an in-process scorer for either
     precision.py  int8 / fp16 from the checked fp32 graph, and what it costs
-    options.py    ExportOptions: precision and how strictly the export is checked
+    (ExportOptions, the precision and how strictly an export is checked, is ../export_options.py:
+    the command line reads it without importing torch)
 
 Needs the ``export`` extra (torch, transformers, sentence-transformers, onnx, onnxruntime).
 """
@@ -32,7 +33,7 @@ from triton_rerank.serving.export.models import (
     export_model,
     is_exported,
 )
-from triton_rerank.serving.export.options import ExportOptions
+from triton_rerank.serving.export_options import ExportOptions
 from triton_rerank.serving.export.precision import PrecisionReport
 
 __all__ = [

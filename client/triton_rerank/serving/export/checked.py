@@ -17,7 +17,7 @@ import numpy as np
 from triton_rerank.serving import repository as repo
 from triton_rerank.serving.backends.tokenizer_model import encode
 from triton_rerank.serving.export import graphs, precision
-from triton_rerank.serving.export.options import ExportOptions
+from triton_rerank.serving.export_options import ExportOptions
 
 log = logging.getLogger(__name__)
 
