@@ -33,8 +33,8 @@ from triton_rerank.serving.export.models import (
     export_model,
     is_exported,
 )
-from triton_rerank.serving.export_options import ExportOptions
 from triton_rerank.serving.export.precision import PrecisionReport
+from triton_rerank.serving.export_options import ExportOptions
 
 __all__ = [
     "ExportCheckError",

@@ -25,8 +25,8 @@ from triton_rerank.serving.export.checked import (
     write_checked,
 )
 from triton_rerank.serving.export.graphs import LogitsOnly, PooledEmbeddings
-from triton_rerank.serving.export_options import PRECISIONS, ExportOptions
 from triton_rerank.serving.export.precision import settings_for_precision
+from triton_rerank.serving.export_options import PRECISIONS, ExportOptions
 
 log = logging.getLogger(__name__)
 
