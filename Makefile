@@ -16,7 +16,7 @@ TORCH_INDEX ?= $(shell command -v nvidia-smi >/dev/null 2>&1 || $(PYTHON) -c "im
 # The onnxruntime of the Triton 24.10 container, beside the project: the container-parity test scores with it.
 CONTAINER_ONNXRUNTIME := onnxruntime==1.19.2
 
-.PHONY: quickstart test model-repository clean
+.PHONY: quickstart test model-repository perf-analyzer clean
 
 $(BIN)/triton-rerank: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,5 +43,10 @@ test: $(BIN)/triton-rerank .container-onnxruntime/onnxruntime
 model-repository: $(BIN)/triton-rerank
 	$(BIN)/python -m triton_rerank.serving.repository model_repository
 
+# Triton's perf_analyzer for `triton-rerank benchmark` (optional; the benchmark says when it lacks it),
+# from the tritonclient 2.51.0 wheel into .tools/bin.
+perf-analyzer: $(BIN)/triton-rerank
+	$(BIN)/python -m triton_rerank.bench.perf_analyzer .tools
+
 clean:
-	rm -rf generated .container-onnxruntime
+	rm -rf generated .container-onnxruntime .tools
