@@ -74,28 +74,12 @@ def run_perf_analyzer(
         )
     )
     csv_path = work / "perf_analyzer.csv"
+    step = max(concurrency[1] - concurrency[0], 1) if len(concurrency) > 1 else 1
     command = [
-        str(found),
-        "-m",
-        "reranker",
-        "-i",
-        "grpc",
-        "-u",
-        grpc_address,
-        "--input-data",
-        str(data),
-        "--concurrency-range",
-        f"{concurrency[0]}:{concurrency[-1]}:{max(concurrency[1] - concurrency[0], 1) if len(concurrency) > 1 else 1}",
-        "--measurement-mode",
-        "count_windows",
-        "--measurement-request-count",
-        "8",
-        "--stability-percentage",
-        "50",
-        "--max-trials",
-        "4",
-        "-f",
-        str(csv_path),
+        *(str(found), "-m", "reranker", "-i", "grpc", "-u", grpc_address, "--input-data", str(data)),
+        *("--concurrency-range", f"{concurrency[0]}:{concurrency[-1]}:{step}"),
+        *("--measurement-mode", "count_windows", "--measurement-request-count", "8"),
+        *("--stability-percentage", "50", "--max-trials", "4", "-f", str(csv_path)),
     ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=900)
     if done.returncode != 0:

@@ -29,6 +29,8 @@ from typing import Literal
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
+from triton_rerank.transport import MAX_ROWS_PARAMETER
+
 BERT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 # Files the export writes next to the configs, by model.
@@ -211,7 +213,7 @@ def tokenizer_config(settings: RepositorySettings) -> mc.ModelConfig:
         config,
         max_length=settings.max_length,
         truncation="longest_first",
-        max_rows_per_request=settings.max_rows_per_request,
+        **{MAX_ROWS_PARAMETER: settings.max_rows_per_request},
         max_document_bytes=settings.max_document_bytes,
     )
     return config
@@ -281,7 +283,7 @@ def ensemble_config(settings: RepositorySettings) -> mc.ModelConfig:
     if settings.response_cache:
         config.response_cache.enable = True
     # What clients read to split their requests: the most rows (documents, texts) one request may hold.
-    _parameters(config, max_rows_per_request=settings.max_rows_per_request)
+    _parameters(config, **{MAX_ROWS_PARAMETER: settings.max_rows_per_request})
     steps = config.ensemble_scheduling.step
     steps.add(
         model_name=family.tokenizer,
