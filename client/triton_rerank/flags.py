@@ -31,10 +31,9 @@ def add_flags(parser: argparse.ArgumentParser, cls: type, title: str | None = No
             group.add_argument(flag, type=kind, default=field.default, help=f"{help_text} (default: %(default)s)")
 
 
-def from_flags(cls: type, args: argparse.Namespace, **fixed: Any):
-    """An instance of ``cls`` from the parsed flags, plus the fields given in ``fixed``."""
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if f.metadata.get("cli", True)}
-    return cls(**{**values, **fixed})
+def from_flags(cls: type, args: argparse.Namespace):
+    """An instance of ``cls`` from the parsed flags; the other fields keep their defaults."""
+    return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if f.metadata.get("cli", True)})
 
 
 def _base_type(hint: Any) -> Any:
