@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from triton_rerank.endpoints import DEFAULT_URL, connection_options
+from triton_rerank.endpoints import DEFAULT_URL
 from triton_rerank.errors import RerankInputError
 from triton_rerank.transport import DEFAULT_MAX_IN_FLIGHT, DEFAULT_RETRY_S, AsyncTransport, Batch, Transport
 
@@ -107,7 +107,8 @@ class _Client:
             timeout_s=timeout_s,
             headers=headers,
             max_in_flight=max_in_flight,
-            **connection_options(retry_s, api_key),
+            retry_s=retry_s,
+            api_key=api_key,
         )
 
     def _plan(self, encoded: list[bytes], server_limit: int | None, make_batch: MakeBatch):

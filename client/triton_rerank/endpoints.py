@@ -3,7 +3,6 @@ protocol), timeouts, the retry window, and the API key."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -58,11 +57,6 @@ GRPC_API_KEY_HEADER = f"triton-grpc-protocol-{API_KEY_HEADER}"
 API_KEY_ENV = "TRITON_RERANK_API_KEY"
 # Where a Triton server listens by default (gRPC: the protocol the CLI, pipeline and benchmarks use).
 DEFAULT_URL = "grpc://127.0.0.1:8001"
-
-
-def connection_options(retry_s: float, api_key: str | None) -> dict:
-    """The transport's retry window, and the API key: the caller's, else ``$TRITON_RERANK_API_KEY``."""
-    return {"retry_s": retry_s, "api_key": api_key if api_key is not None else os.environ.get(API_KEY_ENV) or None}
 
 
 def check_retry(retry_s: object) -> float:

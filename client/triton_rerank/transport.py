@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -28,6 +29,7 @@ from concurrent.futures import Future
 import numpy as np
 
 from triton_rerank.endpoints import (
+    API_KEY_ENV,
     API_KEY_HEADER,
     GRPC_API_KEY_HEADER,
     check_retry,
@@ -85,6 +87,8 @@ class _Base:
         self.endpoint = self.endpoints[0]  # the protocol, shared by all
         self.model_name = model_name
         self.headers = dict(headers or {})
+        if api_key is None:  # the caller's key, else the environment's
+            api_key = os.environ.get(API_KEY_ENV) or None
         if api_key is not None:
             if not isinstance(api_key, str) or not api_key:
                 raise RerankInputError("api_key must be a non-empty string")  # never echo a secret

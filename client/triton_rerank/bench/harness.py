@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from triton_rerank.base import DEFAULT_BATCH_SIZE
 from triton_rerank.bench.stats import add_stats, stats_delta, triton_stats, triton_summary
 from triton_rerank.bench.workload import Request
 from triton_rerank.metrics import rank_correlation, top_k_overlap
@@ -29,7 +30,7 @@ def baseline_scorer(model) -> Scorer:
     return lambda query, documents: _scores(rf(query=query, documents=documents, top_k=len(documents)))
 
 
-def served_scorer(url: str, batch_size: int = 128, api_key: str | None = None) -> Callable[[], Scorer]:
+def served_scorer(url: str, batch_size: int = DEFAULT_BATCH_SIZE, api_key: str | None = None) -> Callable[[], Scorer]:
     """A factory: each client thread gets its own connection, as separate processes would."""
     from triton_rerank import TritonRerankFunction
 

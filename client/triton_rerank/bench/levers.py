@@ -108,7 +108,7 @@ def measure_response_cache(repository: Path, work: Path, request: Request, proto
     ):
         served = Served(label, repo).start(response_cache_bytes=cache_bytes)
         try:
-            score = served_scorer(served.url(protocol), 128)()
+            score = served_scorer(served.url(protocol))()
             score(request.query, request.documents)  # the first call fills the cache
             times = []
             for _ in range(10):

@@ -66,6 +66,14 @@ def add_milvus(parser: argparse.ArgumentParser, *, uri_default: str | None = "do
     parser.add_argument("--milvus-ca-file", help="CA certificate (PEM) of a Milvus server with TLS by a private CA")
 
 
+def add_running_services(parser: argparse.ArgumentParser) -> None:
+    """What ingest and search talk to: a Milvus collection and a running Triton."""
+    add_milvus(parser)
+    parser.add_argument("--collection", default="documents", help="collection name (default: %(default)s)")
+    add_triton_url(parser)
+    parser.add_argument("--timeout-s", type=float, default=60.0, help="Triton request timeout (default: %(default)s)")
+
+
 def open_store(args: argparse.Namespace, uri: str | None = None, **options):
     from triton_rerank.store import MilvusStore
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from triton_rerank.client import rank
-from triton_rerank.commands.common import add_models, add_repository, add_triton_url, open_store, triton
+from triton_rerank.commands.common import add_milvus, add_models, add_repository, add_triton_url, open_store, triton
 from triton_rerank.ingest import ingest, read_documents
 from triton_rerank.metrics import evaluate
 
@@ -124,9 +124,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_repository(parser, "model repository to export into and serve")
     add_triton_url(parser, embedded_default=True)
-    parser.add_argument("--milvus-uri", help="default: a temporary Milvus Lite file")
-    parser.add_argument("--milvus-token", help="Milvus token for a server")
-    parser.add_argument("--milvus-ca-file", help="CA certificate (PEM) of a Milvus server with TLS by a private CA")
+    add_milvus(parser, uri_default=None)
     parser.add_argument("--index", choices=["HNSW", "FLAT", "IVF_FLAT"], default="HNSW")
     parser.add_argument("--retrieve-k", type=int, default=100)
     parser.add_argument("--max-queries", type=int, help="evaluate only the first N judged queries (quick runs)")

@@ -10,15 +10,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from triton_rerank.commands.common import add_milvus, add_triton_url, open_store
+from triton_rerank.commands.common import add_running_services, open_store
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", type=Path, help="a .jsonl[.gz] file, a BEIR folder, or a folder of .txt/.md files")
-    add_milvus(parser)
-    parser.add_argument("--collection", default="documents", help="collection name (default: %(default)s)")
-    add_triton_url(parser)
-    parser.add_argument("--timeout-s", type=float, default=60.0, help="Triton request timeout (default: %(default)s)")
+    add_running_services(parser)
     parser.add_argument(
         "--index",
         choices=["HNSW", "FLAT", "IVF_FLAT"],

@@ -5,15 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 
-from triton_rerank.commands.common import add_milvus, add_triton_url, open_store
+from triton_rerank.commands.common import add_running_services, open_store
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("queries", nargs="+", help="one or more queries")
-    add_milvus(parser)
-    parser.add_argument("--collection", default="documents", help="collection name (default: %(default)s)")
-    add_triton_url(parser)
-    parser.add_argument("--timeout-s", type=float, default=60.0, help="Triton request timeout (default: %(default)s)")
+    add_running_services(parser)
     parser.add_argument("--retrieve-k", type=int, default=100, help="first-stage candidates (default: %(default)s)")
     parser.add_argument("--top-k", type=int, default=10, help="results after reranking (default: %(default)s)")
     parser.add_argument("--filter", help="Milvus filter expression, e.g. 'metadata[\"year\"] > 2015'")
