@@ -119,10 +119,12 @@ class _Client:
 class BlockingClient(_Client):
     """A client whose calls block; a context manager."""
 
-    def _send(self, encoded: list[bytes], make_batch: MakeBatch, output: str, *, flat: bool) -> np.ndarray:
+    def _send(
+        self, encoded: list[bytes], make_batch: MakeBatch, output: str, *, flat: bool, parameters: dict | None = None
+    ) -> np.ndarray:
         limit = self._transport.max_rows_per_request() if len(encoded) > 1 else None
         order, batches = self._plan(encoded, limit, make_batch)
-        return in_input_order(order, self._transport.infer_many(batches, output), flat=flat)
+        return in_input_order(order, self._transport.infer_many(batches, output, parameters), flat=flat)
 
     def is_ready(self) -> bool:
         """True when a server answers and the model is ready there; False when none does."""
@@ -143,10 +145,12 @@ class AsyncClient(_Client):
 
     _transport_type = AsyncTransport
 
-    async def _send(self, encoded: list[bytes], make_batch: MakeBatch, output: str, *, flat: bool) -> np.ndarray:
+    async def _send(
+        self, encoded: list[bytes], make_batch: MakeBatch, output: str, *, flat: bool, parameters: dict | None = None
+    ) -> np.ndarray:
         limit = await self._transport.max_rows_per_request() if len(encoded) > 1 else None
         order, batches = self._plan(encoded, limit, make_batch)
-        return in_input_order(order, await self._transport.infer_many(batches, output), flat=flat)
+        return in_input_order(order, await self._transport.infer_many(batches, output, parameters), flat=flat)
 
     async def is_ready(self) -> bool:
         return await self._transport.is_ready()

@@ -4,6 +4,7 @@ rerank, and measure quality and speed.
     triton-rerank quickstart                 # export, serve, ingest a sample, search: the whole path
     triton-rerank export --model cross-encoder/ms-marco-MiniLM-L-6-v2
     triton-rerank serve
+    triton-rerank api --port 8080            # Cohere / Jina / TEI rerank HTTP routes in front of Triton
     triton-rerank ingest path/to/corpus.jsonl --milvus-uri documents.db
     triton-rerank search "how do vaccines work?" --milvus-uri documents.db
     triton-rerank evaluate --data path/to/beir-folder
@@ -28,6 +29,7 @@ COMMANDS = {
     "quickstart": "triton_rerank.commands.quickstart",
     "export": "triton_rerank.commands.export",
     "serve": "triton_rerank.commands.serve",
+    "api": "triton_rerank.commands.api",
     "ingest": "triton_rerank.commands.ingest",
     "search": "triton_rerank.commands.search",
     "evaluate": "triton_rerank.commands.evaluate",

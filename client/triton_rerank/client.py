@@ -5,7 +5,8 @@
 
 Same call, same result type, same order (score descending, ties in input order) and, by default,
 the same score meaning as ``cross-encoder/ms-marco-*`` models give in-process: the raw logit.
-``activation="sigmoid"`` maps scores into (0, 1). The options every client takes (replicas,
+``activation="sigmoid"`` maps scores into (0, 1). Each call may also say how the server
+truncates (``truncation_options``). The options every client takes (replicas,
 timeouts, batch size, API key) are those of ``base._Client``; ``AsyncTritonRerankFunction`` is the
 asyncio twin.
 """
@@ -64,6 +65,31 @@ def check_activation(activation: object) -> Activation:
     return activation
 
 
+def truncation_options(
+    truncate: object = True, truncation_direction: object = None, max_tokens_per_doc: object = None
+) -> dict | None:
+    """A call's truncation choices as the tokenizer step's request parameters (None: the defaults).
+
+    ``truncate=False`` makes the server refuse a pair over the model's max_length instead of cutting
+    it; ``truncation_direction`` (``"right"`` or ``"left"``) says which end is cut; ``max_tokens_per_doc``
+    cuts each document to that many tokens before it is paired with the query.
+    """
+    parameters = {}
+    if not isinstance(truncate, bool):
+        raise RerankInputError(f"truncate must be True or False, got {truncate!r}")
+    if not truncate:
+        parameters["truncate"] = False
+    if truncation_direction is not None:
+        if truncation_direction not in ("right", "left"):
+            raise RerankInputError(f"truncation_direction must be 'right' or 'left', got {truncation_direction!r}")
+        parameters["truncation_direction"] = truncation_direction
+    if max_tokens_per_doc is not None:
+        if isinstance(max_tokens_per_doc, bool) or not isinstance(max_tokens_per_doc, int) or max_tokens_per_doc < 1:
+            raise RerankInputError(f"max_tokens_per_doc must be a positive int or None, got {max_tokens_per_doc!r}")
+        parameters["max_tokens_per_doc"] = max_tokens_per_doc
+    return parameters or None
+
+
 def _pairs(query: str):
     """One length group of documents -> the reranker's string inputs."""
     query_bytes = [query.encode("utf-8")]
@@ -86,16 +112,20 @@ class TritonRerankFunction(BlockingClient):
         self.activation = check_activation(activation)
         super().__init__(url, **options)
 
-    def __call__(self, query: str, documents: list[str], top_k: int | None = 5) -> list[RerankResult]:
-        """Rerank ``documents`` for ``query``; the ``top_k`` best (all for ``None``), best first."""
-        return rank(documents, self._score(query, check_request(query, documents, top_k)), top_k)
+    def __call__(self, query: str, documents: list[str], top_k: int | None = 5, **truncation) -> list[RerankResult]:
+        """Rerank ``documents`` for ``query``; the ``top_k`` best (all for ``None``), best first.
+        ``truncation``: the keywords of ``truncation_options``."""
+        return rank(documents, self._score(query, documents, top_k, truncation), top_k)
 
-    def score(self, query: str, documents: list[str]) -> np.ndarray:
+    def score(self, query: str, documents: list[str], **truncation) -> np.ndarray:
         """One score per document, in input order (float32 logits, or float64 after sigmoid)."""
-        return self._score(query, check_request(query, documents, None))
+        return self._score(query, documents, None, truncation)
 
-    def _score(self, query: str, encoded: list[bytes]) -> np.ndarray:
-        return activate(self._send(encoded, _pairs(query), "SCORES", flat=True), self.activation)
+    def _score(self, query: str, documents: list[str], top_k: int | None, truncation: dict) -> np.ndarray:
+        encoded = check_request(query, documents, top_k)
+        parameters = truncation_options(**truncation)
+        scores = self._send(encoded, _pairs(query), "SCORES", flat=True, parameters=parameters)
+        return activate(scores, self.activation)
 
 
 class AsyncTritonRerankFunction(AsyncClient):
@@ -107,11 +137,16 @@ class AsyncTritonRerankFunction(AsyncClient):
         self.activation = check_activation(activation)
         super().__init__(url, **options)
 
-    async def __call__(self, query: str, documents: list[str], top_k: int | None = 5) -> list[RerankResult]:
-        return rank(documents, await self._score(query, check_request(query, documents, top_k)), top_k)
+    async def __call__(
+        self, query: str, documents: list[str], top_k: int | None = 5, **truncation
+    ) -> list[RerankResult]:
+        return rank(documents, await self._score(query, documents, top_k, truncation), top_k)
 
-    async def score(self, query: str, documents: list[str]) -> np.ndarray:
-        return await self._score(query, check_request(query, documents, None))
+    async def score(self, query: str, documents: list[str], **truncation) -> np.ndarray:
+        return await self._score(query, documents, None, truncation)
 
-    async def _score(self, query: str, encoded: list[bytes]) -> np.ndarray:
-        return activate(await self._send(encoded, _pairs(query), "SCORES", flat=True), self.activation)
+    async def _score(self, query: str, documents: list[str], top_k: int | None, truncation: dict) -> np.ndarray:
+        encoded = check_request(query, documents, top_k)
+        parameters = truncation_options(**truncation)
+        scores = await self._send(encoded, _pairs(query), "SCORES", flat=True, parameters=parameters)
+        return activate(scores, self.activation)

@@ -147,13 +147,15 @@ class _Base:
         )
         return kind(message, model_name=self.model_name) if kind else ServerUnavailableError(message)
 
-    def _request(self, module, strings: dict[str, list[bytes]], output: str) -> tuple[list, dict]:
+    def _request(
+        self, module, strings: dict[str, list[bytes]], output: str, parameters: dict | None = None
+    ) -> tuple[list, dict]:
         inputs = []
         for name, values in strings.items():
             tensor = module.InferInput(name, [len(values)], "BYTES")
             tensor.set_data_from_numpy(np.array(values, dtype=np.object_))
             inputs.append(tensor)
-        kwargs = {"headers": self.headers}
+        kwargs = {"headers": self.headers, "parameters": parameters or None}
         if self.endpoint.protocol == "grpc":
             kwargs.update(client_timeout=self.timeout_s, outputs=[module.InferRequestedOutput(output)])
         else:
@@ -217,8 +219,11 @@ class Transport(_Base):
             ]
         self._module = module
 
-    def infer(self, strings: dict[str, list[bytes]], output: str, rows: int) -> np.ndarray:
-        inputs, kwargs = self._request(self._module, strings, output)
+    def infer(
+        self, strings: dict[str, list[bytes]], output: str, rows: int, parameters: dict | None = None
+    ) -> np.ndarray:
+        """``output`` for one request; ``parameters`` are Triton request parameters (the tokenizer's options)."""
+        inputs, kwargs = self._request(self._module, strings, output, parameters)
         failures: dict[int, RerankError] = {}
         waits = self._backoff()
         while True:
@@ -235,18 +240,18 @@ class Transport(_Base):
                 raise self._all_failed(failures)
             time.sleep(delay)
 
-    def infer_many(self, batches: list[Batch], output: str) -> list[np.ndarray]:
+    def infer_many(self, batches: list[Batch], output: str, parameters: dict | None = None) -> list[np.ndarray]:
         """``infer`` for each batch, up to ``max_in_flight`` at once, spread over the replicas;
         results in batch order. A batch whose replica failed is sent again with ``infer``."""
         if len(batches) <= 1 or self.max_in_flight == 1:
-            return [self.infer(strings, output, rows) for strings, rows in batches]
+            return [self.infer(strings, output, rows, parameters) for strings, rows in batches]
         replicas = [self._order()[0] for _ in batches]
         if self.endpoint.protocol == "grpc":
-            outcomes = self._grpc_many(batches, replicas, output)
+            outcomes = self._grpc_many(batches, replicas, output, parameters)
         else:  # the HTTP clients' own pools keep max_in_flight connections busy
             pending = []
             for (strings, _), replica in zip(batches, replicas, strict=True):
-                inputs, kwargs = self._request(self._module, strings, output)
+                inputs, kwargs = self._request(self._module, strings, output, parameters)
                 try:
                     pending.append(self._clients[replica].async_infer(self.model_name, inputs, **kwargs))
                 except Exception as err:
@@ -261,13 +266,13 @@ class Transport(_Base):
         for outcome, replica, (strings, rows) in zip(outcomes, replicas, batches, strict=True):
             if isinstance(outcome, Exception):
                 self._failed(replica, outcome, {})  # raises unless another replica may serve it
-                results.append(self.infer(strings, output, rows))
+                results.append(self.infer(strings, output, rows, parameters))
             else:
                 self._succeeded(replica)
                 results.append(self._output(outcome, output, rows))
         return results
 
-    def _grpc_many(self, batches: list[Batch], replicas: list[int], output: str) -> list:
+    def _grpc_many(self, batches: list[Batch], replicas: list[int], output: str, parameters: dict | None) -> list:
         """Each batch's result, or the exception it raised."""
         slots = threading.BoundedSemaphore(self.max_in_flight)
         futures: list[Future] = []
@@ -279,7 +284,7 @@ class Transport(_Base):
                 slots.release()
                 future.set_result(error if error is not None else result)
 
-            inputs, kwargs = self._request(self._module, strings, output)
+            inputs, kwargs = self._request(self._module, strings, output, parameters)
             slots.acquire()
             try:
                 self._clients[replica].async_infer(self.model_name, inputs, done, **kwargs)
@@ -339,9 +344,11 @@ class AsyncTransport(_Base):
             self._module = module
         return self._clients
 
-    async def infer(self, strings: dict[str, list[bytes]], output: str, rows: int) -> np.ndarray:
+    async def infer(
+        self, strings: dict[str, list[bytes]], output: str, rows: int, parameters: dict | None = None
+    ) -> np.ndarray:
         clients = self._connect()
-        inputs, kwargs = self._request(self._module, strings, output)
+        inputs, kwargs = self._request(self._module, strings, output, parameters)
         failures: dict[int, RerankError] = {}
         waits = self._backoff()
         while True:
@@ -358,13 +365,13 @@ class AsyncTransport(_Base):
                 raise self._all_failed(failures)
             await asyncio.sleep(delay)
 
-    async def infer_many(self, batches: list[Batch], output: str) -> list[np.ndarray]:
+    async def infer_many(self, batches: list[Batch], output: str, parameters: dict | None = None) -> list[np.ndarray]:
         """``infer`` for each batch, up to ``max_in_flight`` at once; results in batch order."""
         slots = asyncio.Semaphore(self.max_in_flight)
 
         async def one(strings: dict[str, list[bytes]], rows: int) -> np.ndarray:
             async with slots:
-                return await self.infer(strings, output, rows)
+                return await self.infer(strings, output, rows, parameters)
 
         return list(await asyncio.gather(*(one(strings, rows) for strings, rows in batches)))
 
@@ -381,6 +388,25 @@ class AsyncTransport(_Base):
             except Exception:  # down, or an older repository: requests will say what is wrong
                 continue
         return self._settle_max_rows(configs)
+
+    async def ready_models(self) -> dict[str, dict]:
+        """The config of every ready model on the first server that answers: what a front end such
+        as the rerank API can serve. When none answers, the last one's failure, translated."""
+        failure: BaseException | None = None
+        for replica, client in enumerate(self._connect()):
+            try:
+                index = await client.get_model_repository_index(headers=self.headers, **self._config_kwargs())
+                index = index.get("models", []) if isinstance(index, dict) else index  # gRPC wraps it
+                configs = {}
+                for entry in index:
+                    if entry.get("state") == "READY":
+                        name = entry["name"]
+                        config = await client.get_model_config(name, headers=self.headers, **self._config_kwargs())
+                        configs[name] = config.get("config", config)  # gRPC wraps the config, HTTP does not
+                return configs
+            except Exception as err:  # down: try the next replica
+                failure = self.translate(err, self.urls[replica])
+        raise failure
 
     async def is_ready(self) -> bool:
         for client in self._connect():

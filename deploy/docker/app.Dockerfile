@@ -1,5 +1,5 @@
-# The project for the one-shot model export job and the quick start: the client, the exporter and
-# the scripts, on CPU-only PyTorch (the export runs anywhere; the model is served by Triton).
+# The project for the one-shot model export job, the quick start and the rerank API: the client,
+# the exporter and the scripts, on CPU-only PyTorch (the export runs anywhere; models are served by Triton).
 FROM python:3.11-slim
 WORKDIR /app
 # The CPU build of the torch release the tests run, from PyTorch's own index (the default wheel
@@ -8,5 +8,5 @@ RUN pip install --no-cache-dir "torch==2.13.0" --index-url https://download.pyto
 COPY pyproject.toml README.md ./
 COPY client ./client
 COPY scripts ./scripts
-RUN pip install --no-cache-dir ".[export,milvus]"
+RUN pip install --no-cache-dir ".[export,milvus,api]"
 ENV HF_HOME=/cache/huggingface

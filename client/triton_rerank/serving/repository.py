@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,6 +88,11 @@ class RepositorySettings:
 
     kind: Literal["cross-encoder", "bi-encoder"] = _flag(
         "cross-encoder", "cross-encoder: the reranker family; bi-encoder: the embedder family"
+    )
+    name: str = _flag(
+        "",
+        "the ensemble's name, for several models in one repository (default: reranker, or embedder); its "
+        "members are then NAME_tokenizer and NAME_model",
     )
     dimension: int = _flag(1, "outputs per row: 1 for a cross-encoder, the embedding size otherwise", cli=False)
     model_format: Literal["onnx", "torchscript"] = _flag(
@@ -159,12 +165,23 @@ class RepositorySettings:
             raise ValueError(f"gpu_accelerator must be one of {GPU_ACCELERATORS}, got {self.gpu_accelerator!r}")
         if self.gpu_accelerator != "cuda" and (self.model_format != "onnx" or self.device == "cpu"):
             raise ValueError(f"gpu_accelerator {self.gpu_accelerator!r} is for ONNX models on a GPU")
+        taken = {name for family in FAMILIES.values() for name in family.names} - {FAMILIES[self.kind].ensemble}
+        if self.name and (not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.name) or self.name in taken):
+            raise ValueError(
+                f"name must be letters, digits, '_', '.' or '-' and not one of {sorted(taken)}, got {self.name!r}"
+            )
         if self.kind == "cross-encoder" and self.dimension != 1:
             raise ValueError(f"a cross-encoder outputs one score per pair, not {self.dimension}")
 
     @property
     def family(self) -> Family:
-        return FAMILIES[self.kind]
+        """The three model names and the tensors: the kind's defaults, or those of ``name``."""
+        family = FAMILIES[self.kind]
+        if not self.name or self.name == family.ensemble:
+            return family
+        return dataclasses.replace(
+            family, tokenizer=f"{self.name}_tokenizer", model=f"{self.name}_model", ensemble=self.name
+        )
 
     def replace(self, **changes) -> RepositorySettings:
         return dataclasses.replace(self, **changes)

@@ -8,6 +8,13 @@ longest-first at the ``max_length`` parameter of the config, and padding to the 
 request. It needs only the ``tokenizers`` library, reads its files from this model's version
 folder, and downloads nothing.
 
+Each request may change how it truncates, with Triton request parameters (an ensemble forwards
+them to this step): ``truncate`` (default true; false refuses a row over ``max_length`` tokens,
+naming its size, instead of cutting it), ``truncation_direction`` (``right`` or ``left``; by
+default the model's own, which is right for every model we know) and, for pairs,
+``max_tokens_per_doc`` (each document cut to that many tokens before it is paired, as Cohere's
+rerank API promises). Other parameters are ignored.
+
 The export copies this file to ``<repository>/<tokenizer>/1/model.py``.
 """
 
@@ -23,6 +30,9 @@ except ImportError:  # imported outside Triton by the export, which tokenizes wi
 
 # Model input name -> tokenizers.Encoding attribute.
 ENCODING_FIELDS = {"input_ids": "ids", "attention_mask": "attention_mask", "token_type_ids": "type_ids"}
+# The request parameters this step reads (their meaning: the module docstring).
+TRUNCATE, TRUNCATION_DIRECTION, MAX_TOKENS_PER_DOC = "truncate", "truncation_direction", "max_tokens_per_doc"
+DIRECTIONS = ("right", "left")
 
 
 def encode(tokenizer, rows, names):
@@ -45,10 +55,18 @@ class TritonPythonModel:
         self.tokenizer = Tokenizer.from_file(path)
         if not self.tokenizer.padding:
             raise pb_utils.TritonModelException(f"{path} sets no padding; re-export the model")
-        direction = (self.tokenizer.truncation or {}).get("direction", "right")
-        self.tokenizer.enable_truncation(
-            int(parameters["max_length"]), strategy=parameters.get("truncation", "longest_first"), direction=direction
-        )
+        self.max_length = int(parameters["max_length"])
+        strategy = parameters.get("truncation", "longest_first")
+        self.direction = (self.tokenizer.truncation or {}).get("direction", "right").lower()  # the model's own
+        # One tokenizer per truncation direction, and one that neither truncates nor pads: it
+        # measures rows (truncate=false) and cuts documents (max_tokens_per_doc).
+        self.truncating = {}
+        for direction in DIRECTIONS:
+            self.truncating[direction] = Tokenizer.from_str(self.tokenizer.to_str())
+            self.truncating[direction].enable_truncation(self.max_length, strategy=strategy, direction=direction)
+        self.plain = Tokenizer.from_str(self.tokenizer.to_str())
+        self.plain.no_truncation()
+        self.plain.no_padding()
         self.max_rows_per_request = int(parameters.get("max_rows_per_request", 0)) or None
         self.max_bytes = int(parameters.get("max_document_bytes", 0)) or None
 
@@ -56,8 +74,9 @@ class TritonPythonModel:
         responses = []
         for request in requests:
             try:
+                options = _read_options(request, self.pairs)
                 rows = self._read_pairs(request) if self.pairs else self._read_texts(request)
-                responses.append(pb_utils.InferenceResponse(output_tensors=self._tokenize(rows)))
+                responses.append(pb_utils.InferenceResponse(output_tensors=self._tokenize(rows, **options)))
             except ValueError as err:  # this request is bad (an input error: 400 / INVALID_ARGUMENT); others go on
                 error = pb_utils.TritonError(str(err), pb_utils.TritonError.INVALID_ARG)
                 responses.append(pb_utils.InferenceResponse(error=error))
@@ -85,9 +104,59 @@ class TritonPythonModel:
             )
         return [_decode(value, f"{name}[{i}]", self.max_bytes) for i, value in enumerate(values)]
 
-    def _tokenize(self, rows):
-        arrays = encode(self.tokenizer, rows, self.output_names)
+    def _tokenize(self, rows, truncate=True, direction=None, max_tokens_per_doc=None):
+        if max_tokens_per_doc is not None and max_tokens_per_doc < self.max_length:
+            rows = self._cut_documents(rows, max_tokens_per_doc)
+        if not truncate:
+            self._refuse_long(rows)
+        arrays = encode(self.truncating[direction or self.direction], rows, self.output_names)
         return [pb_utils.Tensor(name, array) for name, array in zip(self.output_names, arrays, strict=True)]
+
+    def _cut_documents(self, pairs, max_tokens):
+        """Each pair's document cut after its first ``max_tokens`` tokens (at that token's last character)."""
+        encodings = self.plain.encode_batch([document for _, document in pairs], add_special_tokens=False)
+        return [
+            (query, document[: encoding.offsets[max_tokens - 1][1]] if len(encoding.ids) > max_tokens else document)
+            for (query, document), encoding in zip(pairs, encodings, strict=True)
+        ]
+
+    def _refuse_long(self, rows):
+        for row, encoding in zip(rows, self.plain.encode_batch(list(rows)), strict=True):
+            if len(encoding.ids) > self.max_length:
+                text = row[1] if isinstance(row, tuple) else row
+                what = "a (query, document) pair" if isinstance(row, tuple) else "a text"
+                raise ValueError(
+                    f"{what} has {len(encoding.ids)} tokens, more than this model's {self.max_length} "
+                    f"(max_length), and truncation is off; the document begins {text[:40]!r}"
+                )
+
+
+def _read_options(request, pairs):
+    """This request's truncation parameters, checked: the keyword arguments of ``_tokenize``."""
+    parameters = json.loads(request.parameters() or "{}")
+    options = {}
+    if TRUNCATE in parameters:
+        value = parameters[TRUNCATE]
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            value = value.lower() == "true"
+        if not isinstance(value, bool):
+            raise ValueError(f"parameter {TRUNCATE} must be true or false, got {value!r}")
+        options["truncate"] = value
+    if TRUNCATION_DIRECTION in parameters:
+        value = parameters[TRUNCATION_DIRECTION]
+        if not isinstance(value, str) or value.lower() not in DIRECTIONS:
+            raise ValueError(f"parameter {TRUNCATION_DIRECTION} must be 'right' or 'left', got {value!r}")
+        options["direction"] = value.lower()
+    if MAX_TOKENS_PER_DOC in parameters:
+        value = parameters[MAX_TOKENS_PER_DOC]
+        if isinstance(value, str) and value.isdigit():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"parameter {MAX_TOKENS_PER_DOC} must be a positive integer, got {value!r}")
+        if not pairs:
+            raise ValueError(f"parameter {MAX_TOKENS_PER_DOC} applies to (query, document) pairs only")
+        options["max_tokens_per_doc"] = value
+    return options
 
 
 def _decode(value, what, max_bytes=None):

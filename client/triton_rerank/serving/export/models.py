@@ -174,7 +174,7 @@ def is_exported(
     """Whether ``repository`` holds a complete export of ``source`` (a resolved model) as ``kind``
     in that format and precision: its weights, configs that still say the exported max_length and,
     when ``settings`` are given, a model config that says what they say (device, accelerator, batching)."""
-    family = repo.FAMILIES[kind]
+    family = (settings.replace(kind=kind) if settings else repo.RepositorySettings(kind=kind)).family
     manifest = Path(repository) / family.model / "1" / "export.json"
     if not manifest.exists():
         return False

@@ -1,0 +1,173 @@
+"""What every route of the rerank API shares: which rerankers Triton serves under which names,
+and scoring a query against documents on one of them, with Triton's failures turned into the
+API's (``ApiError``). It holds no model: it calls Triton through the project's asyncio client, so
+replicas, failover, retries and request splitting are the client's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from triton_rerank.api.schemas import ApiError
+from triton_rerank.client import AsyncTritonRerankFunction
+from triton_rerank.errors import (
+    ModelNotReadyError,
+    RerankAuthError,
+    RerankError,
+    RerankInputError,
+    RerankTimeoutError,
+    ServerOverloadedError,
+    ServerUnavailableError,
+)
+from triton_rerank.transport import MAX_ROWS_PARAMETER, AsyncTransport
+
+log = logging.getLogger(__name__)
+
+# A reranker ensemble, as the repository writes it: these string inputs, this output.
+RERANKER_INPUTS, RERANKER_OUTPUT = {"QUERY", "DOCUMENTS"}, "SCORES"
+# How often an unknown model name makes the service look at Triton's models again.
+REFRESH_AFTER_S = 5.0
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """One reranker ensemble on Triton, and what /info says about it."""
+
+    name: str
+    max_length: int | None  # tokens per (query, document) pair, from its tokenizer step
+    max_rows_per_request: int | None
+
+
+@dataclass
+class RerankService:
+    """The rerankers on ``triton_url`` under their own names and the ``aliases`` (alias -> name).
+
+    Args:
+        triton_url: Triton's URL(s), as the client takes them (gRPC is the fast path).
+        default_model: What a request that names no model gets (TEI's and, optionally, Jina's).
+        aliases: Other names for served models, e.g. ``{"rerank-v3.5": "reranker"}``.
+        timeout_s: Triton request timeout.
+        batch_size: Documents per Triton request (more are split, up to the server's limit).
+    """
+
+    triton_url: str | Sequence[str]
+    default_model: str = "reranker"
+    aliases: dict[str, str] = field(default_factory=dict)
+    timeout_s: float = 60.0
+    batch_size: int | None = None
+    models: dict[str, ServedModel] = field(default_factory=dict, init=False)
+    _clients: dict[str, AsyncTritonRerankFunction] = field(default_factory=dict, init=False)
+    failure: RerankError | None = field(default=None, init=False)  # why Triton did not answer the last refresh
+    _refreshed_at: float = field(default=float("-inf"), init=False)
+    _refresh_lock: asyncio.Lock | None = field(default=None, init=False)
+
+    async def refresh(self) -> dict[str, ServedModel]:
+        """Ask Triton which rerankers it serves now (an ensemble with QUERY and DOCUMENTS in and
+        SCORES out), with their limits."""
+        transport = AsyncTransport(self.triton_url, self.default_model, timeout_s=min(self.timeout_s, 10.0))
+        self._refreshed_at = time.monotonic()
+        try:
+            configs = await transport.ready_models()
+        except RerankError as err:  # no answer: keep what was known (a restart should not empty the list)
+            self.failure = err
+            return self.models
+        finally:
+            await transport.close()
+        self.failure = None
+        models = {}
+        for name, config in configs.items():
+            inputs = {tensor["name"] for tensor in config.get("input", [])}
+            outputs = {tensor["name"] for tensor in config.get("output", [])}
+            if config.get("platform") != "ensemble" or inputs != RERANKER_INPUTS or RERANKER_OUTPUT not in outputs:
+                continue
+            steps = config.get("ensemble_scheduling", {}).get("step", [])
+            tokenizer = configs.get(steps[0]["model_name"], {}) if steps else {}
+            models[name] = ServedModel(
+                name=name,
+                max_length=_int_parameter(tokenizer, "max_length"),
+                max_rows_per_request=_int_parameter(config, MAX_ROWS_PARAMETER),
+            )
+        self.models = models
+        return self.models
+
+    def names(self) -> list[str]:
+        """Every name a request may use: the served models and the aliases that point at one."""
+        return sorted(self.models) + sorted(a for a, target in self.aliases.items() if target in self.models)
+
+    async def resolve(self, requested: str | None) -> ServedModel:
+        """The served model that ``requested`` (a name, an alias, or None for the default) means;
+        404 naming the models served when there is none."""
+        name = self.aliases.get(requested, requested) if requested else self.default_model
+        if name not in self.models and time.monotonic() - self._refreshed_at > REFRESH_AFTER_S:
+            self._refresh_lock = self._refresh_lock or asyncio.Lock()
+            async with self._refresh_lock:  # many requests for an unknown name: one look at Triton
+                if name not in self.models and time.monotonic() - self._refreshed_at > REFRESH_AFTER_S:
+                    await self.refresh()
+        if name not in self.models and self.failure is not None:
+            raise api_error(self.failure)
+        if name not in self.models:
+            served = ", ".join(self.names()) or "none"
+            raise ApiError("not_found", f"model {requested or name!r} is not served here; models served: {served}")
+        return self.models[name]
+
+    async def logits(self, model: ServedModel, query: str, documents: list[str], **truncation) -> np.ndarray:
+        """One raw score (the model's logit) per document, in input order."""
+        try:
+            return await self._client(model.name).score(query, documents, **truncation)
+        except RerankError as err:
+            raise api_error(err) from err
+
+    async def ready(self) -> bool:
+        """True when Triton answers and the default model is ready there."""
+        return await self._client(self.default_model).is_ready()
+
+    def _client(self, name: str) -> AsyncTritonRerankFunction:
+        """One client per served model, kept: its connections and what it learnt of the server."""
+        if name not in self._clients:
+            options = {"batch_size": self.batch_size} if self.batch_size else {}
+            self._clients[name] = AsyncTritonRerankFunction(
+                self.triton_url, model_name=name, timeout_s=self.timeout_s, **options
+            )
+        return self._clients[name]
+
+    async def close(self) -> None:
+        for client in self._clients.values():
+            await client.close()
+        self._clients.clear()
+
+
+def api_error(err: RerankError) -> ApiError:
+    """The client's error as the API's: input errors keep Triton's words (they name what is wrong
+    with the request); the others say what happened without Triton's address, which is logged."""
+    if isinstance(err, RerankInputError):
+        return ApiError("invalid", _server_words(err))
+    log.warning("Triton failed a rerank request: %s", err)
+    if isinstance(err, ServerOverloadedError):
+        return ApiError("overloaded", "the reranker is overloaded; try again later")
+    if isinstance(err, RerankTimeoutError):
+        return ApiError("timeout", "the reranker did not answer in time")
+    if isinstance(err, (ServerUnavailableError, ModelNotReadyError)):
+        return ApiError("unavailable", "the reranker is unavailable; try again later")
+    if isinstance(err, RerankAuthError):
+        return ApiError("backend", "this service is not authorised by its Triton server (its API key is wrong)")
+    return ApiError("backend", "the reranker failed on this request")
+
+
+def _server_words(err: RerankInputError) -> str:
+    """What Triton said about a rejected request, without the client's preamble (Triton's address)."""
+    cause = err.__cause__
+    message = cause.message() if cause is not None and hasattr(cause, "message") else str(err)
+    if message.startswith("in ensemble"):  # "in ensemble 'reranker', <the step's message>"
+        message = message.split(", ", 1)[-1]
+    return message
+
+
+def _int_parameter(config: dict, name: str) -> int | None:
+    value = config.get("parameters", {}).get(name, {}).get("string_value", "")
+    return int(value) if value.isdigit() and int(value) > 0 else None

@@ -1,0 +1,72 @@
+"""Serve the rerank HTTP API (Cohere /v2/rerank, Jina / vLLM /v1/rerank, TEI /rerank) in front of
+a running Triton, in the foreground:
+
+    triton-rerank api --triton-url grpc://127.0.0.1:8001 --port 8080 --model-alias rerank-v3.5=reranker
+    curl -s localhost:8080/v2/rerank -H 'content-type: application/json' \\
+        -d '{"model": "reranker", "query": "...", "documents": ["...", "..."]}'
+
+With $RERANK_API_KEY set, every route but /health and /metrics needs ``Authorization: Bearer <key>``;
+$TRITON_RERANK_API_KEY, when set, is sent on to Triton. Keys come from the environment only (argv
+shows in ps and shell history).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+
+from triton_rerank.api.settings import API_KEY_ENV, ApiSettings
+from triton_rerank.commands.common import add_triton_url
+from triton_rerank.flags import add_flags, from_flags
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_triton_url(parser)
+    add_flags(parser, ApiSettings)
+    parser.add_argument(
+        "--model-alias",
+        action="append",
+        default=[],
+        metavar="NAME=MODEL",
+        help="another name for a served model, e.g. rerank-v3.5=reranker (repeatable)",
+    )
+    parser.add_argument("--access-log", action="store_true", help="log every request (uvicorn's access log)")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from triton_rerank.api.app import create_app
+    except ImportError as err:
+        print(f"the rerank API needs the api extra: pip install 'triton-rerank[api]' ({err})", file=sys.stderr)
+        return 1
+    aliases = {}
+    for item in args.model_alias:
+        name, sep, model = item.partition("=")
+        if not sep or not name.strip() or not model.strip():
+            print(f"--model-alias {item!r}: expected NAME=MODEL", file=sys.stderr)
+            return 2
+        aliases[name.strip()] = model.strip()
+    settings = dataclasses.replace(
+        from_flags(ApiSettings, args),
+        triton_url=args.triton_url,
+        aliases=aliases,
+        api_key=os.environ.get(API_KEY_ENV) or None,
+    )
+    print(
+        f"rerank API on http://{settings.host}:{settings.port} (routes /v2/rerank /v1/rerank /rerank) "
+        f"-> Triton {settings.triton_url}" + (f" | key required (${API_KEY_ENV})" if settings.api_key else ""),
+        flush=True,
+    )
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        access_log=args.access_log,
+        timeout_graceful_shutdown=30,
+    )
+    return 0
