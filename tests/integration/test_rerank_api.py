@@ -5,13 +5,8 @@ Milvus Lite reranking server-side through it."""
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
-import socket
-import subprocess
-import sys
 import threading
-import time
 from pathlib import Path
 
 import httpx
@@ -36,43 +31,18 @@ API_KEY = "api-secret-5d1e"
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    from triton_rerank.serving.server import free_ports
+
+    return free_ports(1)[0]
 
 
 @contextlib.contextmanager
 def rerank_api(triton_url: str, *args: str, env: dict | None = None):
-    """``triton-rerank api`` as a user starts it, on a free port; yields (base URL, process)."""
-    port = free_port()
-    command = [sys.executable, "-m", "triton_rerank.cli", "api", "--triton-url", triton_url, "--port", str(port)]
-    process = subprocess.Popen(
-        [*command, *args],
-        env={**os.environ, **(env or {})},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    output: list[str] = []
-    reader = threading.Thread(target=lambda: output.extend(process.stdout), daemon=True)
-    reader.start()
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert process.poll() is None, "".join(output)
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{base}/metrics", timeout=1).status_code == 200:
-                    break
-            time.sleep(0.2)
-        else:
-            pytest.fail("the rerank API did not start:\n" + "".join(output))
-        process.log = output  # what it printed, for the tests that read it
-        yield base, process
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        reader.join(timeout=5)
+    """``triton-rerank api`` as a user starts it, on a free port; yields (base URL, the process)."""
+    from triton_rerank.bench.servers import ApiProcess
+
+    with ApiProcess(triton_url, *args, env=env) as api:
+        yield api.url, api
 
 
 def sigmoid(x) -> np.ndarray:
@@ -455,7 +425,7 @@ def test_the_key_is_required_compared_and_never_echoed(keyed_api):
     assert httpx.post(f"{base}/v2/rerank", json=body, headers={"Authorization": f"Bearer {API_KEY}"}).status_code == 200
     assert httpx.get(f"{base}/health").status_code == 200  # probes need no key
     assert httpx.get(f"{base}/info").status_code == 401
-    assert API_KEY not in "".join(process.log)
+    assert API_KEY not in "".join(process.output)
 
 
 def test_the_triton_key_is_forwarded_and_never_logged(tiny_repository):
@@ -469,7 +439,7 @@ def test_the_triton_key_is_forwarded_and_never_logged(tiny_repository):
         with rerank_api(locked.grpc_url, env={"TRITON_RERANK_API_KEY": "wrong-key-3f"}) as (base, wrong):
             refused = httpx.post(f"{base}/v2/rerank", json=body)
             assert refused.status_code == 500 and "not authorised" in refused.json()["message"]
-    assert triton_key not in "".join(process.log) and "wrong-key-3f" not in "".join(wrong.log)
+    assert triton_key not in "".join(process.output) and "wrong-key-3f" not in "".join(wrong.output)
 
 
 def test_triton_down_is_503_on_every_route(tmp_path):

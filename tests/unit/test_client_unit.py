@@ -197,3 +197,30 @@ def test_free_port_settings_never_gives_two_servers_one_port():
         settings = free_port_settings()
         assert len({settings.http_port, settings.grpc_port, settings.metrics_port}) == 3
     assert len(set(free_ports(20))) == 20
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"truncate": "no"}, "truncate must be True or False"),
+        ({"truncation_direction": "up"}, "truncation_direction must be"),
+        ({"max_tokens_per_doc": 0}, "max_tokens_per_doc must be a positive int"),
+        ({"max_tokens_per_doc": True}, "max_tokens_per_doc must be a positive int"),
+    ],
+)
+def test_truncation_options_are_checked_before_any_request(options, message):
+    from triton_rerank.client import truncation_options
+
+    with pytest.raises(RerankInputError, match=message):
+        truncation_options(**options)
+
+
+def test_default_truncation_sends_no_parameters_and_choices_become_request_parameters():
+    from triton_rerank.client import truncation_options
+
+    assert truncation_options() is None  # the request is the same as before these options existed
+    assert truncation_options(truncate=False, truncation_direction="left", max_tokens_per_doc=64) == {
+        "truncate": False,
+        "truncation_direction": "left",
+        "max_tokens_per_doc": 64,
+    }

@@ -78,10 +78,10 @@ def test_a_broken_compose_file_fails_the_check(tmp_path, breakage, original, rep
 
 def test_cpu_is_the_default_and_gpu_is_one_variable_away():
     cpu = services()  # .env: COMPOSE_PROFILES=cpu
-    assert {"etcd", "minio", "milvus", "export-cpu", "triton-cpu"} == set(cpu)
+    assert {"etcd", "minio", "milvus", "export-cpu", "triton-cpu", "rerank-api"} == set(cpu)
     assert "--device cpu" in cpu["export-cpu"]["environment"]["EXPORT_DEVICE_ARGS"]
     gpu = services(COMPOSE_PROFILES="gpu", GPU_ACCELERATOR="tensorrt-fp16")
-    assert {"etcd", "minio", "milvus", "export-gpu", "triton-gpu"} == set(gpu)
+    assert {"etcd", "minio", "milvus", "export-gpu", "triton-gpu", "rerank-api"} == set(gpu)
     assert gpu["export-gpu"]["environment"]["EXPORT_DEVICE_ARGS"] == "--device gpu --gpu-accelerator tensorrt-fp16"
     (device,) = gpu["triton-gpu"]["deploy"]["resources"]["reservations"]["devices"]
     assert device["driver"] == "nvidia" and device["capabilities"] == ["gpu"]
@@ -99,13 +99,19 @@ def test_services_start_in_order_and_only_when_healthy():
     for name in ("etcd", "minio", "milvus", "triton-cpu", "triton-gpu"):
         assert every[name]["healthcheck"]["test"], name
     assert every["quickstart"]["depends_on"]["milvus"]["condition"] == "service_healthy"
+    for device in ("cpu", "gpu"):  # the rerank API waits for whichever Triton the profile starts
+        assert every["rerank-api"]["depends_on"][f"triton-{device}"] == {
+            "condition": "service_healthy",
+            "required": False,
+        }
+    assert every["rerank-api"]["healthcheck"]["test"]
 
 
 def test_ports_are_bound_to_localhost_and_images_are_pinned():
     every = services(COMPOSE_PROFILES="cpu,gpu,demo")
     published = [port for service in every.values() for port in service.get("ports", [])]
     assert published and all(port["host_ip"] == "127.0.0.1" for port in published)
-    assert {port["published"] for port in published} == {"8000", "8001", "8002", "19530", "9091"}
+    assert {port["published"] for port in published} == {"8000", "8001", "8002", "8080", "19530", "9091"}
     for name, service in every.items():
         if "build" not in service:  # images from registries: a fixed tag, never latest
             tag = service["image"].rpartition(":")[2]
@@ -149,8 +155,8 @@ def test_the_api_key_turns_on_the_restricted_apis_in_the_container_command():
     assert f"--grpc-restricted-protocol=metadata,inference:x-api-key={'k' * 20}" in keyed
 
 
-def kubernetes_documents() -> list[dict]:
-    return [doc for doc in yaml.safe_load_all((KUBERNETES / "triton.yaml").read_text()) if doc]
+def kubernetes_documents(name: str = "triton.yaml") -> list[dict]:
+    return [doc for doc in yaml.safe_load_all((KUBERNETES / name).read_text()) if doc]
 
 
 def test_kubernetes_manifests_pass_the_kubernetes_schemas_strictly():
@@ -161,8 +167,21 @@ def test_kubernetes_manifests_pass_the_kubernetes_schemas_strictly():
         "PodDisruptionBudget",
         "HorizontalPodAutoscaler",
     }
-    for document in documents:
+    api = kubernetes_documents("rerank-api.yaml")
+    assert [d["kind"] for d in api] == ["Deployment", "Service", "PodDisruptionBudget"]
+    for document in documents + api:
         kubernetes_validate.validate(document, "1.30.0", strict=True)
+
+
+def test_the_rerank_api_runs_the_same_command_in_compose_and_kubernetes():
+    service = services(COMPOSE_PROFILES="cpu")["rerank-api"]
+    deployment = next(d for d in kubernetes_documents("rerank-api.yaml") if d["kind"] == "Deployment")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    command = container["command"]
+    assert command[:6] == service["command"][:6] and command[-2] == "--triton-url"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/health"
+    keys = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"]}
+    assert set(keys) == {"RERANK_API_KEY", "TRITON_RERANK_API_KEY"} and all(k["optional"] for k in keys.values())
 
 
 @pytest.mark.parametrize(

@@ -173,8 +173,21 @@ def test_runner_parallelism_is_written_only_when_chosen():
         ({"max_queue_size": -1}, "max_queue_size"),
         ({"queue_timeout_s": -0.5}, "queue_timeout_s"),
         ({"runner_parallelism": "rows"}, "runner_parallelism"),
+        ({"name": "has space"}, "name must be"),
+        ({"name": "tokenizer"}, "name must be"),
+        ({"name": "embedder"}, "name must be"),
     ],
 )
 def test_settings_refuse_bad_values(changes, message):
     with pytest.raises(ValueError, match=message):
         repo.RepositorySettings(**changes)
+
+
+def test_a_named_export_gets_its_own_three_models_that_line_up():
+    settings = repo.RepositorySettings(name="minilm")
+    assert settings.family.names == ("minilm_tokenizer", "minilm_model", "minilm")
+    configs = repo.build_configs(settings)
+    assert sorted(configs) == ["minilm", "minilm_model", "minilm_tokenizer"]
+    steps = configs["minilm"].ensemble_scheduling.step
+    assert [step.model_name for step in steps] == ["minilm_tokenizer", "minilm_model"]
+    assert repo.RepositorySettings(name="reranker").family == repo.RERANK  # the default name is the default

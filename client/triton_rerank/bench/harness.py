@@ -41,6 +41,30 @@ def served_scorer(url: str, batch_size: int = DEFAULT_BATCH_SIZE, api_key: str |
     return make
 
 
+def api_scorer(base_url: str, model: str = "reranker", api_key: str | None = None) -> Callable[[], Scorer]:
+    """The same through the rerank API's Cohere route (/v2/rerank), one HTTP connection per client;
+    scores turned back from relevance (sigmoid) into logits, to compare with the others."""
+    import httpx
+
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+    def make() -> Scorer:
+        client = httpx.Client(base_url=base_url, timeout=REQUEST_TIMEOUT_S, headers=headers)
+
+        def score(query: str, documents: list[str]) -> np.ndarray:
+            response = client.post("/v2/rerank", json={"model": model, "query": query, "documents": documents})
+            if response.status_code != 200:
+                raise RuntimeError(f"HTTP {response.status_code}: {response.text[:300]}")
+            relevance = np.empty(len(documents), dtype=np.float64)
+            for result in response.json()["results"]:
+                relevance[result["index"]] = result["relevance_score"]
+            return np.log(relevance) - np.log1p(-relevance)
+
+        return score
+
+    return make
+
+
 def _scores(results) -> np.ndarray:
     """Scores in input order, from rerank results (text, score, index) in ranked order."""
     scores = np.empty(len(results), dtype=np.float64)

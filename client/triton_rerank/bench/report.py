@@ -29,6 +29,51 @@ def ratios(cells: list[Cell]) -> list[dict]:
     return out
 
 
+def api_overhead(cells: list[Cell]) -> list[dict]:
+    """The API's cells against the direct client's at the same N and clients."""
+    by_key = {(c.variant, c.n, c.clients): c.summary() for c in cells}
+    out = []
+    for (variant, n, clients), api in by_key.items():
+        direct = by_key.get(("direct gRPC", n, clients))
+        if variant != "via API" or direct is None:
+            continue
+        out.append(
+            {
+                "n": n,
+                "clients": clients,
+                "direct_pairs_per_s": direct["pairs_per_s_median"],
+                "api_pairs_per_s": api["pairs_per_s_median"],
+                "throughput_kept": api["pairs_per_s_median"] / direct["pairs_per_s_median"],
+                "direct_p50_ms": direct["p50_ms"],
+                "api_p50_ms": api["p50_ms"],
+                "p50_added_ms": api["p50_ms"] - direct["p50_ms"],
+            }
+        )
+    return sorted(out, key=lambda row: (row["n"], row["clients"]))
+
+
+def api_markdown(report: dict) -> str:
+    agreement = report["api_vs_direct_scores"]
+    lines = [
+        "# The rerank API against the direct gRPC client",
+        "",
+        f"Machine: {report['machine']}. Model: {report['model']}. Data: {report['data']}. "
+        f"{report['rounds']} interleaved rounds; pairs/s is the median of the rounds. Scores through the "
+        f"API vs direct: max |Δ| {agreement['max_abs_diff']:.1e} (logits), rank correlation "
+        f"{agreement['rank_correlation']:.4f}.",
+        "",
+        "| N | clients | direct pairs/s | API pairs/s | kept | direct p50 ms | API p50 ms | added p50 ms |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in report["overhead"]:
+        lines.append(
+            f"| {row['n']} | {row['clients']} | {row['direct_pairs_per_s']:.0f} | {row['api_pairs_per_s']:.0f} | "
+            f"{row['throughput_kept']:.0%} | {row['direct_p50_ms']:.1f} | {row['api_p50_ms']:.1f} | "
+            f"{row['p50_added_ms']:+.1f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def markdown(report: dict) -> str:
     lines = [
         f"# Benchmark ({report['mode']})",

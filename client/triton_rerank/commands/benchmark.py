@@ -9,6 +9,10 @@ Reported per (variant, N, clients): pairs/s, latency p50/p95/p99, errors, Triton
 and each served variant's accuracy against the baseline. The full run also measures the levers one
 at a time and runs Triton's perf_analyzer (when found). Writes benchmark.json, benchmark.md and
 benchmark.png to --out. --quick: N = 100 with 1, 4 and 16 clients, in about 3 minutes.
+
+--api measures what the rerank API costs instead: the int8 export through ``triton-rerank api``'s
+Cohere route (an HTTP client per thread) against the direct gRPC client, N = 10 and 100 with 1, 4
+and 16 clients, interleaved in the same run; writes api-benchmark.json and api-benchmark.md.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds (default: %(default)s)")
     parser.add_argument("--perf-analyzer", help="Triton's perf_analyzer binary (default: the one on PATH)")
     parser.add_argument("--no-perf-analyzer", action="store_true")
+    parser.add_argument("--api", action="store_true", help="the rerank API's overhead against the direct client")
 
 
 @dataclass
@@ -59,13 +64,13 @@ class Workload:
     pairs_per_cell: int
 
     @classmethod
-    def plan(cls, quick: bool, data: Path | None, rounds: int) -> Workload:
+    def plan(cls, quick: bool, data: Path | None, rounds: int, grid: list[tuple[int, int]] | None = None) -> Workload:
         from triton_rerank.bench.workload import load_requests
 
-        # 16 clients x 1000 documents would queue for minutes on a small machine.
-        grid = [(100, c) for c in (1, 4, 16)]
-        if not quick:
-            grid = [(10, 1), (10, 4), (10, 16), *grid, (1000, 1), (1000, 4)]
+        if grid is None:  # 16 clients x 1000 documents would queue for minutes on a small machine.
+            grid = [(100, c) for c in (1, 4, 16)]
+            if not quick:
+                grid = [(10, 1), (10, 4), (10, 16), *grid, (1000, 1), (1000, 4)]
         workload = cls(grid, {}, 200 if quick else 600)
         for n in sorted({n for n, _ in grid}):
             most = max(workload.count(n, c) for m, c in grid if m == n)
@@ -117,6 +122,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.model.exists():
         print(f"no model at {args.model}: pass --model with a cross-encoder folder", file=sys.stderr)
         return 2
+    if args.api:
+        return run_api(args)
     started = time.perf_counter()
     data = args.data if args.data.exists() else None
     work = args.out / "work"
@@ -162,6 +169,56 @@ def run(args: argparse.Namespace) -> int:
         fp32.stop()
         int8.stop()
     return write_report(args, data, workload, repositories["fp32"], results, time.perf_counter() - started)
+
+
+API_GRID = [(n, c) for n in (10, 100) for c in (1, 4, 16)]
+
+
+def run_api(args: argparse.Namespace) -> int:
+    """The rerank API against the direct gRPC client, on one int8 server, interleaved."""
+    from triton_rerank.bench.harness import accuracy, api_scorer, served_scorer
+    from triton_rerank.bench.report import api_markdown, api_overhead
+    from triton_rerank.bench.servers import ApiProcess, Served, export_repositories
+
+    started = time.perf_counter()
+    data = args.data if args.data.exists() else None
+    work = args.out / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    workload = Workload.plan(args.quick, data, args.rounds, grid=API_GRID)
+    int8 = Served("served int8", export_repositories(args.model, work)["int8"]).start()
+    try:
+        with ApiProcess(int8.url("grpc")) as api:
+            never = lambda n, c: False  # noqa: E731
+            variants = {
+                "direct gRPC": (served_scorer(int8.url("grpc"), args.batch_size), int8.server.http_url, never),
+                "via API": (api_scorer(api.url), int8.server.http_url, never),
+            }
+            sample = workload.sample[:4]
+            for make_scorer, _, _ in variants.values():  # warm-up
+                make_scorer()(sample[0].query, sample[0].documents)
+            direct, through_api = (variants[name][0]() for name in variants)
+            agreement = accuracy(
+                [direct(r.query, r.documents) for r in sample], [through_api(r.query, r.documents) for r in sample]
+            )
+            cells = measure_grid(variants, workload, args.rounds)
+    finally:
+        int8.stop()
+    report = {
+        "mode": "api",
+        "machine": f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), {platform.system()}",
+        "model": f"{args.model.name} (int8)",
+        "data": "TREC DL 2019 BM25 top-100 passages" if data else "synthetic passages of 40-120 words",
+        "rounds": args.rounds,
+        "api_vs_direct_scores": agreement,
+        "cells": [cell.summary() for cell in cells],
+        "overhead": api_overhead(cells),
+        "wall_s": time.perf_counter() - started,
+    }
+    (args.out / "api-benchmark.json").write_text(json.dumps(report, indent=2) + "\n")
+    table = api_markdown(report)
+    (args.out / "api-benchmark.md").write_text(table)
+    print("\n" + table + f"\nwrote api-benchmark.json, api-benchmark.md to {args.out} in {report['wall_s']:.0f} s")
+    return 1 if any(cell["errors"] for cell in report["cells"]) else 0
 
 
 def write_report(args, data, workload: Workload, fp32_repository: Path, results: dict, wall_s: float) -> int:

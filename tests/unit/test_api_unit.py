@@ -1,0 +1,154 @@
+"""The rerank API's own logic, in process, with a stand-in for Triton: how each failure is
+answered on each route, the concurrency limit, and the settings' flags. The real service in front
+of a real Triton, with the real clients, is tests/integration/test_rerank_api.py."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import numpy as np
+import pytest
+
+from triton_rerank.api.app import create_app
+from triton_rerank.api.schemas import COHERE, JINA, STATUS, TEI, ApiError
+from triton_rerank.api.service import RerankService, ServedModel, api_error
+from triton_rerank.api.settings import ApiSettings
+from triton_rerank.errors import (
+    ModelNotReadyError,
+    RerankAuthError,
+    RerankInputError,
+    RerankTimeoutError,
+    ServerOverloadedError,
+    ServerResponseError,
+    ServerUnavailableError,
+)
+
+MODEL = ServedModel("reranker", max_length=512, max_rows_per_request=128)
+
+
+class StandIn(RerankService):
+    """Serves one model; ``logits`` raises ``failure`` or waits for ``gate``, then scores by length."""
+
+    def __init__(self, failure: Exception | None = None, gate: asyncio.Event | None = None) -> None:
+        super().__init__("grpc://127.0.0.1:1")
+        self.models = {"reranker": MODEL}
+        self.failure, self.gate = failure, gate
+        self.calls: list[dict] = []
+
+    async def refresh(self):
+        return self.models
+
+    async def logits(self, model, query, documents, **truncation):
+        self.calls.append({"model": model.name, "documents": documents, **truncation})
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.failure is not None:
+            raise api_error(self.failure)
+        return np.array([len(d) / 10 for d in documents], dtype=np.float32)
+
+
+def client_for(service: RerankService, **settings) -> httpx.AsyncClient:
+    app = create_app(ApiSettings(**settings), service)
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api")
+
+
+COHERE_BODY = {"model": "reranker", "query": "q", "documents": ["a", "bbb", "cc"]}
+TEI_BODY = {"query": "q", "texts": ["a", "bbb", "cc"]}
+
+
+@pytest.mark.parametrize(
+    ("failure", "status", "tei_type"),
+    [
+        (ServerOverloadedError("queue full"), 429, "Overloaded"),
+        (RerankTimeoutError("slow"), 504, "Backend"),
+        (ServerUnavailableError("down"), 503, "Unhealthy"),
+        (ModelNotReadyError("loading", model_name="reranker"), 503, "Unhealthy"),
+        (RerankAuthError("key"), 500, "Backend"),
+        (ServerResponseError("odd"), 500, "Backend"),
+        (RerankInputError("DOCUMENTS[0] is not valid UTF-8"), 400, "Validation"),
+    ],
+)
+async def test_each_triton_failure_has_its_status_on_every_route(failure, status, tei_type):
+    async with client_for(StandIn(failure)) as client:
+        cohere = await client.post("/v2/rerank", json=COHERE_BODY)
+        jina = await client.post("/v1/rerank", json=COHERE_BODY)
+        tei = await client.post("/rerank", json=TEI_BODY)
+    assert cohere.status_code == status and set(cohere.json()) == {"id", "message"}
+    # An input error is 422 where the reference answers a bad body so (Jina's FastAPI, TEI's axum).
+    assert jina.status_code == (422 if status == 400 else status) and set(jina.json()) == {"detail"}
+    tei_status = {400: 422, 500: 424}.get(status, status)
+    assert tei.status_code == tei_status and tei.json()["error_type"] == tei_type
+    assert "grpc://127.0.0.1:1" not in cohere.text + jina.text + tei.text  # Triton's address stays inside
+
+
+async def test_scores_are_sigmoid_ordered_and_every_document_is_scored_whatever_top_n():
+    service = StandIn()
+    async with client_for(service) as client:
+        answer = (await client.post("/v2/rerank", json={**COHERE_BODY, "top_n": 1})).json()
+        raw = (await client.post("/rerank", json={**TEI_BODY, "raw_scores": True})).json()
+    assert service.calls[0]["documents"] == ["a", "bbb", "cc"]  # all three scored for top_n 1
+    assert answer["results"] == [{"index": 1, "relevance_score": pytest.approx(1 / (1 + np.exp(-0.3)))}]
+    assert answer["meta"] == {"api_version": {"version": "2"}, "billed_units": {"search_units": 1}}
+    assert [r["index"] for r in raw] == [1, 2, 0] and raw[0]["score"] == pytest.approx(0.3)
+
+
+async def test_truncation_choices_reach_the_client_as_each_api_promises():
+    service = StandIn()
+    async with client_for(service, auto_truncate=False) as client:
+        await client.post("/v2/rerank", json={**COHERE_BODY, "max_tokens_per_doc": 64})
+        await client.post("/rerank", json={**TEI_BODY, "truncation_direction": "Left"})
+        await client.post("/rerank", json={**TEI_BODY, "truncate": True})
+        refused = await client.post("/v1/rerank", json={**COHERE_BODY, "truncate_prompt_tokens": 100})
+    assert service.calls[0]["max_tokens_per_doc"] == 64
+    assert service.calls[1]["truncate"] is False and service.calls[1]["truncation_direction"] == "left"
+    assert service.calls[2]["truncate"] is True
+    assert refused.status_code == 422 and "truncate_prompt_tokens=100 is not supported" in refused.json()["detail"]
+
+
+async def test_requests_over_the_concurrency_limit_are_answered_429_at_once():
+    gate = asyncio.Event()
+    async with client_for(StandIn(gate=gate), max_concurrent_requests=1) as client:
+        first = asyncio.create_task(client.post("/v2/rerank", json=COHERE_BODY))
+        await asyncio.sleep(0.05)
+        second = await client.post("/v2/rerank", json=COHERE_BODY)
+        gate.set()
+        assert (await first).status_code == 200
+    assert second.status_code == 429 and "too many requests" in second.json()["message"]
+
+
+async def test_a_bug_is_answered_500_and_the_service_goes_on():
+    class Broken(StandIn):
+        async def logits(self, model, query, documents, **truncation):
+            raise KeyError("oops")
+
+    async with client_for(Broken()) as client:
+        broken = await client.post("/rerank", json=TEI_BODY)
+        health = await client.get("/metrics")
+    assert broken.status_code == 500 and broken.json() == {"error": "internal error", "error_type": "Backend"}
+    assert health.status_code == 200 and 'status="500"' in health.text
+
+
+def test_dialects_follow_their_references():
+    assert COHERE.body("empty", "list of documents must not be empty")["message"] == (
+        "invalid request: list of documents must not be empty"
+    )
+    assert TEI.body("empty", "`texts` cannot be empty") == {"error": "`texts` cannot be empty", "error_type": "Empty"}
+    assert JINA.body("not_found", "no such model") == {"detail": "no such model"}
+    assert [COHERE.status(p) for p in ("invalid", "too_large", "unauthorized")] == [400, 413, 401]
+    assert [TEI.status(p) for p in ("invalid", "empty", "backend")] == [422, 400, 424]
+    assert set(STATUS) == {"malformed", "invalid", "empty", "unauthorized", "not_found", "too_large",
+                           "overloaded", "unavailable", "timeout", "backend"}  # fmt: skip
+
+
+def test_api_error_keeps_the_servers_words_for_input_errors_only():
+    assert api_error(RerankInputError("documents[2] must be a str")).message == "documents[2] must be a str"
+    assert isinstance(api_error(ServerUnavailableError("Triton at grpc://10.0.0.5:8001 is unreachable")), ApiError)
+    assert "10.0.0.5" not in api_error(ServerUnavailableError("Triton at grpc://10.0.0.5:8001")).message
+
+
+def test_api_flags_are_the_settings_fields():
+    from triton_rerank.cli import build_parser
+
+    args = build_parser().parse_args(["api", "--port", "9000", "--no-auto-truncate", "--model-alias", "a=reranker"])
+    assert (args.port, args.auto_truncate, args.max_documents, args.model_alias) == (9000, False, 1000, ["a=reranker"])
