@@ -171,6 +171,10 @@ def test_quick_start_in_a_fresh_clone_writes_no_tracked_file(tiny_model, embedde
     assert "ingested 32 new of 32 documents" in result.stdout
     assert result.stdout.count("first stage (Milvus, cosine)") == 3
     assert result.stdout.count("(was #") == 9  # three queries, top 3 each
+    curl = next(line for line in result.stdout.splitlines() if line.strip().startswith("$ curl"))
+    assert "/v2/rerank" in curl and '"model": "reranker"' in curl
+    answer = json.loads(result.stdout.splitlines()[result.stdout.splitlines().index(curl) + 1])
+    assert len(answer["results"]) == 2 and 0 < answer["results"][0]["relevance_score"] < 1
     assert (clone / "generated" / "model_repository" / "cross_encoder" / "1" / "model.onnx").exists()
     status = subprocess.run(["git", "status", "--porcelain"], cwd=clone, capture_output=True, text=True, check=True)
     assert status.stdout == ""
@@ -335,3 +339,18 @@ def test_load_test_runs_bounded_reports_latency_and_memory_and_fails_on_errors(t
     )  # fmt: skip
     assert down.returncode == 1
     assert "ServerUnavailableError" in down.stdout
+
+
+def test_load_test_through_the_rerank_api_reads_both_processes_memory(tiny_repository, tmp_path):
+    out = tmp_path / "load.json"
+    args = ["--repository", str(tiny_repository), "--clients", "4", "--duration-s", "2", "--runs", "2", "--through-api"]
+    result = subprocess.run(
+        script("load_test.py", *args, "--out", str(out)), capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(out.read_text())
+    assert report["through_api"] is True
+    for run in report["runs"]:
+        assert run["errors"] == 0 and run["requests"] > 0
+        assert run["api_rss_mb"] > 20 and run["server_rss_mb"] > 50
+    assert "api memory, first run to last" in result.stdout

@@ -1,15 +1,10 @@
 """The served variants a benchmark compares: exports of one model, each on its own embedded
-server, copies of a repository with one config lever changed, and the rerank API in front of one."""
+server, and copies of a repository with one config lever changed. (The rerank API in front of one:
+``triton_rerank.api.process.ApiProcess``.)"""
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
-import threading
-import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,58 +60,3 @@ def lever_repository(source: Path, target: Path, edit: Callable) -> Path:
         edit(name, config)
         path.write_text(to_pbtxt(config))
     return target
-
-
-class ApiProcess:
-    """``triton-rerank api`` as a user starts it, in its own process group on a free loopback port:
-    ``url`` once started, ``pid`` (the group's leader, for memory readings), ``output`` (what it printed)."""
-
-    def __init__(self, triton_url: str, *args: str, env: dict[str, str] | None = None) -> None:
-        self.command = [sys.executable, "-m", "triton_rerank.cli", "api", "--triton-url", triton_url, *args]
-        self.env = {**os.environ, **(env or {})}
-        self.output: list[str] = []
-        self.process: subprocess.Popen | None = None
-        self.url = ""
-
-    def start(self, timeout_s: float = 60.0) -> ApiProcess:
-        from triton_rerank.serving.server import free_ports
-
-        (port,) = free_ports(1)
-        self.url = f"http://127.0.0.1:{port}"
-        self.process = subprocess.Popen(
-            [*self.command, "--port", str(port)],
-            env=self.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
-        threading.Thread(target=lambda: self.output.extend(self.process.stdout), daemon=True).start()
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and self.process.poll() is None:
-            try:
-                urllib.request.urlopen(f"{self.url}/metrics", timeout=1)
-                return self
-            except OSError:
-                time.sleep(0.2)
-        self.stop()
-        raise RuntimeError("the rerank API did not start:\n" + "".join(self.output))
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-    def __enter__(self) -> ApiProcess:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()

@@ -176,9 +176,10 @@ API_GRID = [(n, c) for n in (10, 100) for c in (1, 4, 16)]
 
 def run_api(args: argparse.Namespace) -> int:
     """The rerank API against the direct gRPC client, on one int8 server, interleaved."""
+    from triton_rerank.api.process import ApiProcess
     from triton_rerank.bench.harness import accuracy, api_scorer, served_scorer
     from triton_rerank.bench.report import api_markdown, api_overhead
-    from triton_rerank.bench.servers import ApiProcess, Served, export_repositories
+    from triton_rerank.bench.servers import Served, export_repositories
 
     started = time.perf_counter()
     data = args.data if args.data.exists() else None

@@ -7,11 +7,15 @@ to back, over its own connection. Reported per run: requests, errors (each kind 
 p50/p95/p99 latency, and the resident memory of the server and its backend stubs (embedded server
 only). Exit status 1 when any request failed or the server's memory grew by more than
 --max-memory-growth between the first run and the last.
+
+--through-api puts the rerank API (``triton-rerank api``, its own process) in front of Triton and
+sends every request through its Cohere route instead; its memory is read and bounded too.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import tempfile
@@ -32,6 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--documents", type=int, default=20, help="documents per request (default: %(default)s)")
     parser.add_argument("--max-memory-growth", type=float, default=0.10, help="allowed RSS growth, first to last run")
     parser.add_argument("--out", type=Path, help="write the report here as JSON")
+    parser.add_argument("--through-api", action="store_true", help="send the requests through the rerank API")
 
 
 def process_group_rss_mb(leader: int) -> float:
@@ -53,10 +58,10 @@ def process_group_rss_mb(leader: int) -> float:
     return total_kb / 1024
 
 
-def one_run(url: str, args: argparse.Namespace, requests: list, api_key: str | None) -> dict:
-    from triton_rerank.bench.harness import percentiles_ms, run_clients, served_scorer
+def one_run(make_scorer, args: argparse.Namespace, requests: list) -> dict:
+    from triton_rerank.bench.harness import percentiles_ms, run_clients
 
-    run = run_clients(served_scorer(url, api_key=api_key), requests, args.clients, duration_s=args.duration_s)
+    run = run_clients(make_scorer, requests, args.clients, duration_s=args.duration_s)
     return {
         "requests": len(run.latencies) + len(run.errors),
         "errors": len(run.errors),
@@ -68,6 +73,9 @@ def one_run(url: str, args: argparse.Namespace, requests: list, api_key: str | N
 
 
 def run(args: argparse.Namespace) -> int:
+    from triton_rerank.api.process import ApiProcess
+    from triton_rerank.api.settings import API_KEY_ENV as RERANK_KEY_ENV
+    from triton_rerank.bench.harness import api_scorer, served_scorer
     from triton_rerank.bench.workload import Request
     from triton_rerank.commands.common import triton
     from triton_rerank.samples import SAMPLE_QUERIES, sample_texts
@@ -83,17 +91,24 @@ def run(args: argparse.Namespace) -> int:
     with (
         tempfile.TemporaryDirectory(prefix="triton-rerank-load-") as workdir,
         triton(args.triton_url, args.repository or Path(workdir) / "models", exports, api_key=api_key) as (url, server),
+        contextlib.ExitStack() as stack,
     ):
-        leader = server.pid if server is not None else None
+        processes = {"server": server.pid} if server is not None else {}  # process-group leaders to read
+        make_scorer = served_scorer(url, api_key=api_key)
+        if args.through_api:
+            api = stack.enter_context(ApiProcess(url))
+            processes["api"] = api.pid
+            make_scorer = api_scorer(api.url, api_key=os.environ.get(RERANK_KEY_ENV) or None)
         report = {"url": url, "clients": args.clients, "duration_s": args.duration_s, "documents": args.documents}
+        report["through_api"] = args.through_api
         report["cores"] = os.cpu_count()
         runs = report["runs"] = []
         for number in range(1, args.runs + 1):
-            result = one_run(url, args, requests, api_key)
-            if leader is not None:
-                result["server_rss_mb"] = process_group_rss_mb(leader)
+            result = one_run(make_scorer, args, requests)
+            for name, leader in processes.items():
+                result[f"{name}_rss_mb"] = process_group_rss_mb(leader)
             runs.append(result)
-            memory = f", server RSS {result['server_rss_mb']:.0f} MB" if "server_rss_mb" in result else ""
+            memory = "".join(f", {name} RSS {result[f'{name}_rss_mb']:.0f} MB" for name in processes)
             print(
                 f"run {number}: {result['requests']} requests, {result['errors']} errors, "
                 f"{result['pairs_per_s']:.0f} pairs/s, p50 {result['p50_ms'] or 0:.0f} ms, "
@@ -102,11 +117,13 @@ def run(args: argparse.Namespace) -> int:
             )
             for kind, count in result["error_kinds"].items():
                 print(f"  {count} x {kind}", flush=True)
-    growth = None
-    if leader is not None and len(runs) > 1:
-        growth = report["memory_growth"] = runs[-1]["server_rss_mb"] / runs[0]["server_rss_mb"] - 1
-        print(f"server memory, first run to last: {growth:+.1%} (allowed {args.max_memory_growth:.0%})")
+    grew = False
+    if len(runs) > 1:
+        for name in processes:
+            growth = report[f"{name}_memory_growth"] = runs[-1][f"{name}_rss_mb"] / runs[0][f"{name}_rss_mb"] - 1
+            grew = grew or growth > args.max_memory_growth
+            print(f"{name} memory, first run to last: {growth:+.1%} (allowed {args.max_memory_growth:.0%})")
     if args.out:
         args.out.write_text(json.dumps(report, indent=2) + "\n")
     errors = sum(r["errors"] for r in runs)
-    return 1 if errors or (growth is not None and growth > args.max_memory_growth) else 0
+    return 1 if errors or grew else 0

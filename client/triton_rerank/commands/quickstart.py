@@ -6,15 +6,21 @@
 3. ingests a small sample corpus into Milvus Lite (a temporary file, unless --milvus-uri is given),
    embedding it through Triton;
 4. runs a few queries and prints the first-stage order next to the reranked order, with scores and
-   timings; then stops what it started.
+   timings;
+5. starts the rerank HTTP API (``triton-rerank api``) in front of the same Triton and shows one
+   ``curl`` against its Cohere route, with the answer; then stops what it started.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import shlex
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 from triton_rerank.commands.common import add_milvus, add_models, add_repository, add_triton_url, open_store, triton
@@ -48,6 +54,28 @@ def side_by_side(result, top_k: int) -> None:
         print(f"  {left:<52} {right:<52}")
 
 
+def show_rerank_api(triton_url: str, query: str, documents: list[str]) -> None:
+    """The same reranker over HTTP, as the retrieval ecosystem calls it: one curl, and its answer."""
+    try:
+        from triton_rerank.api.process import ApiProcess
+        from triton_rerank.api.settings import API_KEY_ENV
+    except ImportError as err:
+        print(f"\n(the rerank API needs the api extra: {err})")
+        return
+    body = json.dumps({"model": "reranker", "query": query, "documents": documents, "top_n": 2})
+    key = os.environ.get(API_KEY_ENV)
+    with ApiProcess(triton_url) as api:
+        request = urllib.request.Request(f"{api.url}/v2/rerank", data=body.encode(), method="POST")
+        request.add_header("content-type", "application/json")
+        if key:
+            request.add_header("authorization", f"Bearer {key}")
+        answer = urllib.request.urlopen(request, timeout=60).read().decode()
+        auth = f" -H \"Authorization: Bearer ${API_KEY_ENV}\"" if key else ""
+        print("\nThe same reranker over HTTP (triton-rerank api: Cohere /v2/rerank, Jina /v1/rerank, TEI /rerank):")
+        print(f"  $ curl -s {api.url}/v2/rerank -H 'content-type: application/json'{auth} -d {shlex.quote(body)}")
+        print(f"  {answer}")
+
+
 def run(args: argparse.Namespace) -> int:
     from triton_rerank import TritonEmbedFunction, TritonRerankFunction
     from triton_rerank.ingest import ingest, read_documents
@@ -74,7 +102,9 @@ def run(args: argparse.Namespace) -> int:
                 pipeline = RerankPipeline(store, embed, rerank)
                 pipeline.search("warm-up", retrieve_k=2, top_k=1)
                 for query in args.query or SAMPLE_QUERIES:
-                    side_by_side(pipeline.search(query, retrieve_k=args.retrieve_k, top_k=args.top_k), args.top_k)
+                    result = pipeline.search(query, retrieve_k=args.retrieve_k, top_k=args.top_k)
+                    side_by_side(result, args.top_k)
+            show_rerank_api(url, result.query, [c.text[:60] for c in result.candidates[:3]])
     except (RerankError, OSError, ValueError, RuntimeError, ImportError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
