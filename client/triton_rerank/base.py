@@ -11,7 +11,7 @@ import numpy as np
 
 from triton_rerank.endpoints import DEFAULT_URL
 from triton_rerank.errors import RerankInputError
-from triton_rerank.transport import DEFAULT_MAX_IN_FLIGHT, DEFAULT_RETRY_S, AsyncTransport, Batch, Transport
+from triton_rerank.transport import DEFAULT_MAX_IN_FLIGHT, DEFAULT_RETRY_S, AsyncTransport, Batch, Output, Transport
 
 # Texts per request: the server's default max_rows_per_request. The dynamic batcher cannot merge
 # requests padded to different lengths, and the runner already runs each request in
@@ -120,7 +120,7 @@ class BlockingClient(_Client):
     """A client whose calls block; a context manager."""
 
     def _send(
-        self, encoded: list[bytes], make_batch: MakeBatch, output: str, *, flat: bool, parameters: dict | None = None
+        self, encoded: list[bytes], make_batch: MakeBatch, output: Output, *, flat: bool, parameters: dict | None = None
     ) -> np.ndarray:
         limit = self._transport.max_rows_per_request() if len(encoded) > 1 else None
         order, batches = self._plan(encoded, limit, make_batch)
@@ -146,7 +146,7 @@ class AsyncClient(_Client):
     _transport_type = AsyncTransport
 
     async def _send(
-        self, encoded: list[bytes], make_batch: MakeBatch, output: str, *, flat: bool, parameters: dict | None = None
+        self, encoded: list[bytes], make_batch: MakeBatch, output: Output, *, flat: bool, parameters: dict | None = None
     ) -> np.ndarray:
         limit = await self._transport.max_rows_per_request() if len(encoded) > 1 else None
         order, batches = self._plan(encoded, limit, make_batch)

@@ -24,6 +24,7 @@ from triton_rerank.endpoints import DEFAULT_URL
 from triton_rerank.errors import RerankInputError
 
 Activation = Literal["identity", "sigmoid"]
+SCORES_AND_TOKENS = ("SCORES", "TOKENS")  # the reranker's outputs, read side by side
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,15 @@ class TritonRerankFunction(BlockingClient):
         """One score per document, in input order (float32 logits, or float64 after sigmoid)."""
         return self._score(query, documents, None, truncation)
 
+    def score_and_count(self, query: str, documents: list[str], **truncation) -> tuple[np.ndarray, np.ndarray]:
+        """``score``, and each pair's tokens as the model read them (after truncation): what usage
+        reports count. Needs a repository exported with the TOKENS output (this release on)."""
+        both = self._send(
+            check_request(query, documents, None), _pairs(query), SCORES_AND_TOKENS, flat=False,
+            parameters=truncation_options(**truncation),
+        )  # fmt: skip
+        return activate(both[:, 0], self.activation), both[:, 1].astype(np.int64)
+
     def _score(self, query: str, documents: list[str], top_k: int | None, truncation: dict) -> np.ndarray:
         encoded = check_request(query, documents, top_k)
         parameters = truncation_options(**truncation)
@@ -144,6 +154,13 @@ class AsyncTritonRerankFunction(AsyncClient):
 
     async def score(self, query: str, documents: list[str], **truncation) -> np.ndarray:
         return await self._score(query, documents, None, truncation)
+
+    async def score_and_count(self, query: str, documents: list[str], **truncation) -> tuple[np.ndarray, np.ndarray]:
+        both = await self._send(
+            check_request(query, documents, None), _pairs(query), SCORES_AND_TOKENS, flat=False,
+            parameters=truncation_options(**truncation),
+        )  # fmt: skip
+        return activate(both[:, 0], self.activation), both[:, 1].astype(np.int64)
 
     async def _score(self, query: str, documents: list[str], top_k: int | None, truncation: dict) -> np.ndarray:
         encoded = check_request(query, documents, top_k)

@@ -61,6 +61,7 @@ _UNKNOWN = object()  # no server has answered the question yet
 
 
 Batch = tuple[dict[str, list[bytes]], int]  # string inputs by name, and the rows they hold
+Output = str | tuple[str, ...]  # the output to read, or several read side by side (as float32)
 
 
 class _Base:
@@ -148,7 +149,7 @@ class _Base:
         return kind(message, model_name=self.model_name) if kind else ServerUnavailableError(message)
 
     def _request(
-        self, module, strings: dict[str, list[bytes]], output: str, parameters: dict | None = None
+        self, module, strings: dict[str, list[bytes]], output: Output, parameters: dict | None = None
     ) -> tuple[list, dict]:
         inputs = []
         for name, values in strings.items():
@@ -156,10 +157,11 @@ class _Base:
             tensor.set_data_from_numpy(np.array(values, dtype=np.object_))
             inputs.append(tensor)
         kwargs = {"headers": self.headers, "parameters": parameters or None}
+        names = (output,) if isinstance(output, str) else output
         if self.endpoint.protocol == "grpc":
-            kwargs.update(client_timeout=self.timeout_s, outputs=[module.InferRequestedOutput(output)])
+            kwargs.update(client_timeout=self.timeout_s, outputs=[module.InferRequestedOutput(name) for name in names])
         else:
-            kwargs.update(outputs=[module.InferRequestedOutput(output, binary_data=True)])
+            kwargs.update(outputs=[module.InferRequestedOutput(name, binary_data=True) for name in names])
         return inputs, kwargs
 
     def _settle_max_rows(self, configs: list[dict]) -> int | None:
@@ -181,8 +183,11 @@ class _Base:
     def _config_kwargs(self) -> dict:
         return {"as_json": True, **self._ready_kwargs()} if self.endpoint.protocol == "grpc" else {}
 
-    def _output(self, result, output: str, rows: int) -> np.ndarray:
-        """The output as float32 [rows, ...]; anything else is the server's fault, said plainly."""
+    def _output(self, result, output: Output, rows: int) -> np.ndarray:
+        """The output as float32 [rows, ...] (several: side by side, [rows, their columns]); anything
+        else is the server's fault, said plainly."""
+        if not isinstance(output, str):
+            return np.hstack([self._output(result, name, rows).reshape(rows, -1) for name in output])
         values = result.as_numpy(output)
         if values is None or values.ndim < 1 or values.shape[0] != rows:
             got = f"no {output}" if values is None else f"{output} of shape {list(values.shape)}"
@@ -220,7 +225,7 @@ class Transport(_Base):
         self._module = module
 
     def infer(
-        self, strings: dict[str, list[bytes]], output: str, rows: int, parameters: dict | None = None
+        self, strings: dict[str, list[bytes]], output: Output, rows: int, parameters: dict | None = None
     ) -> np.ndarray:
         """``output`` for one request; ``parameters`` are Triton request parameters (the tokenizer's options)."""
         inputs, kwargs = self._request(self._module, strings, output, parameters)
@@ -240,7 +245,7 @@ class Transport(_Base):
                 raise self._all_failed(failures)
             time.sleep(delay)
 
-    def infer_many(self, batches: list[Batch], output: str, parameters: dict | None = None) -> list[np.ndarray]:
+    def infer_many(self, batches: list[Batch], output: Output, parameters: dict | None = None) -> list[np.ndarray]:
         """``infer`` for each batch, up to ``max_in_flight`` at once, spread over the replicas;
         results in batch order. A batch whose replica failed is sent again with ``infer``."""
         if len(batches) <= 1 or self.max_in_flight == 1:
@@ -272,7 +277,7 @@ class Transport(_Base):
                 results.append(self._output(outcome, output, rows))
         return results
 
-    def _grpc_many(self, batches: list[Batch], replicas: list[int], output: str, parameters: dict | None) -> list:
+    def _grpc_many(self, batches: list[Batch], replicas: list[int], output: Output, parameters: dict | None) -> list:
         """Each batch's result, or the exception it raised."""
         slots = threading.BoundedSemaphore(self.max_in_flight)
         futures: list[Future] = []
@@ -345,7 +350,7 @@ class AsyncTransport(_Base):
         return self._clients
 
     async def infer(
-        self, strings: dict[str, list[bytes]], output: str, rows: int, parameters: dict | None = None
+        self, strings: dict[str, list[bytes]], output: Output, rows: int, parameters: dict | None = None
     ) -> np.ndarray:
         clients = self._connect()
         inputs, kwargs = self._request(self._module, strings, output, parameters)
@@ -365,7 +370,9 @@ class AsyncTransport(_Base):
                 raise self._all_failed(failures)
             await asyncio.sleep(delay)
 
-    async def infer_many(self, batches: list[Batch], output: str, parameters: dict | None = None) -> list[np.ndarray]:
+    async def infer_many(
+        self, batches: list[Batch], output: Output, parameters: dict | None = None
+    ) -> list[np.ndarray]:
         """``infer`` for each batch, up to ``max_in_flight`` at once; results in batch order."""
         slots = asyncio.Semaphore(self.max_in_flight)
 

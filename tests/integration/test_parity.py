@@ -99,3 +99,14 @@ async def test_async_client_equals_the_sync_client(url, reference):
     expected = pymilvus_rf(query=QUERY, documents=documents, top_k=5)
     assert [r.index for r in served] == [r.index for r in expected]
     np.testing.assert_allclose([r.score for r in served], [r.score for r in expected], atol=TOLERANCE, rtol=0)
+
+
+@pytest.mark.integration
+def test_token_counts_are_the_tokens_the_reference_reads_after_truncation(url, reference):
+    cross_encoder, _ = reference
+    with TritonRerankFunction(url, batch_size=3) as rf:  # across request splits too
+        scores, tokens = rf.score_and_count(QUERY, DOCUMENTS)
+    encoded = cross_encoder.tokenizer([QUERY] * len(DOCUMENTS), DOCUMENTS, truncation=True, max_length=48)
+    assert tokens.tolist() == [len(ids) for ids in encoded["input_ids"]]
+    assert max(tokens) == 48 and min(tokens) < 48  # some were cut, some were not
+    np.testing.assert_allclose(scores, reference_logits(cross_encoder, QUERY, DOCUMENTS), atol=TOLERANCE, rtol=0)

@@ -229,7 +229,7 @@ def test_milvus_lite_reranks_server_side_through_the_api_as_the_pipeline_does(ap
 # --- the routes' shapes and parity ----------------------------------------------------------------
 
 
-def test_jina_and_vllm_shapes_on_v1_rerank(api, expected):
+def test_jina_and_vllm_shapes_on_v1_rerank(api, expected, reference):
     body = {"model": "reranker", "query": QUERY, "documents": [DOCUMENTS[0], {"text": DOCUMENTS[1]}], "top_n": 1}
     answer = httpx.post(f"{api}/v1/rerank", json=body).json()
     best = int(np.argmax(expected[:2]))
@@ -241,6 +241,9 @@ def test_jina_and_vllm_shapes_on_v1_rerank(api, expected):
             "document": {"text": DOCUMENTS[best]},
         }
     ]
+    cross_encoder, _ = reference
+    encoded = cross_encoder.tokenizer([QUERY] * 2, DOCUMENTS[:2], truncation=True, max_length=48)
+    assert answer["usage"] == {"total_tokens": sum(len(ids) for ids in encoded["input_ids"])}
     bare = httpx.post(f"{api}/v1/rerank", json={**body, "return_documents": False, "top_n": 0}).json()
     assert [set(r) for r in bare["results"]] == [{"index", "relevance_score"}] * 2  # top_n 0 (vLLM): all
     empty = httpx.post(f"{api}/v1/rerank", json={"query": QUERY, "documents": []})

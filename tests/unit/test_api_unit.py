@@ -28,7 +28,8 @@ MODEL = ServedModel("reranker", max_length=512, max_rows_per_request=128)
 
 
 class StandIn(RerankService):
-    """Serves one model; ``logits`` raises ``failure`` or waits for ``gate``, then scores by length."""
+    """Serves one model; ``logits`` raises ``failure`` or waits for ``gate``, then scores by length
+    (and counts a token per character)."""
 
     def __init__(self, failure: Exception | None = None, gate: asyncio.Event | None = None) -> None:
         super().__init__("grpc://127.0.0.1:1")
@@ -45,7 +46,7 @@ class StandIn(RerankService):
             await self.gate.wait()
         if self.failure is not None:
             raise api_error(self.failure)
-        return np.array([len(d) / 10 for d in documents], dtype=np.float32)
+        return np.array([len(d) / 10 for d in documents], dtype=np.float32), np.array([len(d) for d in documents])
 
 
 def client_for(service: RerankService, **settings) -> httpx.AsyncClient:
@@ -91,6 +92,14 @@ async def test_scores_are_sigmoid_ordered_and_every_document_is_scored_whatever_
     assert answer["results"] == [{"index": 1, "relevance_score": pytest.approx(1 / (1 + np.exp(-0.3)))}]
     assert answer["meta"] == {"api_version": {"version": "2"}, "billed_units": {"search_units": 1}}
     assert [r["index"] for r in raw] == [1, 2, 0] and raw[0]["score"] == pytest.approx(0.3)
+
+
+async def test_usage_is_the_tokens_the_model_read():
+    async with client_for(StandIn()) as client:
+        jina = (await client.post("/v1/rerank", json=COHERE_BODY)).json()
+        tei = await client.post("/rerank", json=TEI_BODY)
+    assert jina["usage"] == {"total_tokens": 6}
+    assert tei.headers["x-compute-tokens"] == "6"
 
 
 async def test_truncation_choices_reach_the_client_as_each_api_promises():

@@ -115,7 +115,8 @@ def create_app(settings: ApiSettings, service: RerankService | None = None) -> S
                 f"{settings.max_documents:,} per request",
             )
 
-    async def score(route: str, model: ServedModel, query: str, documents: list[str], **truncation) -> np.ndarray:
+    async def score(route: str, model: ServedModel, query: str, documents: list[str], **truncation):
+        """(logits, token counts or None), one per document."""
         metrics.documents.labels(route).inc(len(documents))
         return await service.logits(model, query, documents, **truncation)
 
@@ -128,7 +129,8 @@ def create_app(settings: ApiSettings, service: RerankService | None = None) -> S
             raise ApiError("empty", "list of documents must not be empty")
         check_documents(body.documents, "documents")
         truncation = {"max_tokens_per_doc": body.max_tokens_per_doc} if body.max_tokens_per_doc else {}
-        relevance = activate(await score("/v2/rerank", model, body.query, body.documents, **truncation), "sigmoid")
+        logits, _ = await score("/v2/rerank", model, body.query, body.documents, **truncation)
+        relevance = activate(logits, "sigmoid")
         results = rank(body.documents, relevance, body.top_n)
         return JSONResponse(
             {
@@ -152,19 +154,20 @@ def create_app(settings: ApiSettings, service: RerankService | None = None) -> S
                 f"truncate_prompt_tokens={limit} is not supported: pairs are truncated at the model's max_length "
                 f"({model.max_length}); send -1 or leave it out",
             )
-        relevance = activate(await score(route, model, body.query, documents), "sigmoid") if documents else np.empty(0)
-        results = rank(documents, relevance, body.top_n or None)
-        return JSONResponse(
-            {
-                "id": f"rerank-{uuid.uuid4().hex}",
-                "model": body.model or model.name,
-                "results": [
-                    {"index": r.index, "relevance_score": r.score}
-                    | ({"document": {"text": r.text}} if body.return_documents else {})
-                    for r in results
-                ],
-            }
-        )
+        logits, tokens = await score(route, model, body.query, documents) if documents else (np.empty(0), np.empty(0))
+        results = rank(documents, activate(logits, "sigmoid"), body.top_n or None)
+        answer = {
+            "id": f"rerank-{uuid.uuid4().hex}",
+            "model": body.model or model.name,
+            "results": [
+                {"index": r.index, "relevance_score": r.score}
+                | ({"document": {"text": r.text}} if body.return_documents else {})
+                for r in results
+            ],
+        }
+        if tokens is not None:  # the tokens the model read, as Jina and vLLM report them
+            answer["usage"] = {"total_tokens": int(tokens.sum())}
+        return JSONResponse(answer)
 
     async def v1_rerank(request: Request) -> Response:
         return await jina_rerank("/v1/rerank", await read(request, JinaRerank))
@@ -185,7 +188,7 @@ def create_app(settings: ApiSettings, service: RerankService | None = None) -> S
         check_documents(body.texts, "texts")
         model = await service.resolve(None)
         truncate = settings.auto_truncate if body.truncate is None else body.truncate
-        logits = await score(
+        logits, tokens = await score(
             "/rerank",
             model,
             body.query,
@@ -194,11 +197,13 @@ def create_app(settings: ApiSettings, service: RerankService | None = None) -> S
             truncation_direction=body.truncation_direction.lower(),
         )
         scores = logits if body.raw_scores else activate(logits, "sigmoid")
+        headers = {"x-compute-tokens": str(int(tokens.sum()))} if tokens is not None else None  # as TEI
         return JSONResponse(
             [
                 {"index": r.index, "score": r.score} | ({"text": r.text} if body.return_text else {})
                 for r in rank(body.texts, scores, None)
-            ]
+            ],
+            headers=headers,
         )
 
     # --- the other routes ------------------------------------------------------------------------

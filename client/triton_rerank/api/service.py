@@ -29,8 +29,9 @@ from triton_rerank.transport import MAX_ROWS_PARAMETER, AsyncTransport
 
 log = logging.getLogger(__name__)
 
-# A reranker ensemble, as the repository writes it: these string inputs, this output.
-RERANKER_INPUTS, RERANKER_OUTPUT = {"QUERY", "DOCUMENTS"}, "SCORES"
+# A reranker ensemble, as the repository writes it: these string inputs, this output (and, from the
+# release that added it, TOKENS).
+RERANKER_INPUTS, RERANKER_OUTPUT, TOKENS_OUTPUT = {"QUERY", "DOCUMENTS"}, "SCORES", "TOKENS"
 # How often an unknown model name makes the service look at Triton's models again.
 REFRESH_AFTER_S = 5.0
 
@@ -42,6 +43,7 @@ class ServedModel:
     name: str
     max_length: int | None  # tokens per (query, document) pair, from its tokenizer step
     max_rows_per_request: int | None
+    counts_tokens: bool = False  # it outputs TOKENS (each pair's tokens), so usage can be reported
 
 
 @dataclass
@@ -92,6 +94,7 @@ class RerankService:
                 name=name,
                 max_length=_int_parameter(tokenizer, "max_length"),
                 max_rows_per_request=_int_parameter(config, MAX_ROWS_PARAMETER),
+                counts_tokens=TOKENS_OUTPUT in outputs,
             )
         self.models = models
         return self.models
@@ -116,10 +119,16 @@ class RerankService:
             raise ApiError("not_found", f"model {requested or name!r} is not served here; models served: {served}")
         return self.models[name]
 
-    async def logits(self, model: ServedModel, query: str, documents: list[str], **truncation) -> np.ndarray:
-        """One raw score (the model's logit) per document, in input order."""
+    async def logits(
+        self, model: ServedModel, query: str, documents: list[str], **truncation
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """One raw score (the model's logit) per document, in input order, and each pair's token
+        count (None for a model exported without the TOKENS output)."""
+        client = self._client(model.name)
         try:
-            return await self._client(model.name).score(query, documents, **truncation)
+            if model.counts_tokens:
+                return await client.score_and_count(query, documents, **truncation)
+            return await client.score(query, documents, **truncation), None
         except RerankError as err:
             raise api_error(err) from err
 

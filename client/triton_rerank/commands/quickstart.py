@@ -70,7 +70,7 @@ def show_rerank_api(triton_url: str, query: str, documents: list[str]) -> None:
         if key:
             request.add_header("authorization", f"Bearer {key}")
         answer = urllib.request.urlopen(request, timeout=60).read().decode()
-        auth = f" -H \"Authorization: Bearer ${API_KEY_ENV}\"" if key else ""
+        auth = f' -H "Authorization: Bearer ${API_KEY_ENV}"' if key else ""
         print("\nThe same reranker over HTTP (triton-rerank api: Cohere /v2/rerank, Jina /v1/rerank, TEI /rerank):")
         print(f"  $ curl -s {api.url}/v2/rerank -H 'content-type: application/json'{auth} -d {shlex.quote(body)}")
         print(f"  {answer}")

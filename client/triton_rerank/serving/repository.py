@@ -2,8 +2,9 @@
 
 The repository holds two ensembles of three models each::
 
-    reranker        ensemble: QUERY [1], DOCUMENTS [-1] (strings) -> SCORES [-1, 1]
+    reranker        ensemble: QUERY [1], DOCUMENTS [-1] (strings) -> SCORES [-1, 1], TOKENS [-1]
     ├── tokenizer       Python backend: (query, document) pairs -> input_ids, attention_mask, token_type_ids
+    │                   (and num_tokens: each pair's tokens after truncation, for usage reports)
     └── cross_encoder   ONNX Runtime (or PyTorch) backend, dynamic batching: ids -> logits [batch, 1]
 
     embedder        ensemble: TEXTS [-1] (strings) -> EMBEDDINGS [-1, D]
@@ -57,13 +58,18 @@ class Family:
     inputs: tuple[tuple[str, int], ...]  # client-facing string inputs: (name, dim)
     output: str  # client-facing output
     model_output: str  # the ONNX graph's output
+    tokens_output: str | None = None  # client-facing tokens per row (the tokenizer's num_tokens), if any
 
     @property
     def names(self) -> tuple[str, str, str]:
         return self.tokenizer, self.model, self.ensemble
 
 
-RERANK = Family("tokenizer", "cross_encoder", "reranker", (("QUERY", 1), ("DOCUMENTS", -1)), "SCORES", "logits")
+RERANK = Family(
+    "tokenizer", "cross_encoder", "reranker", (("QUERY", 1), ("DOCUMENTS", -1)), "SCORES", "logits", "TOKENS"
+)
+# The tokenizer's count of each row's tokens, after truncation (what the rerank API reports as usage).
+TOKEN_COUNT = "num_tokens"
 EMBED = Family("embed_tokenizer", "bi_encoder", "embedder", (("TEXTS", -1),), "EMBEDDINGS", "embeddings")
 FAMILIES = {"cross-encoder": RERANK, "bi-encoder": EMBED}
 
@@ -222,6 +228,8 @@ def tokenizer_config(settings: RepositorySettings) -> mc.ModelConfig:
         output=[_tensor(name, mc.TYPE_INT64, [-1, -1]) for name in settings.model_inputs],
         instance_group=[{"kind": mc.ModelInstanceGroup.KIND_CPU, "count": 1}],
     )
+    if family.tokens_output:
+        config.output.add(**_tensor(TOKEN_COUNT, mc.TYPE_INT64, [-1]))
     if policy := queue_policy(settings):  # a queue policy lives in dynamic_batching; max_batch_size 0: no batching
         config.dynamic_batching.default_queue_policy.CopyFrom(policy)
     # The request limits, enforced here with a clear message: rows per request (the model's
@@ -297,6 +305,8 @@ def ensemble_config(settings: RepositorySettings) -> mc.ModelConfig:
         input=_string_inputs(family),
         output=[_tensor(family.output, mc.TYPE_FP32, [-1, settings.dimension])],
     )
+    if family.tokens_output:
+        config.output.add(**_tensor(family.tokens_output, mc.TYPE_INT64, [-1]))
     if settings.response_cache:
         config.response_cache.enable = True
     # What clients read to split their requests: the most rows (documents, texts) one request may hold.
@@ -306,7 +316,8 @@ def ensemble_config(settings: RepositorySettings) -> mc.ModelConfig:
         model_name=family.tokenizer,
         model_version=-1,
         input_map={name: name for name, _ in family.inputs},
-        output_map={name: name for name in settings.model_inputs},
+        output_map={name: name for name in settings.model_inputs}
+        | ({TOKEN_COUNT: family.tokens_output} if family.tokens_output else {}),
     )
     steps.add(
         model_name=family.model,

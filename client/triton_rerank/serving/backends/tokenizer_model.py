@@ -30,6 +30,8 @@ except ImportError:  # imported outside Triton by the export, which tokenizes wi
 
 # Model input name -> tokenizers.Encoding attribute.
 ENCODING_FIELDS = {"input_ids": "ids", "attention_mask": "attention_mask", "token_type_ids": "type_ids"}
+# An output that is not a model input: each row's tokens after truncation (usage reports).
+TOKEN_COUNT = "num_tokens"
 # The request parameters this step reads (their meaning: the module docstring).
 TRUNCATE, TRUNCATION_DIRECTION, MAX_TOKENS_PER_DOC = "truncate", "truncation_direction", "max_tokens_per_doc"
 DIRECTIONS = ("right", "left")
@@ -48,7 +50,7 @@ class TritonPythonModel:
         parameters = {key: value["string_value"] for key, value in config.get("parameters", {}).items()}
         self.output_names = [output["name"] for output in config["output"]]
         self.pairs = any(tensor["name"] == "QUERY" for tensor in config["input"])
-        unknown = set(self.output_names) - set(ENCODING_FIELDS)
+        unknown = set(self.output_names) - set(ENCODING_FIELDS) - {TOKEN_COUNT}
         if unknown:
             raise pb_utils.TritonModelException(f"tokenizer cannot produce {sorted(unknown)}")
         path = f"{args['model_repository']}/{args['model_version']}/tokenizer.json"
@@ -109,8 +111,11 @@ class TritonPythonModel:
             rows = self._cut_documents(rows, max_tokens_per_doc)
         if not truncate:
             self._refuse_long(rows)
-        arrays = encode(self.truncating[direction or self.direction], rows, self.output_names)
-        return [pb_utils.Tensor(name, array) for name, array in zip(self.output_names, arrays, strict=True)]
+        names = [name for name in self.output_names if name != TOKEN_COUNT]
+        arrays = dict(zip(names, encode(self.truncating[direction or self.direction], rows, names), strict=True))
+        if TOKEN_COUNT in self.output_names:
+            arrays[TOKEN_COUNT] = arrays["attention_mask"].sum(axis=1)
+        return [pb_utils.Tensor(name, arrays[name]) for name in self.output_names]
 
     def _cut_documents(self, pairs, max_tokens):
         """Each pair's document cut after its first ``max_tokens`` tokens (at that token's last character)."""
