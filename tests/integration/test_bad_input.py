@@ -56,7 +56,8 @@ RAW_CASES = [
     Raw("an empty document and an empty query", (query(b""), docs(b"")), rows=1),
     Raw("a 1 MB document", (GOOD_QUERY, docs(PARIS_1MB)), rows=1),
     Raw("a 2 MB document", (GOOD_QUERY, docs(b"a", PARIS_2MB)),
-        refused=rf"DOCUMENTS\[1\] is 1,999,998 bytes; this server takes at most {MAX_BYTES:,} bytes"),
+        refused=rf"DOCUMENTS\[1\] is 1,999,998 bytes; this server takes at most {MAX_BYTES:,} bytes per string "
+                r"\(it begins 'paris paris"),
     Raw("a 2 MB query", (query(b"q" * 2_000_000), docs(b"a")),
         refused=rf"QUERY is 2,000,000 bytes; this server takes at most {MAX_BYTES:,} bytes"),
     Raw("10,000 documents in one request", (GOOD_QUERY, docs(*[b"doc"] * 10_000)),

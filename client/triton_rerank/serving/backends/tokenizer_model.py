@@ -167,7 +167,11 @@ def _read_options(request, pairs):
 def _decode(value, what, max_bytes=None):
     value = bytes(value)
     if max_bytes and len(value) > max_bytes:
-        raise ValueError(f"{what} is {len(value):,} bytes; this server takes at most {max_bytes:,} bytes per string")
+        begins = value[:40].decode("utf-8", errors="replace")  # to find it: a client may reorder the strings
+        raise ValueError(
+            f"{what} is {len(value):,} bytes; this server takes at most {max_bytes:,} bytes per string "
+            f"(it begins {begins!r})"
+        )
     try:
         return value.decode("utf-8")
     except UnicodeDecodeError as err:
