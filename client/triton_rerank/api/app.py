@@ -1,7 +1,7 @@
 """The rerank HTTP API: Cohere's, Jina's / vLLM's and TEI's rerank routes in front of Triton.
 
     POST /v2/rerank    Cohere v2     -> {id, results: [{index, relevance_score}], meta}
-    POST /v1/rerank    Jina / vLLM   -> {id, model, results: [{index, relevance_score, document?}]}
+    POST /v1/rerank    Jina / vLLM   -> {id, model, results: [{index, relevance_score, document?}], usage}
     POST /rerank       TEI           -> [{index, score, text?}]   (a vLLM-shaped body: vLLM's answer)
     GET  /health  /info  /metrics  /v1/models
 
@@ -25,7 +25,7 @@ from contextlib import asynccontextmanager
 import numpy as np
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -36,6 +36,7 @@ from triton_rerank.api.schemas import (
     JINA,
     TEI,
     ApiError,
+    Body,
     CohereRerank,
     Dialect,
     JinaRerank,
@@ -83,8 +84,8 @@ def create_app(settings: ApiSettings, service: RerankService | None = None) -> S
     metrics = _Metrics()
     in_flight = 0
 
-    async def read(request: Request, schema: type[BaseModel] | None) -> BaseModel | dict:
-        """The body parsed and validated against ``schema`` (None: the JSON object itself)."""
+    async def read(request: Request) -> dict:
+        """The body as a JSON object, read up to the size limit."""
         length = request.headers.get("content-length", "")
         if length.isdigit() and int(length) > settings.max_body_bytes:
             raise ApiError("too_large", f"the body is {int(length):,} bytes; the limit is {settings.max_body_bytes:,}")
@@ -98,10 +99,11 @@ def create_app(settings: ApiSettings, service: RerankService | None = None) -> S
             data = orjson.loads(b"".join(chunks))
         except orjson.JSONDecodeError as err:
             raise ApiError("malformed", f"the body is not valid JSON (UTF-8): {err}") from None
-        if schema is None:
-            if not isinstance(data, dict):
-                raise ApiError("invalid", f"body: expected a JSON object, got {type(data).__name__}")
-            return data
+        if not isinstance(data, dict):
+            raise ApiError("invalid", f"body: expected a JSON object, got {type(data).__name__}")
+        return data
+
+    def validate(schema: type[Body], data: dict) -> Body:
         try:
             return schema.model_validate(data)
         except ValidationError as err:
@@ -123,7 +125,7 @@ def create_app(settings: ApiSettings, service: RerankService | None = None) -> S
     # --- the rerank routes ---------------------------------------------------------------------
 
     async def cohere_rerank(request: Request) -> Response:
-        body = await read(request, CohereRerank)
+        body = validate(CohereRerank, await read(request))
         model = await service.resolve(body.model)
         if not body.documents:
             raise ApiError("empty", "list of documents must not be empty")
@@ -170,19 +172,13 @@ def create_app(settings: ApiSettings, service: RerankService | None = None) -> S
         return JSONResponse(answer)
 
     async def v1_rerank(request: Request) -> Response:
-        return await jina_rerank("/v1/rerank", await read(request, JinaRerank))
+        return await jina_rerank("/v1/rerank", validate(JinaRerank, await read(request)))
 
     async def tei_rerank(request: Request) -> Response:
-        data = await read(request, None)
+        data = await read(request)
         if "texts" not in data and "documents" in data:  # vLLM's shape (Milvus' vllm provider posts it here)
-            try:
-                return await jina_rerank("/rerank", JinaRerank.model_validate(data))
-            except ValidationError as err:
-                raise ApiError("invalid", describe(err)) from None
-        try:
-            body = TeiRerank.model_validate(data)
-        except ValidationError as err:
-            raise ApiError("invalid", describe(err)) from None
+            return await jina_rerank("/rerank", validate(JinaRerank, data))
+        body = validate(TeiRerank, data)
         if not body.texts:
             raise ApiError("empty", "`texts` cannot be empty")
         check_documents(body.texts, "texts")

@@ -20,11 +20,13 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 
-class _Body(BaseModel):
+class Body(BaseModel):
+    """What every request body shares: strict types, unknown fields ignored."""
+
     model_config = ConfigDict(strict=True, extra="ignore")
 
 
-class CohereRerank(_Body):
+class CohereRerank(Body):
     """Cohere's ``POST /v2/rerank``."""
 
     model: str
@@ -35,11 +37,11 @@ class CohereRerank(_Body):
     priority: int | None = None  # accepted, ignored: one queue serves every request
 
 
-class JinaDocument(_Body):
+class JinaDocument(Body):
     text: str
 
 
-class JinaRerank(_Body):
+class JinaRerank(Body):
     """Jina's and vLLM's ``POST /v1/rerank`` (vLLM also takes it at ``/rerank``)."""
 
     model: str | None = None
@@ -53,7 +55,7 @@ class JinaRerank(_Body):
         return [d if isinstance(d, str) else d.text for d in self.documents]
 
 
-class TeiRerank(_Body):
+class TeiRerank(Body):
     """Hugging Face text-embeddings-inference's ``POST /rerank``."""
 
     query: str
