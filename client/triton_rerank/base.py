@@ -11,7 +11,15 @@ import numpy as np
 
 from triton_rerank.endpoints import DEFAULT_URL
 from triton_rerank.errors import RerankInputError
-from triton_rerank.transport import DEFAULT_MAX_IN_FLIGHT, DEFAULT_RETRY_S, AsyncTransport, Batch, Output, Transport
+from triton_rerank.transport import (
+    DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_RETRY_S,
+    MAX_ROWS_PARAMETER,
+    AsyncTransport,
+    Batch,
+    Output,
+    Transport,
+)
 
 # Texts per request: the server's default max_rows_per_request. The dynamic batcher cannot merge
 # requests padded to different lengths, and the runner already runs each request in
@@ -19,6 +27,7 @@ from triton_rerank.transport import DEFAULT_MAX_IN_FLIGHT, DEFAULT_RETRY_S, Asyn
 DEFAULT_BATCH_SIZE = 128
 
 MakeBatch = Callable[[list[bytes]], Batch]  # one length group -> the request's string inputs and rows
+Costs = Callable[[dict[str, int]], list[int]]  # the server's limits -> the rows each text may become there
 
 
 def check_strings(values: object, what: str) -> list[bytes]:
@@ -49,12 +58,23 @@ def rows_per_request(batch_size: int, server_limit: int | None) -> int:
     return min(batch_size, server_limit) if server_limit else batch_size
 
 
-def length_groups(items: list[bytes], size: int) -> tuple[np.ndarray, list[list[bytes]]]:
+def length_groups(
+    items: list[bytes], size: int, costs: list[int] | None = None, budget: int | None = None
+) -> tuple[np.ndarray, list[list[bytes]]]:
     """``items`` ordered by length and cut into groups of at most ``size``, and that order: each
-    request then holds texts of similar length, so padding to its longest wastes little work."""
+    request then holds texts of similar length, so padding to its longest wastes little work. With
+    ``costs`` (the rows each item may become on the server), a group also costs at most ``budget``."""
     order = np.argsort(np.array([len(item) for item in items], dtype=np.int64), kind="stable")
-    ordered = [items[i] for i in order]
-    return order, [ordered[start : start + size] for start in range(0, len(ordered), size)]
+    groups: list[list[bytes]] = []
+    spent = 0
+    for i in order:
+        cost = costs[i] if costs is not None else 1
+        if not groups or len(groups[-1]) == size or (budget and costs is not None and spent + cost > budget):
+            groups.append([])
+            spent = 0
+        groups[-1].append(items[i])
+        spent += cost
+    return order, groups
 
 
 def in_input_order(order: np.ndarray, parts: list[np.ndarray], *, flat: bool = True) -> np.ndarray:
@@ -111,8 +131,10 @@ class _Client:
             api_key=api_key,
         )
 
-    def _plan(self, encoded: list[bytes], server_limit: int | None, make_batch: MakeBatch):
-        order, groups = length_groups(encoded, rows_per_request(self.batch_size, server_limit))
+    def _plan(self, encoded: list[bytes], limits: dict[str, int], make_batch: MakeBatch, costs: Costs | None):
+        server_limit = limits.get(MAX_ROWS_PARAMETER)
+        size = rows_per_request(self.batch_size, server_limit)
+        order, groups = length_groups(encoded, size, costs(limits) if costs else None, server_limit)
         return order, [make_batch(group) for group in groups]
 
 
@@ -120,10 +142,17 @@ class BlockingClient(_Client):
     """A client whose calls block; a context manager."""
 
     def _send(
-        self, encoded: list[bytes], make_batch: MakeBatch, output: Output, *, flat: bool, parameters: dict | None = None
+        self,
+        encoded: list[bytes],
+        make_batch: MakeBatch,
+        output: Output,
+        *,
+        flat: bool,
+        parameters: dict | None = None,
+        costs: Costs | None = None,
     ) -> np.ndarray:
-        limit = self._transport.max_rows_per_request() if len(encoded) > 1 else None
-        order, batches = self._plan(encoded, limit, make_batch)
+        limits = self._transport.limits() if len(encoded) > 1 or costs else {}
+        order, batches = self._plan(encoded, limits, make_batch, costs)
         return in_input_order(order, self._transport.infer_many(batches, output, parameters), flat=flat)
 
     def is_ready(self) -> bool:
@@ -146,10 +175,17 @@ class AsyncClient(_Client):
     _transport_type = AsyncTransport
 
     async def _send(
-        self, encoded: list[bytes], make_batch: MakeBatch, output: Output, *, flat: bool, parameters: dict | None = None
+        self,
+        encoded: list[bytes],
+        make_batch: MakeBatch,
+        output: Output,
+        *,
+        flat: bool,
+        parameters: dict | None = None,
+        costs: Costs | None = None,
     ) -> np.ndarray:
-        limit = await self._transport.max_rows_per_request() if len(encoded) > 1 else None
-        order, batches = self._plan(encoded, limit, make_batch)
+        limits = await self._transport.limits() if len(encoded) > 1 or costs else {}
+        order, batches = self._plan(encoded, limits, make_batch, costs)
         return in_input_order(order, await self._transport.infer_many(batches, output, parameters), flat=flat)
 
     async def is_ready(self) -> bool:

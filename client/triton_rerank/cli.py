@@ -33,6 +33,7 @@ COMMANDS = {
     "ingest": "triton_rerank.commands.ingest",
     "search": "triton_rerank.commands.search",
     "evaluate": "triton_rerank.commands.evaluate",
+    "long-corpus": "triton_rerank.commands.long_corpus",
     "benchmark": "triton_rerank.commands.benchmark",
     "load-test": "triton_rerank.commands.load_test",
     "gpu-check": "triton_rerank.commands.gpu_check",

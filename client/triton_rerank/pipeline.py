@@ -9,6 +9,10 @@ The query is embedded by the ``embedder`` ensemble, Milvus returns the ``retriev
 documents (cosine), and the ``reranker`` ensemble scores each (query, document) pair; hits come
 back best rerank score first. ``AsyncRerankPipeline`` is the asyncio twin (Milvus calls run in a
 worker thread).
+
+Keywords after the three components are the reranker's request options (``client.request_options``):
+``RerankPipeline(store, embed, rerank, long_documents="max")`` reads documents longer than the model
+in windows and keeps each one's best, and its hits carry the ``span`` of text that decided.
 """
 
 from __future__ import annotations
@@ -18,9 +22,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
-from triton_rerank.client import AsyncTritonRerankFunction, TritonRerankFunction, rank
+from triton_rerank.client import AsyncTritonRerankFunction, TritonRerankFunction, rank, request_options
 from triton_rerank.embed import AsyncTritonEmbedFunction, TritonEmbedFunction
 from triton_rerank.errors import RerankInputError
 from triton_rerank.store import Match, MilvusStore
@@ -34,6 +36,7 @@ class Hit:
     first_stage_score: float  # cosine similarity from Milvus
     first_stage_rank: int  # 1-based position in the first-stage list
     metadata: dict[str, Any]
+    span: tuple[int, int] | None = None  # the characters of text that decided (long documents read in windows)
 
 
 @dataclass(frozen=True)
@@ -55,8 +58,8 @@ def check_search(queries: list[str], retrieve_k: object, top_k: object) -> None:
         raise RerankInputError(f"top_k ({top_k}) cannot exceed retrieve_k ({retrieve_k})")
 
 
-def _result(query: str, candidates: list[Match], scores: np.ndarray, top_k: int, timings: dict) -> SearchResult:
-    ranked = rank([c.text for c in candidates], scores, top_k)
+def _result(query: str, candidates: list[Match], found, top_k: int, timings: dict) -> SearchResult:
+    ranked = rank([c.text for c in candidates], found.scores, top_k, found.spans)
     hits = [
         Hit(
             id=candidates[r.index].id,
@@ -65,10 +68,18 @@ def _result(query: str, candidates: list[Match], scores: np.ndarray, top_k: int,
             first_stage_score=candidates[r.index].score,
             first_stage_rank=r.index + 1,
             metadata=candidates[r.index].metadata,
+            span=r.span,
         )
         for r in ranked
     ]
     return SearchResult(query=query, hits=hits, candidates=candidates, timings_ms=timings)
+
+
+def _check_options(options: dict) -> tuple[dict, bool]:
+    """The reranker's request options, checked now rather than at the first search; and whether
+    hits carry spans (they do when long documents are read in windows)."""
+    parameters = request_options(**options) or {}
+    return options, parameters.get("long_documents") in ("max", "mean")
 
 
 def _shared_timings(embed_ms: float, retrieve_ms: float, queries: int) -> dict[str, float]:
@@ -83,10 +94,13 @@ def _ms(since: float) -> float:
 class RerankPipeline:
     """Two-stage search over one Milvus collection; see the module docstring."""
 
-    def __init__(self, store: MilvusStore, embedder: TritonEmbedFunction, reranker: TritonRerankFunction) -> None:
+    def __init__(
+        self, store: MilvusStore, embedder: TritonEmbedFunction, reranker: TritonRerankFunction, **rerank_options
+    ) -> None:
         self.store = store
         self.embedder = embedder
         self.reranker = reranker
+        self.rerank_options, self.spans = _check_options(rerank_options)
 
     def search(self, query: str, *, retrieve_k: int = 100, top_k: int = 10, filter: str | None = None) -> SearchResult:
         return self.search_batch([query], retrieve_k=retrieve_k, top_k=top_k, filter=filter)[0]
@@ -108,8 +122,10 @@ class RerankPipeline:
         shared = _shared_timings(embed_ms, retrieve_ms, len(queries))
         for query, candidates in zip(queries, candidate_lists, strict=True):
             started = time.perf_counter()
-            scores = self.reranker.score(query, [c.text for c in candidates]) if candidates else np.empty(0)
-            results.append(_result(query, candidates, scores, top_k, {**shared, "rerank": _ms(started)}))
+            found = self.reranker.score_details(
+                query, [c.text for c in candidates], spans=self.spans, **self.rerank_options
+            )
+            results.append(_result(query, candidates, found, top_k, {**shared, "rerank": _ms(started)}))
         return results
 
 
@@ -117,11 +133,16 @@ class AsyncRerankPipeline:
     """The asyncio twin of ``RerankPipeline``; a batch's reranking calls run concurrently."""
 
     def __init__(
-        self, store: MilvusStore, embedder: AsyncTritonEmbedFunction, reranker: AsyncTritonRerankFunction
+        self,
+        store: MilvusStore,
+        embedder: AsyncTritonEmbedFunction,
+        reranker: AsyncTritonRerankFunction,
+        **rerank_options,
     ) -> None:
         self.store = store
         self.embedder = embedder
         self.reranker = reranker
+        self.rerank_options, self.spans = _check_options(rerank_options)
 
     async def search(
         self, query: str, *, retrieve_k: int = 100, top_k: int = 10, filter: str | None = None
@@ -145,7 +166,9 @@ class AsyncRerankPipeline:
 
         async def rerank(query: str, candidates: list[Match]) -> SearchResult:
             started = time.perf_counter()
-            scores = await self.reranker.score(query, [c.text for c in candidates]) if candidates else np.empty(0)
-            return _result(query, candidates, scores, top_k, {**shared, "rerank": _ms(started)})
+            found = await self.reranker.score_details(
+                query, [c.text for c in candidates], spans=self.spans, **self.rerank_options
+            )
+            return _result(query, candidates, found, top_k, {**shared, "rerank": _ms(started)})
 
         return list(await asyncio.gather(*(rerank(q, c) for q, c in zip(queries, candidate_lists, strict=True))))

@@ -55,8 +55,10 @@ FAILOVER_ERRORS = (ServerUnavailableError, ModelNotReadyError)
 # How long a request keeps being tried again while no replica can serve it, and the waits between tries.
 DEFAULT_RETRY_S = 10.0
 RETRY_FIRST_DELAY_S, RETRY_MAX_DELAY_S = 0.25, 2.0
-# The ensemble parameter that says how many rows (documents, texts) one request may hold.
-MAX_ROWS_PARAMETER = "max_rows_per_request"
+# The ensemble parameters that clients plan their requests by: how many rows (documents, texts) one
+# request may hold, and how many tokens the model reads per row.
+MAX_ROWS_PARAMETER, MAX_LENGTH_PARAMETER = "max_rows_per_request", "max_length"
+LIMIT_PARAMETERS = (MAX_ROWS_PARAMETER, MAX_LENGTH_PARAMETER)
 _UNKNOWN = object()  # no server has answered the question yet
 
 
@@ -97,7 +99,7 @@ class _Base:
         self.headers = self.headers or None
         self._turn = itertools.count()
         self._down_until = [0.0] * len(self.urls)
-        self._max_rows: int | None | object = _UNKNOWN  # read from the servers on first need
+        self._limits: dict[str, int] | object = _UNKNOWN  # read from the servers on first need
 
     def _backoff(self):
         """Waits before each new pass over the replicas, while ``retry_s`` lasts."""
@@ -164,18 +166,19 @@ class _Base:
             kwargs.update(outputs=[module.InferRequestedOutput(name, binary_data=True) for name in names])
         return inputs, kwargs
 
-    def _settle_max_rows(self, configs: list[dict]) -> int | None:
-        """Remember the smallest ``max_rows_per_request`` the answering servers' configs declare
-        (None: none declares one); when no server answered, remember nothing, so it is asked again."""
+    def _settle_limits(self, configs: list[dict]) -> dict[str, int]:
+        """Remember the smallest of each ``LIMIT_PARAMETERS`` the answering servers' configs declare
+        (absent: none declares it); when no server answered, remember nothing, so it is asked again."""
         if configs:
-            limits = []
+            limits: dict[str, int] = {}
             for config in configs:
                 config = config.get("config", config)  # gRPC wraps the config, HTTP does not
-                value = config.get("parameters", {}).get(MAX_ROWS_PARAMETER, {}).get("string_value")
-                if value and value.isdigit() and int(value) > 0:
-                    limits.append(int(value))
-            self._max_rows = min(limits) if limits else None
-        return None if self._max_rows is _UNKNOWN else self._max_rows
+                for name in LIMIT_PARAMETERS:
+                    value = config.get("parameters", {}).get(name, {}).get("string_value")
+                    if value and value.isdigit() and int(value) > 0:
+                        limits[name] = min(limits.get(name, int(value)), int(value))
+            self._limits = limits
+        return {} if self._limits is _UNKNOWN else self._limits
 
     def _ready_kwargs(self) -> dict:
         return {"client_timeout": self.timeout_s} if self.endpoint.protocol == "grpc" else {}
@@ -298,18 +301,22 @@ class Transport(_Base):
                 future.set_result(err)
         return [future.result() for future in futures]
 
-    def max_rows_per_request(self) -> int | None:
-        """The most rows one request may hold on these servers (the smallest any declares), read
-        once from the model's config; None when none can be read (it is then the server's to say)."""
-        if self._max_rows is not _UNKNOWN:
-            return self._max_rows
+    def limits(self) -> dict[str, int]:
+        """The model's ``LIMIT_PARAMETERS`` on these servers (the smallest any declares), read once
+        from its config; those none declares are absent (it is then the server's to say)."""
+        if self._limits is not _UNKNOWN:
+            return self._limits
         configs = []
         for client in self._clients:
             try:
                 configs.append(client.get_model_config(self.model_name, headers=self.headers, **self._config_kwargs()))
             except Exception:  # down, or an older repository: requests will say what is wrong
                 continue
-        return self._settle_max_rows(configs)
+        return self._settle_limits(configs)
+
+    def max_rows_per_request(self) -> int | None:
+        """The most rows one request may hold on these servers; None when none says."""
+        return self.limits().get(MAX_ROWS_PARAMETER)
 
     def is_ready(self) -> bool:
         """True when a server answers and the model is ready there; False when none does."""
@@ -382,10 +389,10 @@ class AsyncTransport(_Base):
 
         return list(await asyncio.gather(*(one(strings, rows) for strings, rows in batches)))
 
-    async def max_rows_per_request(self) -> int | None:
-        """The asyncio twin of ``Transport.max_rows_per_request``."""
-        if self._max_rows is not _UNKNOWN:
-            return self._max_rows
+    async def limits(self) -> dict[str, int]:
+        """The asyncio twin of ``Transport.limits``."""
+        if self._limits is not _UNKNOWN:
+            return self._limits
         configs = []
         for client in self._connect():
             try:
@@ -394,7 +401,10 @@ class AsyncTransport(_Base):
                 )
             except Exception:  # down, or an older repository: requests will say what is wrong
                 continue
-        return self._settle_max_rows(configs)
+        return self._settle_limits(configs)
+
+    async def max_rows_per_request(self) -> int | None:
+        return (await self.limits()).get(MAX_ROWS_PARAMETER)
 
     async def ready_models(self) -> dict[str, dict]:
         """The config of every ready model on the first server that answers: what a front end such

@@ -115,7 +115,8 @@ def test_a_model_without_token_type_ids_is_exported_and_served_with_two_inputs(t
     assert report.model_inputs == ["input_ids", "attention_mask"]
     configs = {name: repo.load_config(repository / name / "config.pbtxt") for name in repo.MODEL_NAMES}
     assert [t.name for t in configs[repo.CROSS_ENCODER].input] == ["input_ids", "attention_mask"]
-    assert [t.name for t in configs[repo.TOKENIZER].output] == ["input_ids", "attention_mask", repo.TOKEN_COUNT]
+    rows = [name for name, _, _ in repo.ROW_TENSORS]  # what the tokenizer tells the aggregator
+    assert [t.name for t in configs[repo.TOKENIZER].output] == ["input_ids", "attention_mask", *rows]
     query, documents = "what is the capital of france", ["paris is the capital", "", "berlin " * 60, "café 🚀"]
     expected = CrossEncoder(str(folder)).predict([(query, d) for d in documents], activation_fn=torch.nn.Identity())
     with EmbeddedTritonServer(repository, free_port_settings()) as server:

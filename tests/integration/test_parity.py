@@ -105,7 +105,7 @@ async def test_async_client_equals_the_sync_client(url, reference):
 def test_token_counts_are_the_tokens_the_reference_reads_after_truncation(url, reference):
     cross_encoder, _ = reference
     with TritonRerankFunction(url, batch_size=3) as rf:  # across request splits too
-        scores, tokens = rf.score_and_count(QUERY, DOCUMENTS)
+        scores, tokens, _ = rf.score_details(QUERY, DOCUMENTS, tokens=True)
     encoded = cross_encoder.tokenizer([QUERY] * len(DOCUMENTS), DOCUMENTS, truncation=True, max_length=48)
     assert tokens.tolist() == [len(ids) for ids in encoded["input_ids"]]
     assert max(tokens) == 48 and min(tokens) < 48  # some were cut, some were not

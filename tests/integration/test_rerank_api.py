@@ -454,3 +454,17 @@ def test_triton_down_is_503_on_every_route(tmp_path):
         tei = httpx.post(f"{base}/rerank", json={"query": QUERY, "texts": ["a"]})
         assert tei.status_code == 503 and tei.json()["error_type"] == "Unhealthy"
         assert httpx.get(f"{base}/health").status_code == 503
+
+
+def test_a_long_document_through_the_api_is_read_in_windows_when_asked(api, api_triton):
+    from triton_rerank import TritonRerankFunction
+
+    document = "the quick brown fox " * 30 + "paris is the capital of france " + "the lazy dog " * 30
+    body = {"model": "reranker", "query": QUERY, "documents": [document, DOCUMENTS[1]], "long_documents": "max"}
+    answer = httpx.post(f"{api}/v2/rerank", json=body).json()
+    got = {r["index"]: r["relevance_score"] for r in answer["results"]}
+    with TritonRerankFunction(api_triton.grpc_url) as rf:
+        want = rf.score(QUERY, [document, DOCUMENTS[1]], long_documents="max")
+        first = rf.score(QUERY, [document, DOCUMENTS[1]])
+    np.testing.assert_allclose([got[0], got[1]], sigmoid(want), atol=TOLERANCE)
+    assert abs(got[0] - sigmoid(first[0])) > 1e-6  # not today's truncated score

@@ -53,7 +53,7 @@ def test_serve_prints_one_ready_line_serves_and_stops_cleanly(tiny_repository, s
     )
     try:
         line = process.stdout.readline()
-        models = "bi_encoder, cross_encoder, embed_tokenizer, embedder, reranker, tokenizer"
+        models = "aggregator, bi_encoder, cross_encoder, embed_tokenizer, embedder, reranker, tokenizer"
         assert line.startswith(f"Triton ready: models {models} |"), line  # (stderr stays open while it runs)
         assert f"127.0.0.1:{http}" in line and f"127.0.0.1:{grpc}" in line
         children = descendants(process.pid)

@@ -161,3 +161,14 @@ def test_api_flags_are_the_settings_fields():
 
     args = build_parser().parse_args(["api", "--port", "9000", "--no-auto-truncate", "--model-alias", "a=reranker"])
     assert (args.port, args.auto_truncate, args.max_documents, args.model_alias) == (9000, False, 1000, ["a=reranker"])
+
+
+async def test_long_documents_come_from_the_request_or_else_the_service():
+    service = StandIn()
+    async with client_for(service, long_documents="max", max_chunks_per_doc=8) as client:
+        await client.post("/v2/rerank", json=COHERE_BODY)
+        await client.post("/rerank", json={**TEI_BODY, "long_documents": "first"})
+        bad = await client.post("/v1/rerank", json={**COHERE_BODY, "long_documents": "sum"})
+    assert service.calls[0]["long_documents"] == "max" and service.calls[0]["max_chunks_per_doc"] == 8
+    assert "long_documents" not in service.calls[1]  # first: today's path, no parameter sent
+    assert bad.status_code == 422 and bad.json()["detail"].startswith("long_documents: Input should be")

@@ -206,21 +206,41 @@ def test_free_port_settings_never_gives_two_servers_one_port():
         ({"truncation_direction": "up"}, "truncation_direction must be"),
         ({"max_tokens_per_doc": 0}, "max_tokens_per_doc must be a positive int"),
         ({"max_tokens_per_doc": True}, "max_tokens_per_doc must be a positive int"),
+        ({"long_documents": "sum"}, "long_documents must be one of first, max, mean, error"),
+        ({"long_documents": "max", "max_chunks_per_doc": 0}, "max_chunks_per_doc must be a positive int"),
+        ({"long_documents": "max", "window": 64, "stride": 64}, "stride .64, the tokens neighbouring windows share"),
+        ({"max_chunks_per_doc": 4}, "max_chunks_per_doc applies to long_documents 'max' or 'mean', not 'first'"),
     ],
 )
-def test_truncation_options_are_checked_before_any_request(options, message):
-    from triton_rerank.client import truncation_options
+def test_request_options_are_checked_before_any_request(options, message):
+    from triton_rerank.client import request_options
 
     with pytest.raises(RerankInputError, match=message):
-        truncation_options(**options)
+        request_options(**options)
 
 
 def test_default_truncation_sends_no_parameters_and_choices_become_request_parameters():
-    from triton_rerank.client import truncation_options
+    from triton_rerank.client import request_options
 
-    assert truncation_options() is None  # the request is the same as before these options existed
-    assert truncation_options(truncate=False, truncation_direction="left", max_tokens_per_doc=64) == {
+    assert request_options() is None  # the request is the same as before these options existed
+    assert request_options(truncate=False, truncation_direction="left", max_tokens_per_doc=64) == {
         "truncate": False,
         "truncation_direction": "left",
         "max_tokens_per_doc": 64,
     }
+    assert request_options(long_documents="max") == {"long_documents": "max", "max_chunks_per_doc": 32}
+
+
+def test_windowed_calls_pack_requests_by_the_rows_their_documents_may_become():
+    from triton_rerank.base import length_groups
+    from triton_rerank.client import request_options, row_costs
+
+    costs = row_costs("q", request_options(long_documents="max", max_chunks_per_doc=8))
+    documents = [b"short"] * 20 + [b"long " * 100] * 5
+    rows = costs({"max_rows_per_request": 32, "max_length": 64}, documents)
+    assert rows == [1] * 20 + [8] * 5  # 5 bytes fit beside a 1-byte query in 64 tokens; 500 bytes may not
+    _, groups = length_groups(documents, 128, rows, 32)
+    assert [len(g) for g in groups] == [21, 4]  # 20 short + 1 long = 28 rows, then 4 long = 32 rows: never over 32
+    assert row_costs("q", request_options()) is None  # one row per document: nothing to plan
+    with pytest.raises(RerankInputError, match="max_chunks_per_doc .64. is more than this server takes"):
+        row_costs("q", request_options(long_documents="mean", max_chunks_per_doc=64))({"max_rows_per_request": 32}, [])

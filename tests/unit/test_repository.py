@@ -30,8 +30,9 @@ DEFAULTS = [repo.DEFAULT_RERANKER_SETTINGS, repo.DEFAULT_EMBEDDER_SETTINGS]
 def test_committed_repository_equals_generated_configs_for_the_default_models(settings):
     for name, config in repo.build_configs(settings).items():
         assert (COMMITTED / name / "config.pbtxt").read_text() == repo.to_pbtxt(config), name
-    tokenizer_code = COMMITTED / settings.family.tokenizer / "1" / "model.py"
-    assert tokenizer_code.is_symlink() and tokenizer_code.resolve() == repo.TOKENIZER_CODE.resolve()
+    for name, source in repo.python_models(settings.family).items():  # links to the one source, never copies
+        code = COMMITTED / name / "1" / "model.py"
+        assert code.is_symlink() and code.resolve() == source.resolve(), name
     assert (COMMITTED / settings.family.ensemble / "1" / ".gitkeep").exists()
 
 
@@ -183,11 +184,11 @@ def test_settings_refuse_bad_values(changes, message):
         repo.RepositorySettings(**changes)
 
 
-def test_a_named_export_gets_its_own_three_models_that_line_up():
+def test_a_named_export_gets_its_own_models_that_line_up():
     settings = repo.RepositorySettings(name="minilm")
-    assert settings.family.names == ("minilm_tokenizer", "minilm_model", "minilm")
+    assert settings.family.names == ("minilm_tokenizer", "minilm_model", "minilm", "minilm_aggregator")
     configs = repo.build_configs(settings)
-    assert sorted(configs) == ["minilm", "minilm_model", "minilm_tokenizer"]
+    assert sorted(configs) == ["minilm", "minilm_aggregator", "minilm_model", "minilm_tokenizer"]
     steps = configs["minilm"].ensemble_scheduling.step
-    assert [step.model_name for step in steps] == ["minilm_tokenizer", "minilm_model"]
+    assert [step.model_name for step in steps] == ["minilm_tokenizer", "minilm_model", "minilm_aggregator"]
     assert repo.RepositorySettings(name="reranker").family == repo.RERANK  # the default name is the default

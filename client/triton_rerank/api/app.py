@@ -117,10 +117,15 @@ def create_app(settings: ApiSettings, service: RerankService | None = None) -> S
                 f"{settings.max_documents:,} per request",
             )
 
-    async def score(route: str, model: ServedModel, query: str, documents: list[str], **truncation):
-        """(logits, token counts or None), one per document."""
+    async def score(route: str, body: Body, model: ServedModel, query: str, documents: list[str], **options):
+        """(logits, token counts or None), one per document; long documents as the body or the service says."""
         metrics.documents.labels(route).inc(len(documents))
-        return await service.logits(model, query, documents, **truncation)
+        policy = body.long_documents or settings.long_documents
+        if policy in ("max", "mean"):
+            options.update(long_documents=policy, max_chunks_per_doc=settings.max_chunks_per_doc)
+        elif policy == "error":
+            options.update(long_documents=policy)
+        return await service.logits(model, query, documents, **options)
 
     # --- the rerank routes ---------------------------------------------------------------------
 
@@ -131,7 +136,7 @@ def create_app(settings: ApiSettings, service: RerankService | None = None) -> S
             raise ApiError("empty", "list of documents must not be empty")
         check_documents(body.documents, "documents")
         truncation = {"max_tokens_per_doc": body.max_tokens_per_doc} if body.max_tokens_per_doc else {}
-        logits, _ = await score("/v2/rerank", model, body.query, body.documents, **truncation)
+        logits, _ = await score("/v2/rerank", body, model, body.query, body.documents, **truncation)
         relevance = activate(logits, "sigmoid")
         results = rank(body.documents, relevance, body.top_n)
         return JSONResponse(
@@ -156,7 +161,9 @@ def create_app(settings: ApiSettings, service: RerankService | None = None) -> S
                 f"truncate_prompt_tokens={limit} is not supported: pairs are truncated at the model's max_length "
                 f"({model.max_length}); send -1 or leave it out",
             )
-        logits, tokens = await score(route, model, body.query, documents) if documents else (np.empty(0), np.empty(0))
+        logits, tokens = (
+            await score(route, body, model, body.query, documents) if documents else (np.empty(0), np.empty(0))
+        )
         results = rank(documents, activate(logits, "sigmoid"), body.top_n or None)
         answer = {
             "id": f"rerank-{uuid.uuid4().hex}",
@@ -186,6 +193,7 @@ def create_app(settings: ApiSettings, service: RerankService | None = None) -> S
         truncate = settings.auto_truncate if body.truncate is None else body.truncate
         logits, tokens = await score(
             "/rerank",
+            body,
             model,
             body.query,
             body.texts,

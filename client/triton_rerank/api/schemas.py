@@ -21,9 +21,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 
 class Body(BaseModel):
-    """What every request body shares: strict types, unknown fields ignored."""
+    """What every request body shares: strict types, unknown fields ignored, and one field of ours
+    that the references lack (ignored by their servers): how a document longer than the model
+    reads is scored (``triton-rerank api --long-documents`` when left out)."""
 
     model_config = ConfigDict(strict=True, extra="ignore")
+    long_documents: Literal["first", "max", "mean", "error"] | None = None
 
 
 class CohereRerank(Body):

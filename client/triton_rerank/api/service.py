@@ -126,9 +126,8 @@ class RerankService:
         count (None for a model exported without the TOKENS output)."""
         client = self._client(model.name)
         try:
-            if model.counts_tokens:
-                return await client.score_and_count(query, documents, **truncation)
-            return await client.score(query, documents, **truncation), None
+            found = await client.score_details(query, documents, tokens=model.counts_tokens, **truncation)
+            return found.scores, found.tokens
         except RerankError as err:
             raise api_error(err) from err
 

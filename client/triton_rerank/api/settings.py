@@ -4,6 +4,7 @@ none of the service's packages."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from triton_rerank.endpoints import DEFAULT_URL
 
@@ -32,6 +33,13 @@ class ApiSettings:
     max_body_bytes: int = _setting(10 * 2**20, "largest request body, in bytes (larger: 413)")
     max_concurrent_requests: int = _setting(512, "requests handled at once; more are answered 429 at once")
     auto_truncate: bool = _setting(True, "TEI requests without 'truncate' are truncated (else refused when too long)")
+    long_documents: Literal["first", "max", "mean", "error"] = _setting(
+        "first",
+        "a document longer than the model reads: first = truncated (CrossEncoder.predict's scores), max / mean = "
+        "read in overlapping windows and scored by the best / the mean, error = refused; a request's "
+        "long_documents field overrides it",
+    )
+    max_chunks_per_doc: int = _setting(32, "most windows per document with max / mean")
     timeout_s: float = _setting(60.0, "Triton request timeout")
     batch_size: int | None = _setting(None, "documents per Triton request (default: the client's, capped by Triton)")
     api_key: str | None = _setting(None, f"the key callers must send (from ${API_KEY_ENV} only)", cli=False)

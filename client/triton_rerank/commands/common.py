@@ -66,6 +66,25 @@ def add_milvus(parser: argparse.ArgumentParser, *, uri_default: str | None = "do
     parser.add_argument("--milvus-ca-file", help="CA certificate (PEM) of a Milvus server with TLS by a private CA")
 
 
+def add_long_documents(parser: argparse.ArgumentParser) -> None:
+    """How the reranker reads documents longer than the model does (``client.request_options``)."""
+    parser.add_argument(
+        "--long-documents",
+        choices=["first", "max", "mean", "error"],
+        default="first",
+        help="a document longer than the model reads: first = truncated (as in-process), max / mean = read in "
+        "overlapping windows, scored by the best / the mean, error = refused (default: %(default)s)",
+    )
+    parser.add_argument("--max-chunks-per-doc", type=int, help="most windows per document with max / mean (32)")
+
+
+def long_document_options(args: argparse.Namespace) -> dict:
+    options = {"long_documents": args.long_documents}
+    if args.max_chunks_per_doc is not None:
+        options["max_chunks_per_doc"] = args.max_chunks_per_doc
+    return options
+
+
 def add_running_services(parser: argparse.ArgumentParser) -> None:
     """What ingest and search talk to: a Milvus collection and a running Triton."""
     add_milvus(parser)

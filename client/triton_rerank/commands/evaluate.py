@@ -6,6 +6,11 @@ Reference (in-process): exact cosine search over sentence-transformers embedding
 CrossEncoder.predict on the candidates, both for the exact candidates and for the very candidates
 Milvus returned (so the reranking itself is compared on the same lists). Prints a Markdown table of
 nDCG@10, MRR@10 and Recall@100 and writes the figures as JSON.
+
+Long documents: ``--rerank-data`` names a BEIR folder with the same ids whose texts the reranker
+reads instead (``triton-rerank long-corpus`` writes one), and ``--long-documents first,max,mean``
+reranks the same first-stage candidates once per policy, with the rows the cross-encoder scored and
+the seconds each took.
 """
 
 from __future__ import annotations
@@ -48,7 +53,7 @@ def ranked_ids(ids: list[str], scores) -> list[str]:
     return [ids[result.index] for result in rank(ids, scores, None)]
 
 
-def served_runs(args, documents, queries, url: str, milvus_uri: str):
+def served_runs(args, documents, queries, url: str, milvus_uri: str, stats_url: str | None):
     from triton_rerank import TritonEmbedFunction, TritonRerankFunction
 
     timings = {}
@@ -66,16 +71,42 @@ def served_runs(args, documents, queries, url: str, milvus_uri: str):
         vectors = embed([queries[q] for q in query_ids])
         candidates = dict(zip(query_ids, store.search(vectors, limit=args.retrieve_k), strict=True))
         timings["retrieve_s"] = time.perf_counter() - started
-        started = time.perf_counter()
         reranked = {}
-        for q in query_ids:
-            texts = [m.text for m in candidates[q]]
-            reranked[q] = ranked_ids([m.id for m in candidates[q]], rerank.score(queries[q], texts))
-        timings["rerank_s"] = time.perf_counter() - started
-        pairs = sum(len(c) for c in candidates.values())
-        print(f"served: reranked {pairs} pairs in {timings['rerank_s']:.0f} s", flush=True)
+        if args.rerank_data is None:  # the collection's own texts, under each policy
+            for policy in args.long_documents:
+                reranked[policy] = rerank_run(rerank, queries, candidates, None, policy, stats_url, timings)
+        else:  # the collection's own texts as they are (the short figure), then the other texts under each policy
+            reranked["short"] = rerank_run(rerank, queries, candidates, None, "first", stats_url, timings)
+            texts = {d.id: d.text for d in read_documents(args.rerank_data)}
+            for policy in args.long_documents:
+                reranked[policy] = rerank_run(rerank, queries, candidates, texts, policy, stats_url, timings)
     first_stage = {q: [m.id for m in matches] for q, matches in candidates.items()}
     return first_stage, reranked, timings
+
+
+def rerank_run(rerank, queries, candidates, texts: dict | None, policy: str, stats_url: str | None, timings: dict):
+    """Each query's candidates reranked (with ``texts`` instead of theirs, when given) under one
+    long-document policy; records the seconds and the rows the cross-encoder scored."""
+    from triton_rerank.bench.stats import triton_stats
+
+    name = policy if texts is not None else "short" if policy == "first" else f"short {policy}"
+    before = triton_stats(stats_url) if stats_url else None
+    started = time.perf_counter()
+    run = {}
+    for q, matches in candidates.items():
+        documents = [texts.get(m.id, m.text) if texts else m.text for m in matches]
+        run[q] = ranked_ids([m.id for m in matches], rerank.score(queries[q], documents, long_documents=policy))
+    timings[f"rerank_{name}_s"] = time.perf_counter() - started
+    pairs = sum(len(c) for c in candidates.values())
+    if before is not None:
+        rows = (
+            triton_stats(stats_url).get("cross_encoder", {}).get("inferences", 0)
+            - before["cross_encoder"]["inferences"]
+        )
+        timings[f"rerank_{name}_rows"] = rows
+    shown = f", {timings[f'rerank_{name}_rows']} rows scored" if before is not None else ""
+    print(f"served ({name}): reranked {pairs} pairs in {timings[f'rerank_{name}_s']:.0f} s{shown}", flush=True)
+    return run
 
 
 def reference_runs(args, documents, queries, served_candidates):
@@ -129,7 +160,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--retrieve-k", type=int, default=100)
     parser.add_argument("--max-queries", type=int, help="evaluate only the first N judged queries (quick runs)")
     parser.add_argument("--no-reference", action="store_true", help="skip the in-process reference")
+    parser.add_argument(
+        "--rerank-data",
+        type=Path,
+        help="a BEIR folder with the same ids whose texts the reranker reads instead (the long-document variant)",
+    )
+    parser.add_argument(
+        "--long-documents",
+        type=_policies,
+        default=["first"],
+        help="long-document policies to rerank with, comma-separated: first,max,mean (default: first)",
+    )
     parser.add_argument("--out", type=Path, default=Path("generated/evaluation.json"), help="(default: %(default)s)")
+
+
+def _policies(value: str) -> list[str]:
+    from triton_rerank.client import LONG_DOCUMENTS
+
+    policies = value.split(",")
+    unknown = [p for p in policies if p not in LONG_DOCUMENTS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown policies {unknown}: choose from {', '.join(LONG_DOCUMENTS)}")
+    return policies
 
 
 def run(args: argparse.Namespace) -> int:
@@ -141,14 +193,26 @@ def run(args: argparse.Namespace) -> int:
     ]
     with (
         tempfile.TemporaryDirectory(prefix="triton-rerank-eval-") as workdir,
-        triton(args.triton_url, args.repository, exports) as (url, _),
+        triton(args.triton_url, args.repository, exports) as (url, server),
     ):
         milvus_uri = args.milvus_uri or str(Path(workdir) / "evaluation.db")
-        first_stage, reranked, served_timings = served_runs(args, documents, queries, url, milvus_uri)
-    rows = {
-        f"first stage: Milvus {args.index} (served)": evaluate(first_stage, qrels),
-        f"reranked: Triton on Milvus top-{args.retrieve_k} (served)": evaluate(reranked, qrels),
-    }
+        stats_url = server.http_url if server is not None else None
+        first_stage, reranked, served_timings = served_runs(args, documents, queries, url, milvus_uri, stats_url)
+    rows = {f"first stage: Milvus {args.index} (served)": evaluate(first_stage, qrels)}
+    for name, run in reranked.items():
+        if args.rerank_data is not None and name != "short":
+            what = f", {args.rerank_data.name} texts, long_documents={name}"
+        else:
+            what = "" if name in ("short", "first") else f", long_documents={name}"
+        rows[f"reranked: Triton on Milvus top-{args.retrieve_k} (served{what})"] = evaluate(run, qrels)
+    if args.rerank_data is not None:  # how much of the short documents' gain over the first stage each policy keeps
+        first = evaluate(first_stage, qrels)["ndcg@10"]
+        gain = evaluate(reranked["short"], qrels)["ndcg@10"] - first
+        for name, run in reranked.items():
+            if name != "short":
+                kept = (evaluate(run, qrels)["ndcg@10"] - first) / gain if gain else float("nan")
+                served_timings[f"gain_kept_{name}"] = kept
+                print(f"long_documents={name}: keeps {kept:.0%} of the short documents' nDCG@10 gain", flush=True)
     timings = {"served": served_timings}
     if not args.no_reference:
         exact, exact_reranked, same_candidates, timings["reference"] = reference_runs(
@@ -179,6 +243,8 @@ def write_report(args: argparse.Namespace, queries: int, documents: int, rows: d
         "embedder_model": args.embedder_model,
         "index": args.index,
         "retrieve_k": args.retrieve_k,
+        "rerank_data": str(args.rerank_data) if args.rerank_data else None,
+        "long_documents": args.long_documents,
         "machine": f"{platform.machine()}, {platform.system()}, Python {platform.python_version()}",
         "results": rows,
         "timings": timings,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from triton_rerank.commands.common import add_running_services, open_store
+from triton_rerank.commands.common import add_long_documents, add_running_services, long_document_options, open_store
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -15,6 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top-k", type=int, default=10, help="results after reranking (default: %(default)s)")
     parser.add_argument("--filter", help="Milvus filter expression, e.g. 'metadata[\"year\"] > 2015'")
     parser.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
+    add_long_documents(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -27,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
         TritonEmbedFunction(args.triton_url, timeout_s=args.timeout_s) as embed,
         TritonRerankFunction(args.triton_url, timeout_s=args.timeout_s) as rerank,
     ):
-        results = RerankPipeline(store, embed, rerank).search_batch(
+        results = RerankPipeline(store, embed, rerank, **long_document_options(args)).search_batch(
             args.queries, retrieve_k=args.retrieve_k, top_k=args.top_k, filter=args.filter
         )
     for result in results:
@@ -38,8 +39,9 @@ def run(args: argparse.Namespace) -> int:
         timings = ", ".join(f"{k} {v:.0f} ms" for k, v in result.timings_ms.items())
         print(f"\n{result.query}  ({timings})")
         for position, hit in enumerate(result.hits, 1):
+            text = hit.text[hit.span[0] : hit.span[1]] if hit.span else hit.text  # the passage that decided
             print(
                 f"  {position:>2}. {hit.rerank_score:+7.3f}  (first stage #{hit.first_stage_rank}, "
-                f"cos {hit.first_stage_score:.3f})  [{hit.id}] {hit.text[:80]}"
+                f"cos {hit.first_stage_score:.3f})  [{hit.id}] {text[:80]}"
             )
     return 0

@@ -1,11 +1,13 @@
 """The Triton model repository: its layout and every ``config.pbtxt``, built from one place.
 
-The repository holds two ensembles of three models each::
+The repository holds two ensembles::
 
-    reranker        ensemble: QUERY [1], DOCUMENTS [-1] (strings) -> SCORES [-1, 1], TOKENS [-1]
-    ├── tokenizer       Python backend: (query, document) pairs -> input_ids, attention_mask, token_type_ids
-    │                   (and num_tokens: each pair's tokens after truncation, for usage reports)
-    └── cross_encoder   ONNX Runtime (or PyTorch) backend, dynamic batching: ids -> logits [batch, 1]
+    reranker        ensemble: QUERY [1], DOCUMENTS [-1] (strings) -> SCORES [-1, 1], TOKENS [-1], SPANS [-1, 2]
+    ├── tokenizer       Python backend: (query, document) pairs -> rows: input_ids, attention_mask,
+    │                   token_type_ids, and per row num_tokens, row_document, row_span (a long
+    │                   document is one row, truncated, or several windows: the long_documents parameter)
+    ├── cross_encoder   ONNX Runtime (or PyTorch) backend, dynamic batching: ids -> logits [rows, 1]
+    └── aggregator      Python backend: rows -> one score, token count and span per document, in input order
 
     embedder        ensemble: TEXTS [-1] (strings) -> EMBEDDINGS [-1, D]
     ├── embed_tokenizer Python backend: texts -> the same id tensors
@@ -31,7 +33,7 @@ from typing import Literal
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from triton_rerank.transport import MAX_ROWS_PARAMETER
+from triton_rerank.transport import MAX_LENGTH_PARAMETER, MAX_ROWS_PARAMETER
 
 BERT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -39,6 +41,7 @@ BERT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 ONNX_FILE = "model.onnx"
 TORCHSCRIPT_FILE = "model.pt"
 TOKENIZER_CODE = Path(__file__).parent / "backends" / "tokenizer_model.py"
+AGGREGATOR_CODE = Path(__file__).parent / "backends" / "aggregator_model.py"
 RUNNER_CODE = Path(__file__).parent / "backends" / "runner_model.py"
 
 # Native backends in the official container, and the runner that stands in for them here.
@@ -50,7 +53,7 @@ RUNNER_FILE_PARAMETER = "runner_model_file"
 
 @dataclass(frozen=True)
 class Family:
-    """One ensemble and its two members: names, client-facing tensors, the model's output."""
+    """One ensemble and its members: names, client-facing tensors, the model's output."""
 
     tokenizer: str
     model: str
@@ -58,23 +61,30 @@ class Family:
     inputs: tuple[tuple[str, int], ...]  # client-facing string inputs: (name, dim)
     output: str  # client-facing output
     model_output: str  # the ONNX graph's output
-    tokens_output: str | None = None  # client-facing tokens per row (the tokenizer's num_tokens), if any
+    aggregator: str | None = None  # the step that folds rows back into documents (rerankers)
 
     @property
-    def names(self) -> tuple[str, str, str]:
-        return self.tokenizer, self.model, self.ensemble
+    def names(self) -> tuple[str, ...]:
+        return (self.tokenizer, self.model, self.ensemble) + ((self.aggregator,) if self.aggregator else ())
 
 
 RERANK = Family(
-    "tokenizer", "cross_encoder", "reranker", (("QUERY", 1), ("DOCUMENTS", -1)), "SCORES", "logits", "TOKENS"
+    "tokenizer", "cross_encoder", "reranker", (("QUERY", 1), ("DOCUMENTS", -1)), "SCORES", "logits", "aggregator"
 )
-# The tokenizer's count of each row's tokens, after truncation (what the rerank API reports as usage).
-TOKEN_COUNT = "num_tokens"
+# The reranker's rows, from its tokenizer to its aggregator (tensor, dtype, dims), and what the
+# aggregator makes of them for each document: the tokens the model read, the span that decided.
+ROW_TENSORS = (
+    ("num_tokens", mc.TYPE_INT64, [-1]),
+    ("row_document", mc.TYPE_INT64, [-1]),
+    ("row_span", mc.TYPE_INT64, [-1, 2]),
+)
+TOKEN_COUNT = ROW_TENSORS[0][0]
+DOCUMENT_OUTPUTS = (("TOKENS", mc.TYPE_INT64, [-1]), ("SPANS", mc.TYPE_INT64, [-1, 2]))
 EMBED = Family("embed_tokenizer", "bi_encoder", "embedder", (("TEXTS", -1),), "EMBEDDINGS", "embeddings")
 FAMILIES = {"cross-encoder": RERANK, "bi-encoder": EMBED}
 
 # The reranker's names, used throughout.
-TOKENIZER, CROSS_ENCODER, RERANKER = RERANK.names
+TOKENIZER, CROSS_ENCODER, RERANKER, AGGREGATOR = RERANK.names
 ONNX_OUTPUT = RERANK.model_output
 MODEL_NAMES = RERANK.names
 
@@ -186,7 +196,11 @@ class RepositorySettings:
         if not self.name or self.name == family.ensemble:
             return family
         return dataclasses.replace(
-            family, tokenizer=f"{self.name}_tokenizer", model=f"{self.name}_model", ensemble=self.name
+            family,
+            tokenizer=f"{self.name}_tokenizer",
+            model=f"{self.name}_model",
+            ensemble=self.name,
+            aggregator=f"{self.name}_aggregator" if family.aggregator else None,
         )
 
     def replace(self, **changes) -> RepositorySettings:
@@ -228,8 +242,8 @@ def tokenizer_config(settings: RepositorySettings) -> mc.ModelConfig:
         output=[_tensor(name, mc.TYPE_INT64, [-1, -1]) for name in settings.model_inputs],
         instance_group=[{"kind": mc.ModelInstanceGroup.KIND_CPU, "count": 1}],
     )
-    if family.tokens_output:
-        config.output.add(**_tensor(TOKEN_COUNT, mc.TYPE_INT64, [-1]))
+    if family.aggregator:
+        config.output.extend(mc.ModelOutput(**_tensor(*tensor)) for tensor in ROW_TENSORS)
     if policy := queue_policy(settings):  # a queue policy lives in dynamic_batching; max_batch_size 0: no batching
         config.dynamic_batching.default_queue_policy.CopyFrom(policy)
     # The request limits, enforced here with a clear message: rows per request (the model's
@@ -305,37 +319,65 @@ def ensemble_config(settings: RepositorySettings) -> mc.ModelConfig:
         input=_string_inputs(family),
         output=[_tensor(family.output, mc.TYPE_FP32, [-1, settings.dimension])],
     )
-    if family.tokens_output:
-        config.output.add(**_tensor(family.tokens_output, mc.TYPE_INT64, [-1]))
+    if family.aggregator:
+        config.output.extend(mc.ModelOutput(**_tensor(*tensor)) for tensor in DOCUMENT_OUTPUTS)
     if settings.response_cache:
         config.response_cache.enable = True
-    # What clients read to split their requests: the most rows (documents, texts) one request may hold.
-    _parameters(config, **{MAX_ROWS_PARAMETER: settings.max_rows_per_request})
+    # What clients plan their requests by: the most rows (documents, texts) one request may hold,
+    # and the tokens the model reads per row (a reranker's long documents become several rows).
+    _parameters(
+        config, **{MAX_ROWS_PARAMETER: settings.max_rows_per_request, MAX_LENGTH_PARAMETER: settings.max_length}
+    )
     steps = config.ensemble_scheduling.step
     steps.add(
         model_name=family.tokenizer,
         model_version=-1,
         input_map={name: name for name, _ in family.inputs},
         output_map={name: name for name in settings.model_inputs}
-        | ({TOKEN_COUNT: family.tokens_output} if family.tokens_output else {}),
+        | ({name: name for name, _, _ in ROW_TENSORS} if family.aggregator else {}),
     )
     steps.add(
         model_name=family.model,
         model_version=-1,
         input_map=dict(zip(inputs, settings.model_inputs, strict=True)),
-        output_map={output: family.output},
+        output_map={output: "row_scores" if family.aggregator else family.output},
     )
+    if family.aggregator:
+        steps.add(
+            model_name=family.aggregator,
+            model_version=-1,
+            input_map={"ROW_SCORES": "row_scores"} | {name.upper(): name for name, _, _ in ROW_TENSORS},
+            output_map={family.output: family.output} | {name: name for name, _, _ in DOCUMENT_OUTPUTS},
+        )
     return config
+
+
+def aggregator_config(settings: RepositorySettings) -> mc.ModelConfig:
+    """The reranker's last step: rows in (in the order ``aggregator_model.fold`` takes them), one
+    row per document out."""
+    family = settings.family
+    rows = [("ROW_SCORES", mc.TYPE_FP32, [-1, 1])] + [(name.upper(), dtype, dims) for name, dtype, dims in ROW_TENSORS]
+    return mc.ModelConfig(
+        name=family.aggregator,
+        backend="python",
+        max_batch_size=0,
+        input=[_tensor(*tensor) for tensor in rows],
+        output=[_tensor(family.output, mc.TYPE_FP32, [-1, 1])] + [_tensor(*tensor) for tensor in DOCUMENT_OUTPUTS],
+        instance_group=[{"kind": mc.ModelInstanceGroup.KIND_CPU, "count": 1}],
+    )
 
 
 def build_configs(settings: RepositorySettings) -> dict[str, mc.ModelConfig]:
     """Every config of the settings' family, by model name."""
     family = settings.family
-    return {
+    configs = {
         family.tokenizer: tokenizer_config(settings),
         family.model: model_config(settings),
         family.ensemble: ensemble_config(settings),
     }
+    if family.aggregator:
+        configs[family.aggregator] = aggregator_config(settings)
+    return configs
 
 
 def to_pbtxt(config: mc.ModelConfig) -> str:
@@ -348,16 +390,22 @@ def load_config(path: Path) -> mc.ModelConfig:
 
 
 def write_configs(repository: Path, settings: RepositorySettings) -> None:
-    """Write the family's ``config.pbtxt`` files, its tokenizer's model code and version folders."""
+    """Write the family's ``config.pbtxt`` files, its Python models' code and version folders."""
     repository = Path(repository)
     family = settings.family
     for name, config in build_configs(settings).items():
         (repository / name / "1").mkdir(parents=True, exist_ok=True)
         (repository / name / "config.pbtxt").write_text(to_pbtxt(config))
-    code = repository / family.tokenizer / "1" / "model.py"
-    code.unlink(missing_ok=True)  # the committed repository links it to its source
-    shutil.copyfile(TOKENIZER_CODE, code)
+    for name, source in python_models(family).items():
+        code = repository / name / "1" / "model.py"
+        code.unlink(missing_ok=True)  # the committed repository links it to its source
+        shutil.copyfile(source, code)
     (repository / family.ensemble / "1" / ".gitkeep").touch()
+
+
+def python_models(family: Family) -> dict[str, Path]:
+    """The family's Python-backend models and the one source each is copied from."""
+    return {family.tokenizer: TOKENIZER_CODE} | ({family.aggregator: AGGREGATOR_CODE} if family.aggregator else {})
 
 
 def native_backend_format(config: mc.ModelConfig) -> str | None:
@@ -390,9 +438,10 @@ def write_default_repository(repository: Path) -> None:
     file, where an export writes a copy."""
     for settings in (DEFAULT_RERANKER_SETTINGS, DEFAULT_EMBEDDER_SETTINGS):
         write_configs(repository, settings)
-        code = Path(repository) / settings.family.tokenizer / "1" / "model.py"
-        code.unlink()
-        code.symlink_to(os.path.relpath(TOKENIZER_CODE.resolve(), code.parent.resolve()))
+        for name, source in python_models(settings.family).items():
+            code = Path(repository) / name / "1" / "model.py"
+            code.unlink()
+            code.symlink_to(os.path.relpath(source.resolve(), code.parent.resolve()))
 
 
 if __name__ == "__main__":  # python -m triton_rerank.serving.repository model_repository

@@ -8,12 +8,24 @@ longest-first at the ``max_length`` parameter of the config, and padding to the 
 request. It needs only the ``tokenizers`` library, reads its files from this model's version
 folder, and downloads nothing.
 
-Each request may change how it truncates, with Triton request parameters (an ensemble forwards
-them to this step): ``truncate`` (default true; false refuses a row over ``max_length`` tokens,
-naming its size, instead of cutting it), ``truncation_direction`` (``right`` or ``left``; by
-default the model's own, which is right for every model we know) and, for pairs,
-``max_tokens_per_doc`` (each document cut to that many tokens before it is paired, as Cohere's
-rerank API promises). Other parameters are ignored.
+Each request may change that with Triton request parameters (an ensemble forwards them to this step):
+
+- ``truncate`` (default true; false refuses a row over ``max_length`` tokens, naming its size,
+  instead of cutting it) and ``truncation_direction`` (``right`` or ``left``; by default the
+  model's own, which is right for every model we know);
+- for pairs, ``max_tokens_per_doc``: each document cut to that many tokens first, as Cohere's
+  rerank API promises;
+- for pairs, ``long_documents``: what becomes of a document longer than the model's budget (its
+  max_length less the query and the special tokens). ``first`` (the default) truncates it, as
+  ``CrossEncoder.predict`` does; ``error`` refuses it; ``max`` and ``mean`` split it into windows
+  (``document_windows``: at most ``window`` tokens, ``stride`` tokens shared by neighbours, cut
+  between words, at most ``max_chunks_per_doc`` of them), one row each, and the ensemble's
+  aggregator folds the rows' scores back into one per document.
+
+Besides the model's inputs, the reranker's tokenizer outputs, per row: ``num_tokens`` (after
+truncation), ``row_document`` (which document the row belongs to: rows of a document are
+consecutive, documents in input order) and ``row_span`` (the characters of the document the row
+holds). Other parameters are ignored.
 
 The export copies this file to ``<repository>/<tokenizer>/1/model.py``.
 """
@@ -30,18 +42,60 @@ except ImportError:  # imported outside Triton by the export, which tokenizes wi
 
 # Model input name -> tokenizers.Encoding attribute.
 ENCODING_FIELDS = {"input_ids": "ids", "attention_mask": "attention_mask", "token_type_ids": "type_ids"}
-# An output that is not a model input: each row's tokens after truncation (usage reports).
-TOKEN_COUNT = "num_tokens"
+# Outputs that are not model inputs, per row: tokens after truncation (usage reports), the document
+# it belongs to and the characters of that document it holds (for the aggregator).
+TOKEN_COUNT, ROW_DOCUMENT, ROW_SPAN = "num_tokens", "row_document", "row_span"
+ROW_OUTPUTS = (TOKEN_COUNT, ROW_DOCUMENT, ROW_SPAN)
 # The request parameters this step reads (their meaning: the module docstring).
 TRUNCATE, TRUNCATION_DIRECTION, MAX_TOKENS_PER_DOC = "truncate", "truncation_direction", "max_tokens_per_doc"
+LONG_DOCUMENTS, MAX_CHUNKS_PER_DOC, WINDOW, STRIDE = "long_documents", "max_chunks_per_doc", "window", "stride"
 DIRECTIONS = ("right", "left")
+POLICIES = ("first", "max", "mean", "error")
+DEFAULT_MAX_CHUNKS_PER_DOC = 32
 
 
 def encode(tokenizer, rows, names):
     """The id tensors ``names`` for ``rows`` (pairs or texts), int64 [rows, longest]: what this model
     serves, and what the export checks its graphs with."""
-    encodings = tokenizer.encode_batch(list(rows))
+    return _arrays(tokenizer.encode_batch(list(rows)), names)
+
+
+def _arrays(encodings, names):
     return [np.array([getattr(e, ENCODING_FIELDS[name]) for e in encodings], dtype=np.int64) for name in names]
+
+
+def document_windows(encoding, window, stride, max_chunks):
+    """Character spans ``[(start, end)]`` of the windows a long document is read in: each at most
+    ``window`` tokens of ``encoding`` (the document alone, no special tokens), the next starting
+    ``stride`` tokens before the previous one ends, both ends moved to the nearest word boundary
+    that keeps a window within ``window`` tokens (a word longer than a window is cut), at most
+    ``max_chunks`` windows from the start. Every token up to the last window is in one at least."""
+    words, offsets, count = encoding.word_ids, encoding.offsets, len(encoding.ids)
+    spans, start = [], 0
+    while True:
+        end = min(start + window, count)
+        if end < count:  # end between two words, unless the window would hold no whole word
+            cut = end
+            while cut > start and _inside_word(words, cut):
+                cut -= 1
+            end = cut if cut > start else end
+        spans.append((offsets[start][0], offsets[end - 1][1]))
+        if end >= count or len(spans) == max_chunks:
+            return spans
+        following = max(end - stride, start + 1)
+        aligned = following  # back to the first token of its word, if that still moves forward ...
+        while aligned > start + 1 and _inside_word(words, aligned):
+            aligned -= 1
+        if _inside_word(words, aligned):  # ... else on to the next word's first token (at the latest: end)
+            aligned = following
+            while aligned < end and _inside_word(words, aligned):
+                aligned += 1
+        start = aligned
+
+
+def _inside_word(words, i):
+    """Whether token ``i`` continues the word of token ``i - 1``."""
+    return words[i] is not None and words[i] == words[i - 1]
 
 
 class TritonPythonModel:
@@ -50,7 +104,7 @@ class TritonPythonModel:
         parameters = {key: value["string_value"] for key, value in config.get("parameters", {}).items()}
         self.output_names = [output["name"] for output in config["output"]]
         self.pairs = any(tensor["name"] == "QUERY" for tensor in config["input"])
-        unknown = set(self.output_names) - set(ENCODING_FIELDS) - {TOKEN_COUNT}
+        unknown = set(self.output_names) - set(ENCODING_FIELDS) - set(ROW_OUTPUTS)
         if unknown:
             raise pb_utils.TritonModelException(f"tokenizer cannot produce {sorted(unknown)}")
         path = f"{args['model_repository']}/{args['model_version']}/tokenizer.json"
@@ -61,7 +115,7 @@ class TritonPythonModel:
         strategy = parameters.get("truncation", "longest_first")
         self.direction = (self.tokenizer.truncation or {}).get("direction", "right").lower()  # the model's own
         # One tokenizer per truncation direction, and one that neither truncates nor pads: it
-        # measures rows (truncate=false) and cuts documents (max_tokens_per_doc).
+        # measures rows (truncate=false, long documents) and cuts documents (max_tokens_per_doc).
         self.truncating = {}
         for direction in DIRECTIONS:
             self.truncating[direction] = Tokenizer.from_str(self.tokenizer.to_str())
@@ -69,6 +123,7 @@ class TritonPythonModel:
         self.plain = Tokenizer.from_str(self.tokenizer.to_str())
         self.plain.no_truncation()
         self.plain.no_padding()
+        self.pair_specials = len(self.plain.encode("", "").ids)  # [CLS] [SEP] [SEP] for BERT
         self.max_rows_per_request = int(parameters.get("max_rows_per_request", 0)) or None
         self.max_bytes = int(parameters.get("max_document_bytes", 0)) or None
 
@@ -76,7 +131,7 @@ class TritonPythonModel:
         responses = []
         for request in requests:
             try:
-                options = _read_options(request, self.pairs)
+                options = read_options(json.loads(request.parameters() or "{}"), self.pairs, self.max_length)
                 rows = self._read_pairs(request) if self.pairs else self._read_texts(request)
                 responses.append(pb_utils.InferenceResponse(output_tensors=self._tokenize(rows, **options)))
             except ValueError as err:  # this request is bad (an input error: 400 / INVALID_ARGUMENT); others go on
@@ -106,16 +161,72 @@ class TritonPythonModel:
             )
         return [_decode(value, f"{name}[{i}]", self.max_bytes) for i, value in enumerate(values)]
 
-    def _tokenize(self, rows, truncate=True, direction=None, max_tokens_per_doc=None):
-        if max_tokens_per_doc is not None and max_tokens_per_doc < self.max_length:
+    def _tokenize(
+        self,
+        rows,
+        truncate=True,
+        direction=None,
+        max_tokens_per_doc=None,
+        long_documents="first",
+        max_chunks_per_doc=DEFAULT_MAX_CHUNKS_PER_DOC,
+        window=None,
+        stride=None,
+    ):
+        windowed = long_documents in ("max", "mean")
+        if max_tokens_per_doc is not None and (windowed or max_tokens_per_doc < self.max_length):
             rows = self._cut_documents(rows, max_tokens_per_doc)
-        if not truncate:
+        if not truncate or long_documents == "error":
             self._refuse_long(rows)
-        names = [name for name in self.output_names if name != TOKEN_COUNT]
-        arrays = dict(zip(names, encode(self.truncating[direction or self.direction], rows, names), strict=True))
+        spans = [(0, len(row[1]) if self.pairs else len(row)) for row in rows]
+        owners = list(range(len(rows)))
+        if windowed:
+            rows, owners, spans = self._windows(rows, max_chunks_per_doc, window, stride)
+        encodings = self.truncating[direction or self.direction].encode_batch(rows)
+        names = [name for name in self.output_names if name in ENCODING_FIELDS]
+        arrays = dict(zip(names, _arrays(encodings, names), strict=True))
+        counts = arrays["attention_mask"].sum(axis=1)
         if TOKEN_COUNT in self.output_names:
-            arrays[TOKEN_COUNT] = arrays["attention_mask"].sum(axis=1)
+            arrays[TOKEN_COUNT] = counts
+        if ROW_DOCUMENT in self.output_names:
+            arrays[ROW_DOCUMENT] = np.array(owners, dtype=np.int64)
+        if ROW_SPAN in self.output_names:
+            arrays[ROW_SPAN] = np.array(
+                [
+                    _kept(e, span) if n >= self.max_length else span
+                    for e, span, n in zip(encodings, spans, counts, strict=True)
+                ],
+                dtype=np.int64,
+            ).reshape(-1, 2)
         return [pb_utils.Tensor(name, arrays[name]) for name in self.output_names]
+
+    def _windows(self, pairs, max_chunks, window, stride):
+        """Each pair whose document is over the budget split into windows: (rows, the document each
+        row belongs to, the characters of the document each row holds)."""
+        query = pairs[0][0]
+        budget = self.max_length - self.pair_specials - len(self.plain.encode(query, add_special_tokens=False).ids)
+        # A query that leaves little room still gets half the model: pair truncation then cuts both, as in-process.
+        size = min(window or budget, max(budget, self.max_length // 2))
+        overlap = min(size // 2 if stride is None else stride, size - 1)
+        long = [i for i, (_, document) in enumerate(pairs) if len(document.encode("utf-8")) > budget]  # tokens <= bytes
+        found = self.plain.encode_batch([pairs[i][1] for i in long], add_special_tokens=False)
+        encodings = dict(zip(long, found, strict=True))
+        rows, owners, spans = [], [], []
+        for i, (_, document) in enumerate(pairs):
+            encoding = encodings.get(i)
+            windows = [(0, len(document))]
+            if encoding is not None and len(encoding.ids) > budget:
+                windows = document_windows(encoding, size, overlap, max_chunks)
+            rows += [(query, document[start:end]) for start, end in windows]
+            owners += [i] * len(windows)
+            spans += windows
+        limit = self.max_rows_per_request
+        if limit and len(rows) > limit:
+            raise ValueError(
+                f"these {len(pairs)} documents make {len(rows)} windows; this server takes at most {limit} rows per "
+                f"request (send fewer documents per request, or lower {MAX_CHUNKS_PER_DOC}; the triton_rerank client "
+                "does so itself)"
+            )
+        return rows, owners, spans
 
     def _cut_documents(self, pairs, max_tokens):
         """Each pair's document cut after its first ``max_tokens`` tokens (at that token's last character)."""
@@ -136,32 +247,62 @@ class TritonPythonModel:
                 )
 
 
-def _read_options(request, pairs):
-    """This request's truncation parameters, checked: the keyword arguments of ``_tokenize``."""
-    parameters = json.loads(request.parameters() or "{}")
+def _kept(encoding, span):
+    """The characters of ``span`` that a full row's encoding kept: all of them, unless truncation
+    cut the document (sequence 1 of a pair); then those of the first to the last token it kept."""
+    start, end = span
+    if not encoding.overflowing:
+        return start, end
+    kept = [offset for offset, sequence in zip(encoding.offsets, encoding.sequence_ids, strict=True) if sequence == 1]
+    return (start + kept[0][0], start + kept[-1][1]) if kept else (start, start)
+
+
+def read_options(parameters, pairs, max_length):
+    """A request's parameters, checked: the keyword arguments of ``_tokenize``."""
     options = {}
     if TRUNCATE in parameters:
-        value = parameters[TRUNCATE]
-        if isinstance(value, str) and value.lower() in ("true", "false"):
-            value = value.lower() == "true"
-        if not isinstance(value, bool):
-            raise ValueError(f"parameter {TRUNCATE} must be true or false, got {value!r}")
-        options["truncate"] = value
+        options["truncate"] = _boolean(parameters[TRUNCATE], TRUNCATE)
     if TRUNCATION_DIRECTION in parameters:
         value = parameters[TRUNCATION_DIRECTION]
         if not isinstance(value, str) or value.lower() not in DIRECTIONS:
             raise ValueError(f"parameter {TRUNCATION_DIRECTION} must be 'right' or 'left', got {value!r}")
         options["direction"] = value.lower()
-    if MAX_TOKENS_PER_DOC in parameters:
-        value = parameters[MAX_TOKENS_PER_DOC]
-        if isinstance(value, str) and value.isdigit():
-            value = int(value)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"parameter {MAX_TOKENS_PER_DOC} must be a positive integer, got {value!r}")
-        if not pairs:
-            raise ValueError(f"parameter {MAX_TOKENS_PER_DOC} applies to (query, document) pairs only")
-        options["max_tokens_per_doc"] = value
+    pair_options = [name for name in (MAX_TOKENS_PER_DOC, LONG_DOCUMENTS, MAX_CHUNKS_PER_DOC, WINDOW, STRIDE)]
+    if not pairs and any(name in parameters for name in pair_options):
+        raise ValueError(f"parameters {', '.join(pair_options)} apply to (query, document) pairs only")
+    if LONG_DOCUMENTS in parameters:
+        value = parameters[LONG_DOCUMENTS]
+        if value not in POLICIES:
+            raise ValueError(f"parameter {LONG_DOCUMENTS} must be one of {', '.join(POLICIES)}, got {value!r}")
+        options["long_documents"] = value
+    for name, smallest in ((MAX_TOKENS_PER_DOC, 1), (MAX_CHUNKS_PER_DOC, 1), (WINDOW, 1), (STRIDE, 0)):
+        if name in parameters:
+            options[name] = _integer(parameters[name], name, smallest)
+    if options.get(WINDOW, 0) > max_length:
+        raise ValueError(f"parameter {WINDOW}={options[WINDOW]} is larger than this model's max_length ({max_length})")
+    if STRIDE in options and options[STRIDE] >= options.get(WINDOW, max_length):
+        raise ValueError(
+            f"parameter {STRIDE}={options[STRIDE]} (the tokens neighbouring windows share) must be smaller than the "
+            f"window ({options.get(WINDOW, max_length)} tokens)"
+        )
     return options
+
+
+def _boolean(value, name):
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        value = value.lower() == "true"
+    if not isinstance(value, bool):
+        raise ValueError(f"parameter {name} must be true or false, got {value!r}")
+    return value
+
+
+def _integer(value, name, smallest):
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < smallest:
+        kind = "a positive integer" if smallest == 1 else "an integer >= 0"
+        raise ValueError(f"parameter {name} must be {kind}, got {value!r}")
+    return value
 
 
 def _decode(value, what, max_bytes=None):

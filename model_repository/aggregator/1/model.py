@@ -1,0 +1,1 @@
+../../../client/triton_rerank/serving/backends/aggregator_model.py
