@@ -13,7 +13,7 @@ from tokenizers import Tokenizer
 
 from tiny_models import TINY_MAX_LENGTH, WORDS
 from triton_rerank import RerankInputError, TritonRerankFunction
-from triton_rerank.serving.backends.tokenizer_model import DEFAULT_MAX_CHUNKS_PER_DOC, document_windows
+from triton_rerank.serving.backends.tokenizer_model import DEFAULT_MAX_CHUNKS_PER_DOC, windowed_rows
 
 pytestmark = pytest.mark.integration
 TOLERANCE = 1e-4
@@ -36,23 +36,20 @@ def served_tokenizer(tiny_repository) -> Tokenizer:
 
 
 def expected_scores(cross_encoder, tokenizer, query, documents, policy, window=None, stride=None, chunks=None):
-    """What the server must answer, computed apart: each document over the budget read in the
-    windows ``document_windows`` gives, each window scored alone by ``CrossEncoder.predict``."""
-    budget = TINY_MAX_LENGTH - 3 - len(tokenizer.encode(query, add_special_tokens=False).ids)
-    size = min(window or budget, max(budget, TINY_MAX_LENGTH // 2))
-    overlap = min(size // 2 if stride is None else stride, size - 1)
-    scores, spans = [], []
-    for document in documents:
-        encoding = tokenizer.encode(document, add_special_tokens=False)
-        windows = [(0, len(document))]
-        if len(encoding.ids) > budget:
-            windows = document_windows(encoding, size, overlap, chunks or DEFAULT_MAX_CHUNKS_PER_DOC)
-        logits = cross_encoder.predict(
-            [(query, document[s:e]) for s, e in windows], activation_fn=torch.nn.Identity(), batch_size=64
-        )
-        scores.append(logits.max() if policy == "max" else logits.mean())
-        spans.append(windows[int(np.argmax(logits))] if policy == "max" else (windows[0][0], windows[-1][1]))
-    return np.array(scores), spans
+    """What the server must answer, computed apart: the windows ``windowed_rows`` gives, each scored
+    alone by ``CrossEncoder.predict``, folded here."""
+    pairs = [(query, document) for document in documents]
+    rows, owners, spans = windowed_rows(
+        tokenizer, TINY_MAX_LENGTH, pairs, chunks or DEFAULT_MAX_CHUNKS_PER_DOC, window, stride
+    )
+    logits = cross_encoder.predict(rows, activation_fn=torch.nn.Identity(), batch_size=64)
+    owners, scores, chosen = np.array(owners), [], []
+    for document in range(len(documents)):
+        mine = np.flatnonzero(owners == document)
+        scores.append(logits[mine].max() if policy == "max" else logits[mine].mean())
+        best = mine[int(np.argmax(logits[mine]))]
+        chosen.append(spans[best] if policy == "max" else (spans[mine[0]][0], spans[mine[-1]][1]))
+    return np.array(scores), chosen
 
 
 def test_where_nothing_is_long_every_policy_gives_todays_scores(url, reference):

@@ -262,6 +262,39 @@ def test_evaluate_compares_the_served_stack_with_the_in_process_reference(
     assert rows["first stage: exact cosine (in-process)"]["mrr@10"] == 1.0  # easy queries: all found first
 
 
+def test_long_corpus_and_evaluate_rerank_the_same_candidates_with_long_texts_per_policy(
+    triton_server, tiny_model, embedder_model, sample_corpus, tmp_path
+):
+    beir, long = tmp_path / "beir", tmp_path / "beir-long"
+    (beir / "qrels").mkdir(parents=True)
+    (beir / "corpus.jsonl").write_text(sample_corpus.read_text())
+    (beir / "queries.jsonl").write_text(json.dumps({"_id": "q1", "text": "How do vaccines work?"}) + "\n")
+    (beir / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\tvaccines-1\t1\n")
+    made = subprocess.run(
+        script("long_scifact.py", "--data", str(beir), "--tokenizer", str(tiny_model / "tokenizer.json"),
+               "--out", str(long)),
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    summary = json.loads(made.stdout.splitlines()[0])
+    assert summary["made_long"] == 1 and 1000 <= summary["tokens_min"] <= summary["tokens_max"] <= 3000
+    out = tmp_path / "evaluation.json"
+    result = subprocess.run(
+        script("evaluate.py", "--data", str(beir), "--rerank-data", str(long), "--long-documents", "first,max,mean",
+               "--reranker-model", str(tiny_model), "--embedder-model", embedder_model, "--triton-url",
+               triton_server.grpc_url, "--index", "FLAT", "--retrieve-k", "10", "--no-reference", "--out", str(out)),
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(out.read_text())["results"]
+    assert len(rows) == 5  # the first stage, the short texts, and the long ones under each policy
+    assert any("long_documents=max" in name for name in rows) and any("long_documents=mean" in name for name in rows)
+    assert "of the short documents' nDCG@10 gain" in result.stdout
+    bad = subprocess.run(script("evaluate.py", "--data", str(beir), "--long-documents", "first,sum"),
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert bad.returncode == 2 and "unknown policies ['sum']" in bad.stderr
+
+
 def test_a_port_in_use_stops_the_start_with_the_servers_reason(tiny_repository):
     import socket
 
@@ -313,6 +346,33 @@ def test_benchmark_quick_measures_every_variant_side_by_side_and_writes_its_repo
     assert {r["variant"] for r in report["ratios"]} == {"served fp32", "served int8"}
     assert "| served int8 | 100 | 4 |" in (out / "benchmark.md").read_text()
     assert (out / "benchmark.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("mode", ["--long-documents", "--api"])
+def test_the_benchmarks_of_long_documents_and_of_the_api_run_and_report(tiny_model, tmp_path, mode):
+    out = tmp_path / "bench"
+    done = subprocess.run(
+        script("benchmark.py", mode, "--quick", "--rounds", "1", "--model", str(tiny_model), "--data",
+               str(tmp_path / "no-data"), "--out", str(out)),
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    if mode == "--api":
+        report = json.loads((out / "api-benchmark.json").read_text())
+        assert {(row["n"], row["clients"]) for row in report["overhead"]} == {
+            (n, c) for n in (10, 100) for c in (1, 4, 16)
+        }
+        assert all(cell["errors"] == 0 for cell in report["cells"])
+        assert report["api_vs_direct_scores"]["max_abs_diff"] < 1e-4  # the same scores through the API
+    else:
+        report = json.loads((out / "long-documents-benchmark.json").read_text())
+        assert report["rows_per_request"] > 10  # ten long documents a request, read in windows
+        assert {(c["variant"], c["clients"]) for c in report["cells"]} == {
+            (variant, clients)
+            for variant in ("windows (long_documents=max)", "the same rows sent plain")
+            for clients in (1, 4)
+        }
+        assert all(c["errors"] == 0 and c["rows_per_s_median"] > 0 for c in report["cells"])
 
 
 def test_load_test_runs_bounded_reports_latency_and_memory_and_fails_on_errors(tiny_repository, tmp_path):

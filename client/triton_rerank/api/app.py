@@ -234,6 +234,8 @@ def create_app(settings: ApiSettings, service: RerankService | None = None) -> S
                 "max_client_batch_size": settings.max_documents,
                 "max_concurrent_requests": settings.max_concurrent_requests,
                 "auto_truncate": settings.auto_truncate,
+                "long_documents": settings.long_documents,
+                "max_chunks_per_doc": settings.max_chunks_per_doc,
                 "routes": sorted(handlers),
             }
         )

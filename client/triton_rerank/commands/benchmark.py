@@ -10,6 +10,11 @@ and each served variant's accuracy against the baseline. The full run also measu
 at a time and runs Triton's perf_analyzer (when found). Writes benchmark.json, benchmark.md and
 benchmark.png to --out. --quick: N = 100 with 1, 4 and 16 clients, in about 3 minutes.
 
+--long-documents measures what reading long documents in windows costs: requests of long documents
+(DL19 passages joined ten to a document) under ``long_documents="max"`` against requests of their
+very windows sent as plain documents, so both score the same rows; rows/s side by side, 1 and 4
+clients; writes long-documents-benchmark.json.
+
 --api measures what the rerank API costs instead: the int8 export through ``triton-rerank api``'s
 Cohere route (an HTTP client per thread) against the direct gRPC client, N = 10 and 100 with 1, 4
 and 16 clients, interleaved in the same run; writes api-benchmark.json and api-benchmark.md.
@@ -22,6 +27,7 @@ import json
 import math
 import os
 import platform
+import statistics
 import sys
 import time
 from dataclasses import dataclass
@@ -53,6 +59,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--perf-analyzer", help="Triton's perf_analyzer binary (default: the one on PATH)")
     parser.add_argument("--no-perf-analyzer", action="store_true")
     parser.add_argument("--api", action="store_true", help="the rerank API's overhead against the direct client")
+    parser.add_argument(
+        "--long-documents", action="store_true", help="what windows and the fold cost, against the same rows sent plain"
+    )
 
 
 @dataclass
@@ -124,6 +133,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.api:
         return run_api(args)
+    if args.long_documents:
+        return run_long_documents(args)
     started = time.perf_counter()
     data = args.data if args.data.exists() else None
     work = args.out / "work"
@@ -220,6 +231,87 @@ def run_api(args: argparse.Namespace) -> int:
     (args.out / "api-benchmark.md").write_text(table)
     print("\n" + table + f"\nwrote api-benchmark.json, api-benchmark.md to {args.out} in {report['wall_s']:.0f} s")
     return 1 if any(cell["errors"] for cell in report["cells"]) else 0
+
+
+def run_long_documents(args: argparse.Namespace) -> int:
+    """Long documents under ``max`` against their windows sent as plain documents: the same rows."""
+    from tokenizers import Tokenizer
+
+    from triton_rerank.bench.harness import Cell, measure, served_scorer
+    from triton_rerank.bench.servers import Served, export_repositories
+    from triton_rerank.bench.workload import Request, load_requests
+    from triton_rerank.serving.backends.tokenizer_model import DEFAULT_MAX_CHUNKS_PER_DOC, windowed_rows
+    from triton_rerank.serving.repository import TOKENIZER, load_config
+
+    started = time.perf_counter()
+    data = args.data if args.data.exists() else None
+    work = args.out / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    repository = export_repositories(args.model, work)["int8"]
+    plain = Tokenizer.from_file(str(repository / TOKENIZER / "1" / "tokenizer.json"))
+    plain.no_truncation()
+    plain.no_padding()
+    max_length = int(load_config(repository / TOKENIZER / "config.pbtxt").parameters["max_length"].string_value)
+    count = 20 if args.quick else 40
+    windowed, plain_rows, rows = [], [], 0
+    for request in load_requests(data, 100, count):
+        documents = ["\n\n".join(request.documents[i : i + 10]) for i in range(0, 100, 10)]  # 10 long documents
+        pairs = [(request.query, d) for d in documents]
+        window_rows, _, _ = windowed_rows(plain, max_length, pairs, DEFAULT_MAX_CHUNKS_PER_DOC)
+        windowed.append(Request(request.query, documents))
+        plain_rows.append(Request(request.query, [text for _, text in window_rows]))
+        rows += len(window_rows)
+    served = Served("served int8", repository).start()
+    cells, rates = {}, {}  # rates: rows/s of each run
+    try:
+        variants = {
+            "windows (long_documents=max)": served_scorer(served.url("grpc"), args.batch_size, long_documents="max"),
+            "the same rows sent plain": served_scorer(served.url("grpc"), args.batch_size),
+        }
+        requests = {"windows (long_documents=max)": windowed, "the same rows sent plain": plain_rows}
+        for make_scorer in variants.values():
+            make_scorer()(plain_rows[0].query, plain_rows[0].documents[:4])  # warm-up
+        names = list(variants)
+        for round_index in range(args.rounds):
+            for clients in (1, 4):
+                for name in names[round_index % 2 :] + names[: round_index % 2]:
+                    cell = cells.setdefault((name, clients), Cell(name, 100, clients))
+                    measure(cell, variants[name], requests[name], clients, served.server.http_url)
+                    # documents/s -> rows/s: both variants send the same rows, counted as documents differently
+                    rows_per_s = cell.throughputs[-1] * rows / sum(len(r.documents) for r in requests[name])
+                    rates.setdefault((name, clients), []).append(rows_per_s)
+                    print(
+                        f"round {round_index + 1}  clients={clients}  {name:<30} {rows_per_s:7.1f} rows/s", flush=True
+                    )
+    finally:
+        served.stop()
+    summary = [
+        {
+            "variant": name,
+            "clients": clients,
+            "rows_per_s_median": statistics.median(rates[(name, clients)]),
+            "rows_per_s": rates[(name, clients)],
+            "errors": len(cell.errors),
+        }
+        for (name, clients), cell in cells.items()
+    ]
+    ratios = {}
+    for clients in (1, 4):
+        on, off = (statistics.median(rates[(name, clients)]) for name in names)
+        ratios[clients] = on / off
+        print(f"{clients} client(s): windows {on:.1f} rows/s, plain {off:.1f} rows/s: {on / off:.1%} of the plain rate")
+    report = {
+        "model": f"{args.model.name} (int8)",
+        "requests": count,
+        "rows": rows,
+        "rows_per_request": rows / count,
+        "cells": summary,
+        "windowed_vs_plain": ratios,
+        "wall_s": time.perf_counter() - started,
+    }
+    (args.out / "long-documents-benchmark.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote long-documents-benchmark.json to {args.out}")
+    return 1 if any(cell["errors"] for cell in summary) else 0
 
 
 def write_report(args, data, workload: Workload, fp32_repository: Path, results: dict, wall_s: float) -> int:

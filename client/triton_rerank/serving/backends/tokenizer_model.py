@@ -65,11 +65,12 @@ def _arrays(encodings, names):
 
 
 def document_windows(encoding, window, stride, max_chunks):
-    """Character spans ``[(start, end)]`` of the windows a long document is read in: each at most
-    ``window`` tokens of ``encoding`` (the document alone, no special tokens), the next starting
-    ``stride`` tokens before the previous one ends, both ends moved to the nearest word boundary
-    that keeps a window within ``window`` tokens (a word longer than a window is cut), at most
-    ``max_chunks`` windows from the start. Every token up to the last window is in one at least."""
+    """Character spans ``[(start, end)]`` of the windows a long document is read in, at most
+    ``max_chunks`` of them from the start. Each holds at most ``window`` tokens of ``encoding`` (the
+    document alone, no special tokens) and ends at the end of a word (unless one word is longer than
+    a window: it is cut). The next starts ``stride`` tokens before the previous one ends, moved back
+    to the first token of that word, or on to the next word's first token when going back would not
+    move forward. Every token up to the end of the last window is in one window at least."""
     words, offsets, count = encoding.word_ids, encoding.offsets, len(encoding.ids)
     spans, start = [], 0
     while True:
@@ -98,6 +99,32 @@ def _inside_word(words, i):
     return words[i] is not None and words[i] == words[i - 1]
 
 
+def windowed_rows(plain, max_length, pairs, max_chunks, window=None, stride=None):
+    """Each (query, document) pair whose document is over the budget (max_length less the query and
+    the special tokens) split into windows: (rows, the document each row belongs to, the characters
+    of the document each row holds). ``plain`` tokenizes without truncation or padding; ``window``
+    and ``stride`` default to the budget and half of it."""
+    query = pairs[0][0]
+    specials = len(plain.encode("", "").ids)  # [CLS] [SEP] [SEP] for BERT
+    budget = max_length - specials - len(plain.encode(query, add_special_tokens=False).ids)
+    # A query that leaves little room still gets half the model: pair truncation then cuts both, as in-process.
+    size = min(window or budget, max(budget, max_length // 2))
+    overlap = min(size // 2 if stride is None else stride, size - 1)
+    long = [i for i, (_, document) in enumerate(pairs) if len(document.encode("utf-8")) > budget]  # tokens <= bytes
+    found = plain.encode_batch([pairs[i][1] for i in long], add_special_tokens=False)
+    encodings = dict(zip(long, found, strict=True))
+    rows, owners, spans = [], [], []
+    for i, (_, document) in enumerate(pairs):
+        encoding = encodings.get(i)
+        windows = [(0, len(document))]
+        if encoding is not None and len(encoding.ids) > budget:
+            windows = document_windows(encoding, size, overlap, max_chunks)
+        rows += [(query, document[start:end]) for start, end in windows]
+        owners += [i] * len(windows)
+        spans += windows
+    return rows, owners, spans
+
+
 class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
@@ -123,7 +150,6 @@ class TritonPythonModel:
         self.plain = Tokenizer.from_str(self.tokenizer.to_str())
         self.plain.no_truncation()
         self.plain.no_padding()
-        self.pair_specials = len(self.plain.encode("", "").ids)  # [CLS] [SEP] [SEP] for BERT
         self.max_rows_per_request = int(parameters.get("max_rows_per_request", 0)) or None
         self.max_bytes = int(parameters.get("max_document_bytes", 0)) or None
 
@@ -200,25 +226,7 @@ class TritonPythonModel:
         return [pb_utils.Tensor(name, arrays[name]) for name in self.output_names]
 
     def _windows(self, pairs, max_chunks, window, stride):
-        """Each pair whose document is over the budget split into windows: (rows, the document each
-        row belongs to, the characters of the document each row holds)."""
-        query = pairs[0][0]
-        budget = self.max_length - self.pair_specials - len(self.plain.encode(query, add_special_tokens=False).ids)
-        # A query that leaves little room still gets half the model: pair truncation then cuts both, as in-process.
-        size = min(window or budget, max(budget, self.max_length // 2))
-        overlap = min(size // 2 if stride is None else stride, size - 1)
-        long = [i for i, (_, document) in enumerate(pairs) if len(document.encode("utf-8")) > budget]  # tokens <= bytes
-        found = self.plain.encode_batch([pairs[i][1] for i in long], add_special_tokens=False)
-        encodings = dict(zip(long, found, strict=True))
-        rows, owners, spans = [], [], []
-        for i, (_, document) in enumerate(pairs):
-            encoding = encodings.get(i)
-            windows = [(0, len(document))]
-            if encoding is not None and len(encoding.ids) > budget:
-                windows = document_windows(encoding, size, overlap, max_chunks)
-            rows += [(query, document[start:end]) for start, end in windows]
-            owners += [i] * len(windows)
-            spans += windows
+        rows, owners, spans = windowed_rows(self.plain, self.max_length, pairs, max_chunks, window, stride)
         limit = self.max_rows_per_request
         if limit and len(rows) > limit:
             raise ValueError(
