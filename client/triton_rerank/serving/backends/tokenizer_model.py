@@ -256,11 +256,10 @@ class TritonPythonModel:
 
 
 def _kept(encoding, span):
-    """The characters of ``span`` that a full row's encoding kept: all of them, unless truncation
-    cut the document (sequence 1 of a pair); then those of the first to the last token it kept."""
-    start, end = span
-    if not encoding.overflowing:
-        return start, end
+    """The characters of ``span`` that a full row's encoding (max_length tokens: perhaps truncated)
+    kept of the document, sequence 1 of its pair: from its first kept token to its last. (Not
+    ``encoding.overflowing``: for a long document that builds thousands of encodings to test.)"""
+    start, _ = span
     kept = [offset for offset, sequence in zip(encoding.offsets, encoding.sequence_ids, strict=True) if sequence == 1]
     return (start + kept[0][0], start + kept[-1][1]) if kept else (start, start)
 
