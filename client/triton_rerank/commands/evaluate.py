@@ -198,19 +198,21 @@ def run(args: argparse.Namespace) -> int:
         milvus_uri = args.milvus_uri or str(Path(workdir) / "evaluation.db")
         stats_url = server.http_url if server is not None else None
         first_stage, reranked, served_timings = served_runs(args, documents, queries, url, milvus_uri, stats_url)
-    rows = {f"first stage: Milvus {args.index} (served)": evaluate(first_stage, qrels)}
-    for name, run in reranked.items():
+    first_scores = evaluate(first_stage, qrels)
+    scored = {name: evaluate(run, qrels) for name, run in reranked.items()}  # each run's metrics, once
+    rows = {f"first stage: Milvus {args.index} (served)": first_scores}
+    for name, scores in scored.items():
         if args.rerank_data is not None and name != "short":
             what = f", {args.rerank_data.name} texts, long_documents={name}"
         else:
             what = "" if name in ("short", "first") else f", long_documents={name}"
-        rows[f"reranked: Triton on Milvus top-{args.retrieve_k} (served{what})"] = evaluate(run, qrels)
+        rows[f"reranked: Triton on Milvus top-{args.retrieve_k} (served{what})"] = scores
     if args.rerank_data is not None:  # how much of the short documents' gain over the first stage each policy keeps
-        first = evaluate(first_stage, qrels)["ndcg@10"]
-        gain = evaluate(reranked["short"], qrels)["ndcg@10"] - first
-        for name, run in reranked.items():
+        first = first_scores["ndcg@10"]
+        gain = scored["short"]["ndcg@10"] - first
+        for name, scores in scored.items():
             if name != "short":
-                kept = (evaluate(run, qrels)["ndcg@10"] - first) / gain if gain else float("nan")
+                kept = (scores["ndcg@10"] - first) / gain if gain else float("nan")
                 served_timings[f"gain_kept_{name}"] = kept
                 print(f"long_documents={name}: keeps {kept:.0%} of the short documents' nDCG@10 gain", flush=True)
     timings = {"served": served_timings}

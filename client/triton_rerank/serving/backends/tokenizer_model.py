@@ -49,6 +49,7 @@ ROW_OUTPUTS = (TOKEN_COUNT, ROW_DOCUMENT, ROW_SPAN)
 # The request parameters this step reads (their meaning: the module docstring).
 TRUNCATE, TRUNCATION_DIRECTION, MAX_TOKENS_PER_DOC = "truncate", "truncation_direction", "max_tokens_per_doc"
 LONG_DOCUMENTS, MAX_CHUNKS_PER_DOC, WINDOW, STRIDE = "long_documents", "max_chunks_per_doc", "window", "stride"
+PAIR_PARAMETERS = (MAX_TOKENS_PER_DOC, LONG_DOCUMENTS, MAX_CHUNKS_PER_DOC, WINDOW, STRIDE)  # pairs only
 DIRECTIONS = ("right", "left")
 POLICIES = ("first", "max", "mean", "error")
 DEFAULT_MAX_CHUNKS_PER_DOC = 32
@@ -274,9 +275,8 @@ def read_options(parameters, pairs, max_length):
         if not isinstance(value, str) or value.lower() not in DIRECTIONS:
             raise ValueError(f"parameter {TRUNCATION_DIRECTION} must be 'right' or 'left', got {value!r}")
         options["direction"] = value.lower()
-    pair_options = [name for name in (MAX_TOKENS_PER_DOC, LONG_DOCUMENTS, MAX_CHUNKS_PER_DOC, WINDOW, STRIDE)]
-    if not pairs and any(name in parameters for name in pair_options):
-        raise ValueError(f"parameters {', '.join(pair_options)} apply to (query, document) pairs only")
+    if not pairs and any(name in parameters for name in PAIR_PARAMETERS):
+        raise ValueError(f"parameters {', '.join(PAIR_PARAMETERS)} apply to (query, document) pairs only")
     if LONG_DOCUMENTS in parameters:
         value = parameters[LONG_DOCUMENTS]
         if value not in POLICIES:
