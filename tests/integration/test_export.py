@@ -156,6 +156,11 @@ def test_ensure_exported_skips_a_complete_export_and_redoes_a_stale_one(tiny_mod
     assert ensure_exported(repository, str(tiny_model), "cross-encoder") is not None
     (repository / "cross_encoder" / "1" / "model.onnx").unlink()
     assert ensure_exported(repository, str(tiny_model), "cross-encoder") is not None
+    for step in ("tokenizer", "aggregator"):  # code from an older release of the package is replaced
+        code = repository / step / "1" / "model.py"
+        code.write_text(code.read_text() + "\n# an older release\n")
+        assert ensure_exported(repository, str(tiny_model), "cross-encoder") is not None
+        assert ensure_exported(repository, str(tiny_model), "cross-encoder") is None
 
 
 def test_export_if_missing_skips_the_same_settings_and_redoes_other_ones(tiny_model, tmp_path, capsys):

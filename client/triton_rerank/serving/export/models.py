@@ -173,7 +173,8 @@ def is_exported(
 ) -> bool:
     """Whether ``repository`` holds a complete export of ``source`` (a resolved model) as ``kind``
     in that format and precision: its weights, configs that still say the exported max_length and,
-    when ``settings`` are given, a model config that says what they say (device, accelerator, batching)."""
+    when ``settings`` are given, a model config that says what they say (device, accelerator, batching),
+    and Python models whose code is this package's (an upgrade re-exports rather than serve old code)."""
     family = (settings.replace(kind=kind) if settings else repo.RepositorySettings(kind=kind)).family
     manifest = Path(repository) / family.model / "1" / "export.json"
     if not manifest.exists():
@@ -187,8 +188,13 @@ def is_exported(
         and report.get("model_format") == model_format
         and weights.exists()
         and tokenizer_config.parameters["max_length"].string_value == str(report.get("max_length"))
+        and all(_same_code(Path(repository) / name / "1" / "model.py", code) for name, code in repo.python_models(family).items())
         and (settings is None or _config_matches(Path(repository) / family.model, settings, kind, report))
     )
+
+
+def _same_code(copy: Path, source: Path) -> bool:
+    return copy.exists() and copy.read_bytes() == source.read_bytes()
 
 
 def _config_matches(model_dir: Path, settings: repo.RepositorySettings, kind: str, report: dict) -> bool:
