@@ -19,7 +19,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import signal
 import sys
+import threading
 
 from triton_rerank.errors import RerankError
 
@@ -78,14 +80,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _exit(signum, frame) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging()
+    # SIGTERM (kill, timeout, a container stop) unwinds like Ctrl-C, so the servers a command
+    # started (Triton, the API) are stopped by their context managers instead of left orphaned.
+    main_thread = threading.current_thread() is threading.main_thread()  # signals are the main thread's
+    previous = signal.signal(signal.SIGTERM, _exit) if main_thread else None
     try:
         return args.run(args)
     except RerankError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

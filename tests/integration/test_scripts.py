@@ -70,6 +70,25 @@ def test_serve_prints_one_ready_line_serves_and_stops_cleanly(tiny_repository, s
             process.kill()
 
 
+def test_a_command_stopped_by_sigterm_stops_the_server_it_started(tiny_repository):
+    """kill, timeout or a container stop: the embedded Triton goes with the command, not orphaned."""
+    args = ["--repository", str(tiny_repository), "--clients", "1", "--duration-s", "120", "--runs", "1"]
+    process = subprocess.Popen(script("load_test.py", *args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while len(children := descendants(process.pid)) < 3 and time.monotonic() < deadline:  # server + stubs
+            time.sleep(0.5)
+        assert len(children) >= 3, "the load test did not start its server"
+        time.sleep(2)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 128 + signal.SIGTERM
+        time.sleep(0.5)
+        assert [pid for pid in children if os.path.exists(f"/proc/{pid}") and not _zombie(pid)] == []
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
 def _zombie(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
