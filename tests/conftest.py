@@ -56,6 +56,28 @@ def triton_server(tiny_repository):
 
 
 @pytest.fixture(scope="session")
+def second_model(tmp_path_factory) -> Path:
+    """Another tiny cross-encoder (other weights): a second reranker to serve beside the first."""
+    return build_tiny_bert_cross_encoder(tmp_path_factory.mktemp("second-ce"), seed=7)
+
+
+@pytest.fixture(scope="session")
+def two_rerankers_server(tiny_repository, second_model, tmp_path_factory):
+    """The tiny repository plus ``second_model`` exported beside it under the name ``second``."""
+    import shutil
+
+    from triton_rerank.serving.export import export_cross_encoder
+    from triton_rerank.serving.repository import RepositorySettings
+    from triton_rerank.serving.server import EmbeddedTritonServer, free_port_settings
+
+    repository = tmp_path_factory.mktemp("two-rerankers") / "model_repository"
+    shutil.copytree(tiny_repository, repository)
+    export_cross_encoder(str(second_model), repository, settings=RepositorySettings(name="second"))
+    with EmbeddedTritonServer(repository, free_port_settings()) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
 def reference(tiny_model):
     """The in-process references: sentence-transformers' CrossEncoder and pymilvus' reranker."""
     from milvus_model.reranker import CrossEncoderRerankFunction

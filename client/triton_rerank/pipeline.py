@@ -13,6 +13,11 @@ worker thread).
 Keywords after the three components are the reranker's request options (``client.request_options``):
 ``RerankPipeline(store, embed, rerank, long_documents="max")`` reads documents longer than the model
 in windows and keeps each one's best, and its hits carry the ``span`` of text that decided.
+
+A cascade spends a strong (slow) reranker only where it matters: ``cascade=[(strong, 20)]`` reranks
+the ``retrieve_k`` candidates with ``rerank``, then the best 20 of those again with ``strong`` (a
+client of another model, e.g. ``TritonRerankFunction(url, model_name="qwen3")``); hits carry the last
+stage's scores. Stages may be chained: ``cascade=[(medium, 50), (strong, 10)]``.
 """
 
 from __future__ import annotations
@@ -47,7 +52,7 @@ class SearchResult:
     timings_ms: dict[str, float] = field(default_factory=dict)  # embed, retrieve, rerank
 
 
-def check_search(queries: list[str], retrieve_k: object, top_k: object) -> None:
+def check_search(queries: list[str], retrieve_k: object, top_k: object, cascade: list[tuple[Any, int]] = ()) -> None:
     for i, query in enumerate(queries):
         if not isinstance(query, str):
             raise RerankInputError(f"query {i} must be a str, got {type(query).__name__}")
@@ -56,23 +61,44 @@ def check_search(queries: list[str], retrieve_k: object, top_k: object) -> None:
             raise RerankInputError(f"{name} must be a positive int, got {value!r}")
     if top_k > retrieve_k:
         raise RerankInputError(f"top_k ({top_k}) cannot exceed retrieve_k ({retrieve_k})")
+    if cascade and top_k > cascade[-1][1]:
+        raise RerankInputError(f"top_k ({top_k}) cannot exceed the {cascade[-1][1]} candidates the last cascade stage reads")
 
 
-def _result(query: str, candidates: list[Match], found, top_k: int, timings: dict) -> SearchResult:
-    ranked = rank([c.text for c in candidates], found.scores, top_k, found.spans)
-    hits = [
-        Hit(
-            id=candidates[r.index].id,
-            text=r.text,
-            rerank_score=r.score,
-            first_stage_score=candidates[r.index].score,
-            first_stage_rank=r.index + 1,
-            metadata=candidates[r.index].metadata,
-            span=r.span,
+def _result(query: str, candidates: list[Match], read: list[int], found, top_k: int, timings: dict) -> SearchResult:
+    """Hits from the last stage's scores ``found`` of the candidates ``read`` (their indices)."""
+    ranked = rank([candidates[i].text for i in read], found.scores, top_k, found.spans)
+    hits = []
+    for r in ranked:
+        candidate = read[r.index]
+        hits.append(
+            Hit(
+                id=candidates[candidate].id,
+                text=r.text,
+                rerank_score=r.score,
+                first_stage_score=candidates[candidate].score,
+                first_stage_rank=candidate + 1,
+                metadata=candidates[candidate].metadata,
+                span=r.span,
+            )
         )
-        for r in ranked
-    ]
     return SearchResult(query=query, hits=hits, candidates=candidates, timings_ms=timings)
+
+
+def _check_cascade(cascade: object) -> list[tuple[Any, int]]:
+    stages = list(cascade or [])
+    for stage in stages:
+        if not (isinstance(stage, tuple) and len(stage) == 2 and hasattr(stage[0], "score_details")):
+            raise RerankInputError(f"each cascade stage must be a (reranker, how many it reads) pair, got {stage!r}")
+        keep = stage[1]
+        if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+            raise RerankInputError(f"a cascade stage reads a positive number of candidates, got {keep!r}")
+    return stages
+
+
+def _best(read: list[int], scores, keep: int) -> list[int]:
+    """The ``keep`` best of the candidates ``read`` (indices), best first: the next stage's input."""
+    return [read[r.index] for r in rank([""] * len(read), scores, keep)]
 
 
 def _check_options(options: dict) -> tuple[dict, bool]:
@@ -95,11 +121,18 @@ class RerankPipeline:
     """Two-stage search over one Milvus collection; see the module docstring."""
 
     def __init__(
-        self, store: MilvusStore, embedder: TritonEmbedFunction, reranker: TritonRerankFunction, **rerank_options
+        self,
+        store: MilvusStore,
+        embedder: TritonEmbedFunction,
+        reranker: TritonRerankFunction,
+        *,
+        cascade: list[tuple[TritonRerankFunction, int]] | None = None,
+        **rerank_options,
     ) -> None:
         self.store = store
         self.embedder = embedder
         self.reranker = reranker
+        self.cascade = _check_cascade(cascade)
         self.rerank_options, self.spans = _check_options(rerank_options)
 
     def search(self, query: str, *, retrieve_k: int = 100, top_k: int = 10, filter: str | None = None) -> SearchResult:
@@ -109,7 +142,7 @@ class RerankPipeline:
         self, queries: list[str], *, retrieve_k: int = 100, top_k: int = 10, filter: str | None = None
     ) -> list[SearchResult]:
         """Search several queries: one embedding call, one Milvus search, one rerank call each."""
-        check_search(queries, retrieve_k, top_k)
+        check_search(queries, retrieve_k, top_k, self.cascade)
         if not queries:
             return []
         started = time.perf_counter()
@@ -122,11 +155,17 @@ class RerankPipeline:
         shared = _shared_timings(embed_ms, retrieve_ms, len(queries))
         for query, candidates in zip(queries, candidate_lists, strict=True):
             started = time.perf_counter()
-            found = self.reranker.score_details(
-                query, [c.text for c in candidates], spans=self.spans, **self.rerank_options
-            )
-            results.append(_result(query, candidates, found, top_k, {**shared, "rerank": _ms(started)}))
+            read = list(range(len(candidates)))
+            found = self._score(self.reranker, query, candidates, read)
+            for reranker, keep in self.cascade:
+                read = _best(read, found.scores, keep)
+                found = self._score(reranker, query, candidates, read)
+            results.append(_result(query, candidates, read, found, top_k, {**shared, "rerank": _ms(started)}))
         return results
+
+    def _score(self, reranker, query: str, candidates: list[Match], read: list[int]):
+        texts = [candidates[i].text for i in read]
+        return reranker.score_details(query, texts, spans=self.spans, **self.rerank_options)
 
 
 class AsyncRerankPipeline:
@@ -137,11 +176,14 @@ class AsyncRerankPipeline:
         store: MilvusStore,
         embedder: AsyncTritonEmbedFunction,
         reranker: AsyncTritonRerankFunction,
+        *,
+        cascade: list[tuple[AsyncTritonRerankFunction, int]] | None = None,
         **rerank_options,
     ) -> None:
         self.store = store
         self.embedder = embedder
         self.reranker = reranker
+        self.cascade = _check_cascade(cascade)
         self.rerank_options, self.spans = _check_options(rerank_options)
 
     async def search(
@@ -152,7 +194,7 @@ class AsyncRerankPipeline:
     async def search_batch(
         self, queries: list[str], *, retrieve_k: int = 100, top_k: int = 10, filter: str | None = None
     ) -> list[SearchResult]:
-        check_search(queries, retrieve_k, top_k)
+        check_search(queries, retrieve_k, top_k, self.cascade)
         if not queries:
             return []
         started = time.perf_counter()
@@ -164,11 +206,17 @@ class AsyncRerankPipeline:
 
         shared = _shared_timings(embed_ms, retrieve_ms, len(queries))
 
+        async def score(reranker, query: str, candidates: list[Match], read: list[int]):
+            texts = [candidates[i].text for i in read]
+            return await reranker.score_details(query, texts, spans=self.spans, **self.rerank_options)
+
         async def rerank(query: str, candidates: list[Match]) -> SearchResult:
             started = time.perf_counter()
-            found = await self.reranker.score_details(
-                query, [c.text for c in candidates], spans=self.spans, **self.rerank_options
-            )
-            return _result(query, candidates, found, top_k, {**shared, "rerank": _ms(started)})
+            read = list(range(len(candidates)))
+            found = await score(self.reranker, query, candidates, read)
+            for reranker, keep in self.cascade:
+                read = _best(read, found.scores, keep)
+                found = await score(reranker, query, candidates, read)
+            return _result(query, candidates, read, found, top_k, {**shared, "rerank": _ms(started)})
 
         return list(await asyncio.gather(*(rerank(q, c) for q, c in zip(queries, candidate_lists, strict=True))))

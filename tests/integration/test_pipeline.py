@@ -137,6 +137,38 @@ def test_bad_search_arguments_are_refused(pipeline, kwargs, message):
         pipeline.search(QUERY, **kwargs)
 
 
+async def test_a_cascade_reranks_the_best_of_the_first_model_with_the_second(
+    store, clients, two_rerankers_server, second_model
+):
+    """MiniLM-then-LLM in miniature: the first reranker reads all 16 candidates, the second (another
+    model, selected by name on the same server) only the first's best 5; hits carry its scores."""
+    from sentence_transformers import CrossEncoder
+
+    embed, _ = clients
+    url = two_rerankers_server.grpc_url
+    with TritonRerankFunction(url) as first, TritonRerankFunction(url, model_name="second") as second:
+        cascade = RerankPipeline(store, embed, first, cascade=[(second, 5)]).search(QUERY, retrieve_k=16, top_k=3)
+        best_five = RerankPipeline(store, embed, first).search(QUERY, retrieve_k=16, top_k=5).hits
+        with pytest.raises(RerankInputError, match=r"top_k \(6\) cannot exceed the 5 candidates the last cascade"):
+            RerankPipeline(store, embed, first, cascade=[(second, 5)]).search(QUERY, top_k=6)
+        for bad in ([(second, 0)], [("second", 5)], [second]):
+            with pytest.raises(RerankInputError, match="cascade stage"):
+                RerankPipeline(store, embed, first, cascade=bad)
+    expected = CrossEncoder(str(second_model)).predict(
+        [(QUERY, hit.text) for hit in best_five], activation_fn=torch.nn.Identity()
+    )
+    order = np.argsort(-expected, kind="stable")[:3]
+    assert [h.id for h in cascade.hits] == [best_five[i].id for i in order]
+    assert [h.first_stage_rank for h in cascade.hits] == [best_five[i].first_stage_rank for i in order]
+    np.testing.assert_allclose([h.rerank_score for h in cascade.hits], expected[order], atol=TOLERANCE)
+    assert len(cascade.candidates) == 16  # the first stage's list stays whole
+    async with AsyncTritonRerankFunction(url) as first, AsyncTritonRerankFunction(url, model_name="second") as second:
+        async with AsyncTritonEmbedFunction(url) as async_embed:
+            pipeline = AsyncRerankPipeline(store, async_embed, first, cascade=[(second, 5)])
+            (twin,) = await pipeline.search_batch([QUERY], retrieve_k=16, top_k=3)
+    assert [h.id for h in twin.hits] == [h.id for h in cascade.hits]
+
+
 def test_a_batch_of_queries_equals_single_searches(pipeline):
     queries = [QUERY, "What makes the sea level go up?", "python threads"]
     batch = pipeline.search_batch(queries, retrieve_k=8, top_k=4)

@@ -5,16 +5,12 @@ Milvus Lite reranking server-side through it."""
 from __future__ import annotations
 
 import contextlib
-import shutil
 import threading
-from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 import torch
-
-from tiny_models import build_tiny_bert_cross_encoder
 
 pytestmark = pytest.mark.integration
 TOLERANCE = 1e-4
@@ -50,33 +46,14 @@ def sigmoid(x) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def second_model(tmp_path_factory) -> Path:
-    return build_tiny_bert_cross_encoder(tmp_path_factory.mktemp("second-ce"), seed=7)
-
-
-@pytest.fixture(scope="module")
-def api_triton(tiny_repository, second_model, tmp_path_factory):
-    """The tiny repository plus a second reranker exported beside it under its own name."""
-    from triton_rerank.serving.export import export_cross_encoder
-    from triton_rerank.serving.repository import RepositorySettings
-    from triton_rerank.serving.server import EmbeddedTritonServer, free_port_settings
-
-    repository = tmp_path_factory.mktemp("api-repo") / "model_repository"
-    shutil.copytree(tiny_repository, repository)
-    export_cross_encoder(str(second_model), repository, settings=RepositorySettings(name="second"))
-    with EmbeddedTritonServer(repository, free_port_settings()) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def api(api_triton) -> str:
-    with rerank_api(api_triton.grpc_url, "--model-alias", "rerank-v3.5=reranker") as (base, _):
+def api(two_rerankers_server) -> str:
+    with rerank_api(two_rerankers_server.grpc_url, "--model-alias", "rerank-v3.5=reranker") as (base, _):
         yield base
 
 
 @pytest.fixture(scope="module")
-def keyed_api(api_triton) -> str:
-    with rerank_api(api_triton.grpc_url, env={"RERANK_API_KEY": API_KEY}) as (base, process):
+def keyed_api(two_rerankers_server) -> str:
+    with rerank_api(two_rerankers_server.grpc_url, env={"RERANK_API_KEY": API_KEY}) as (base, process):
         yield base, process
 
 
@@ -173,7 +150,9 @@ def _documents_scored(api: str, route: str) -> float:
     return float(found.group(1)) if found else 0.0
 
 
-def test_milvus_lite_reranks_server_side_through_the_api_as_the_pipeline_does(api, api_triton, tmp_path, sample_corpus):
+def test_milvus_lite_reranks_server_side_through_the_api_as_the_pipeline_does(
+    api, two_rerankers_server, tmp_path, sample_corpus
+):
     from pymilvus import Function, FunctionType, MilvusClient
 
     from triton_rerank import TritonEmbedFunction, TritonRerankFunction
@@ -186,8 +165,8 @@ def test_milvus_lite_reranks_server_side_through_the_api_as_the_pipeline_does(ap
     # with retrieve_k=30 (the API's document count below checks the 30).
     uri = str(tmp_path / "milvus.db")
     with (
-        TritonEmbedFunction(api_triton.grpc_url) as embed,
-        TritonRerankFunction(api_triton.grpc_url) as rerank,
+        TritonEmbedFunction(two_rerankers_server.grpc_url) as embed,
+        TritonRerankFunction(two_rerankers_server.grpc_url) as rerank,
         MilvusStore(uri, collection="sample", index="FLAT") as store,
     ):
         ingest(read_documents(sample_corpus), store, embed, batch_size=16)
@@ -456,14 +435,14 @@ def test_triton_down_is_503_on_every_route(tmp_path):
         assert httpx.get(f"{base}/health").status_code == 503
 
 
-def test_a_long_document_through_the_api_is_read_in_windows_when_asked(api, api_triton):
+def test_a_long_document_through_the_api_is_read_in_windows_when_asked(api, two_rerankers_server):
     from triton_rerank import TritonRerankFunction
 
     document = "the quick brown fox " * 30 + "paris is the capital of france " + "the lazy dog " * 30
     body = {"model": "reranker", "query": QUERY, "documents": [document, DOCUMENTS[1]], "long_documents": "max"}
     answer = httpx.post(f"{api}/v2/rerank", json=body).json()
     got = {r["index"]: r["relevance_score"] for r in answer["results"]}
-    with TritonRerankFunction(api_triton.grpc_url) as rf:
+    with TritonRerankFunction(two_rerankers_server.grpc_url) as rf:
         want = rf.score(QUERY, [document, DOCUMENTS[1]], long_documents="max")
         first = rf.score(QUERY, [document, DOCUMENTS[1]])
     np.testing.assert_allclose([got[0], got[1]], sigmoid(want), atol=TOLERANCE)
