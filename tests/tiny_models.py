@@ -87,3 +87,65 @@ def build_tiny_roberta_cross_encoder(folder: Path, *, seed: int = 0, max_length:
     config.sentence_transformers = {"activation_fn": "torch.nn.modules.linear.Identity"}
     RobertaForSequenceClassification(config).save_pretrained(folder)
     return folder
+
+
+def build_tiny_xlmr_cross_encoder(folder: Path, *, seed: int = 0, max_length: int = TINY_MAX_LENGTH) -> Path:
+    """A 2-layer XLM-RoBERTa cross-encoder (the bge-reranker-v2-m3 class): a SentencePiece Unigram
+    vocabulary with ``▁`` word starts, ``<s> A </s></s> B </s>`` pairs and no ``token_type_ids``."""
+    from tokenizers import SentencePieceUnigramTokenizer, processors
+    from transformers import XLMRobertaConfig, XLMRobertaForSequenceClassification, XLMRobertaTokenizerFast
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    unigram = SentencePieceUnigramTokenizer()
+    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]  # XLM-R's ids 0..4
+    corpus = [" ".join(WORDS), "Paris est la capitale de la France. Берлин — столица Германии. 東京は日本の首都です。"]
+    unigram.train_from_iterator(corpus * 5, vocab_size=300, special_tokens=specials, unk_token="<unk>")
+    unigram.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", 0), ("</s>", 2)]
+    )
+    tokenizer = XLMRobertaTokenizerFast(tokenizer_object=unigram, model_max_length=max_length)
+    tokenizer.save_pretrained(folder)
+
+    torch.manual_seed(seed)
+    config = XLMRobertaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=max_length + 2 + 80,  # positions start after the pad id, as RoBERTa's
+        type_vocab_size=1,
+        num_labels=1,
+        initializer_range=0.3,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    config.sentence_transformers = {"activation_fn": "torch.nn.modules.linear.Identity"}
+    XLMRobertaForSequenceClassification(config).save_pretrained(folder)
+    return folder
+
+
+def windowed_reference(
+    cross_encoder, tokenizer, max_length, query, documents, policy, window=None, stride=None, chunks=None
+):
+    """What a server must answer under ``long_documents=policy``, computed apart: the windows
+    ``windowed_rows`` gives (``tokenizer``: the served one, without truncation or padding), each
+    scored alone by ``CrossEncoder.predict`` and folded here; returns (scores, the deciding spans)."""
+    import numpy as np
+
+    from triton_rerank.serving.backends.tokenizer_model import DEFAULT_MAX_CHUNKS_PER_DOC, windowed_rows
+
+    pairs = [(query, document) for document in documents]
+    rows, owners, spans = windowed_rows(
+        tokenizer, max_length, pairs, chunks or DEFAULT_MAX_CHUNKS_PER_DOC, window, stride
+    )
+    logits = cross_encoder.predict(rows, activation_fn=torch.nn.Identity(), batch_size=64)
+    owners, scores, chosen = np.array(owners), [], []
+    for document in range(len(documents)):
+        mine = np.flatnonzero(owners == document)
+        scores.append(logits[mine].max() if policy == "max" else logits[mine].mean())
+        best = mine[int(np.argmax(logits[mine]))]
+        chosen.append(spans[best] if policy == "max" else (spans[mine[0]][0], spans[mine[-1]][1]))
+    return np.array(scores), chosen

@@ -9,9 +9,15 @@ import onnx
 import pytest
 import torch
 from sentence_transformers import CrossEncoder
+from tokenizers import Tokenizer
 from transformers import BertConfig, BertForSequenceClassification
 
-from tiny_models import TINY_MAX_LENGTH, build_tiny_roberta_cross_encoder
+from tiny_models import (
+    TINY_MAX_LENGTH,
+    build_tiny_roberta_cross_encoder,
+    build_tiny_xlmr_cross_encoder,
+    windowed_reference,
+)
 from triton_rerank import TritonRerankFunction
 from triton_rerank.serving import repository as repo
 from triton_rerank.serving.export import ExportCheckError, ExportError, export_cross_encoder
@@ -108,8 +114,12 @@ def test_torchscript_export_serves_the_same_scores_under_the_same_names(torchscr
 
 
 @pytest.mark.integration
-def test_a_model_without_token_type_ids_is_exported_and_served_with_two_inputs(tmp_path):
-    folder = build_tiny_roberta_cross_encoder(tmp_path / "tiny-roberta")
+@pytest.mark.parametrize(
+    "build", [build_tiny_roberta_cross_encoder, build_tiny_xlmr_cross_encoder], ids=["roberta", "xlm-r"]
+)
+def test_a_model_without_token_type_ids_is_exported_and_served_with_two_inputs(tmp_path, build):
+    """RoBERTa (byte-level BPE) and XLM-RoBERTa (SentencePiece Unigram, the bge-reranker-v2-m3 class)."""
+    folder = build(tmp_path / "tiny")
     repository = tmp_path / "repo"
     report = export_cross_encoder(str(folder), repository)
     assert report.model_inputs == ["input_ids", "attention_mask"]
@@ -117,11 +127,30 @@ def test_a_model_without_token_type_ids_is_exported_and_served_with_two_inputs(t
     assert [t.name for t in configs[repo.CROSS_ENCODER].input] == ["input_ids", "attention_mask"]
     rows = [name for name, _, _ in repo.ROW_TENSORS]  # what the tokenizer tells the aggregator
     assert [t.name for t in configs[repo.TOKENIZER].output] == ["input_ids", "attention_mask", *rows]
-    query, documents = "what is the capital of france", ["paris is the capital", "", "berlin " * 60, "café 🚀"]
+    query = "what is the capital of france"
+    documents = [
+        "paris is the capital",
+        "",
+        "berlin " * 60,
+        "café 🚀",
+        "Paris est la capitale de la France.",
+        "東京は日本の首都です",
+    ]
     expected = CrossEncoder(str(folder)).predict([(query, d) for d in documents], activation_fn=torch.nn.Identity())
+    served = Tokenizer.from_file(str(repository / "tokenizer" / "1" / "tokenizer.json"))
+    served.no_truncation()
+    served.no_padding()
     with EmbeddedTritonServer(repository, free_port_settings()) as server:
-        with TritonRerankFunction(server.http_url) as rf:
-            np.testing.assert_allclose(rf.score(query, documents), expected, atol=TOLERANCE, rtol=0)
+        for url in (server.http_url, server.grpc_url):
+            with TritonRerankFunction(url) as rf:
+                np.testing.assert_allclose(rf.score(query, documents), expected, atol=TOLERANCE, rtol=0)
+                # long documents: windows cut at this vocabulary's word starts, each scored as in-process
+                details = rf.score_details(query, documents, long_documents="max", spans=True)
+                want, spans = windowed_reference(
+                    CrossEncoder(str(folder)), served, TINY_MAX_LENGTH, query, documents, "max"
+                )
+                np.testing.assert_allclose(details.scores, want, atol=TOLERANCE, rtol=0)
+                assert [tuple(span) for span in details.spans] == spans
 
 
 def test_exported_configs_parse_with_tritons_schema_and_equal_the_generator(tiny_repository):

@@ -188,7 +188,10 @@ def is_exported(
         and report.get("model_format") == model_format
         and weights.exists()
         and tokenizer_config.parameters["max_length"].string_value == str(report.get("max_length"))
-        and all(_same_code(Path(repository) / name / "1" / "model.py", code) for name, code in repo.python_models(family).items())
+        and all(
+            _same_code(Path(repository) / name / "1" / "model.py", code)
+            for name, code in repo.python_models(family).items()
+        )
         and (settings is None or _config_matches(Path(repository) / family.model, settings, kind, report))
     )
 
