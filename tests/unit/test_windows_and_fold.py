@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
 
@@ -32,7 +32,8 @@ def tokenizer() -> Tokenizer:
 
 
 texts = st.lists(
-    st.one_of(st.sampled_from(WORDS), st.text("abcdefghijklmnopqrstuvwxyz", min_size=1, max_size=12)),
+    # words, pieces of words, sentence ends ('.') and line and paragraph breaks
+    st.one_of(st.sampled_from([*WORDS, "\n", "\n\n"]), st.text("abcdefghijklmnopqrstuvwxyz", min_size=1, max_size=12)),
     min_size=1,
     max_size=120,
 ).map(" ".join)
@@ -44,7 +45,8 @@ def test_windows_hold_at_most_window_tokens_cover_the_text_and_move_forward(toke
     stride = data.draw(st.integers(0, window - 1))
     chunks = data.draw(st.integers(1, 50))
     encoding = tokenizer.encode(text, add_special_tokens=False)
-    spans = document_windows(encoding, window, stride, chunks)
+    assume(encoding.ids)  # the server windows only documents over the budget, never an empty one
+    spans = document_windows(text, encoding, window, stride, chunks)
     assert 1 <= len(spans) <= chunks
     starts = [start for start, _ in spans]
     assert starts == sorted(set(starts))  # every window starts after the one before
@@ -65,16 +67,32 @@ def test_windows_hold_at_most_window_tokens_cover_the_text_and_move_forward(toke
 def test_windows_end_between_words_when_a_word_fits(tokenizer):
     text = "patal caris wapi patal caris wapi"
     encoding = tokenizer.encode(text, add_special_tokens=False)  # pa ##tal ca ##ris wa ##pi ...: 2 tokens a word
-    spans = document_windows(encoding, 3, 1, 10)
+    spans = document_windows(text, encoding, 3, 1, 10)
     windows = [text[start:end] for start, end in spans]
     assert windows == ["patal", "caris", "wapi", "patal", "caris", "wapi"]  # never 'patal ca'
     # sharing 2 tokens with a window of 5: the next window starts at the shared word, not inside it
-    assert [text[s:e] for s, e in document_windows(encoding, 5, 2, 10)][:2] == ["patal caris", "caris wapi"]
+    assert [text[s:e] for s, e in document_windows(text, encoding, 5, 2, 10)][:2] == ["patal caris", "caris wapi"]
 
 
 def test_a_document_shorter_than_a_window_is_one_window(tokenizer):
-    encoding = tokenizer.encode("the river", add_special_tokens=False)
-    assert document_windows(encoding, 10, 5, 3) == [(0, 9)]
+    text = "the river"
+    encoding = tokenizer.encode(text, add_special_tokens=False)
+    assert document_windows(text, encoding, 10, 5, 3) == [(0, 9)]
+
+
+def test_windows_start_at_paragraphs_then_sentences_then_words(tokenizer):
+    """A window starts where a reader would: a paragraph's first word when one lies in the last three
+    quarters of the step, else a sentence's, else the word holding the first shared token."""
+    first = "the cell of the river . the water of paris"  # 10 tokens, a sentence starts at token 6
+    second = "france capital of the protein"
+    text = f"{first}\n\n{second}"
+    encoding = tokenizer.encode(text, add_special_tokens=False)
+    # window 12 sharing 2: the next start may be anywhere in tokens 2..10; the paragraph (10) beats the sentence (6)
+    windows = [text[s:e] for s, e in document_windows(text, encoding, 12, 2, 10)]
+    assert windows == [f"{first}\n\nfrance capital", second]
+    # sharing 4: starts in 2..8, no paragraph there: the sentence start (6), not the word at 8
+    windows = [text[s:e] for s, e in document_windows(text, encoding, 12, 4, 10)]
+    assert windows == [f"{first}\n\nfrance capital", f"the water of paris\n\n{second}"]
 
 
 @settings(max_examples=200, deadline=None)

@@ -65,13 +65,16 @@ def _arrays(encodings, names):
     return [np.array([getattr(e, ENCODING_FIELDS[name]) for e in encodings], dtype=np.int64) for name in names]
 
 
-def document_windows(encoding, window, stride, max_chunks):
+def document_windows(text, encoding, window, stride, max_chunks):
     """Character spans ``[(start, end)]`` of the windows a long document is read in, at most
     ``max_chunks`` of them from the start. Each holds at most ``window`` tokens of ``encoding`` (the
     document alone, no special tokens) and ends at the end of a word (unless one word is longer than
-    a window: it is cut). The next starts ``stride`` tokens before the previous one ends, moved back
-    to the first token of that word, or on to the next word's first token when going back would not
-    move forward. Every token up to the end of the last window is in one window at least."""
+    a window: it is cut). The next one shares at least ``stride`` tokens with it and starts where a
+    reader would (``_start_rank``): at the latest paragraph start in the last three quarters of the
+    step (the ``window - stride`` tokens after this window's start), else the latest sentence or
+    line start there, else the word that holds the shared part's first token. So a passage of its
+    own paragraph is read from its start, as it would be alone. Every token up to the end of the
+    last window is in one window at least."""
     words, offsets, count = encoding.word_ids, encoding.offsets, len(encoding.ids)
     spans, start = [], 0
     while True:
@@ -84,15 +87,35 @@ def document_windows(encoding, window, stride, max_chunks):
         spans.append((offsets[start][0], offsets[end - 1][1]))
         if end >= count or len(spans) == max_chunks:
             return spans
-        following = max(end - stride, start + 1)
-        aligned = following  # back to the first token of its word, if that still moves forward ...
-        while aligned > start + 1 and _inside_word(words, aligned):
-            aligned -= 1
-        if _inside_word(words, aligned):  # ... else on to the next word's first token (at the latest: end)
-            aligned = following
-            while aligned < end and _inside_word(words, aligned):
-                aligned += 1
-        start = aligned
+        latest = max(end - stride, start + 1)  # sharing `stride` tokens at least
+        earliest = min(start + max(1, (latest - start) // 4), latest)
+        best, start = -1, latest
+        for i in range(latest, earliest - 1, -1):  # the latest start of the highest rank
+            rank = _start_rank(text, words, offsets, i)
+            if rank > best:
+                best, start = rank, i
+        if best < 0:  # inside one word from `earliest` on: its next word's first token (at the latest: end)
+            while start < end and _inside_word(words, start):
+                start += 1
+
+
+PARAGRAPH, LINE_OR_SENTENCE, WORD = 2, 1, 0
+SENTENCE_ENDS = (".", "!", "?")
+CLOSERS = "\"')]\u201d\u2019\u00bb"
+
+
+def _start_rank(text, words, offsets, i):
+    """How good a window start token ``i`` is: a paragraph's first token (after a blank line), a
+    line's or a sentence's, a word's, or -1 inside a word."""
+    if _inside_word(words, i):
+        return -1
+    gap = text[offsets[i - 1][1] : offsets[i][0]]
+    if gap.count("\n") >= 2:
+        return PARAGRAPH
+    before = text[max(0, offsets[i - 1][1] - 8) : offsets[i - 1][1]].rstrip(CLOSERS)
+    if "\n" in gap or (gap and before.endswith(SENTENCE_ENDS)):
+        return LINE_OR_SENTENCE
+    return WORD
 
 
 def _inside_word(words, i):
@@ -119,7 +142,7 @@ def windowed_rows(plain, max_length, pairs, max_chunks, window=None, stride=None
         encoding = encodings.get(i)
         windows = [(0, len(document))]
         if encoding is not None and len(encoding.ids) > budget:
-            windows = document_windows(encoding, size, overlap, max_chunks)
+            windows = document_windows(document, encoding, size, overlap, max_chunks)
         rows += [(query, document[start:end]) for start, end in windows]
         owners += [i] * len(windows)
         spans += windows
