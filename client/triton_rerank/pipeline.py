@@ -62,7 +62,9 @@ def check_search(queries: list[str], retrieve_k: object, top_k: object, cascade:
     if top_k > retrieve_k:
         raise RerankInputError(f"top_k ({top_k}) cannot exceed retrieve_k ({retrieve_k})")
     if cascade and top_k > cascade[-1][1]:
-        raise RerankInputError(f"top_k ({top_k}) cannot exceed the {cascade[-1][1]} candidates the last cascade stage reads")
+        raise RerankInputError(
+            f"top_k ({top_k}) cannot exceed the {cascade[-1][1]} candidates the last cascade stage reads"
+        )
 
 
 def _result(query: str, candidates: list[Match], read: list[int], found, top_k: int, timings: dict) -> SearchResult:

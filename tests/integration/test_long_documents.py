@@ -11,9 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tokenizers import Tokenizer
 
-from tiny_models import TINY_MAX_LENGTH, WORDS
+from tiny_models import TINY_MAX_LENGTH, WORDS, windowed_reference
 from triton_rerank import RerankInputError, TritonRerankFunction
-from triton_rerank.serving.backends.tokenizer_model import DEFAULT_MAX_CHUNKS_PER_DOC, windowed_rows
 
 pytestmark = pytest.mark.integration
 TOLERANCE = 1e-4
@@ -23,7 +22,7 @@ SHORT = ["paris is the capital of france", "berlin is the capital of germany", "
 
 def long_text(seed: int, words: int) -> str:
     rng = np.random.default_rng(seed)
-    return " ".join(rng.choice(WORDS, size=words))
+    return " ".join(rng.choice([*WORDS, ".", ".\n\n"], size=words))  # sentences and paragraphs too
 
 
 @pytest.fixture(scope="module")
@@ -36,20 +35,9 @@ def served_tokenizer(tiny_repository) -> Tokenizer:
 
 
 def expected_scores(cross_encoder, tokenizer, query, documents, policy, window=None, stride=None, chunks=None):
-    """What the server must answer, computed apart: the windows ``windowed_rows`` gives, each scored
-    alone by ``CrossEncoder.predict``, folded here."""
-    pairs = [(query, document) for document in documents]
-    rows, owners, spans = windowed_rows(
-        tokenizer, TINY_MAX_LENGTH, pairs, chunks or DEFAULT_MAX_CHUNKS_PER_DOC, window, stride
+    return windowed_reference(
+        cross_encoder, tokenizer, TINY_MAX_LENGTH, query, documents, policy, window, stride, chunks
     )
-    logits = cross_encoder.predict(rows, activation_fn=torch.nn.Identity(), batch_size=64)
-    owners, scores, chosen = np.array(owners), [], []
-    for document in range(len(documents)):
-        mine = np.flatnonzero(owners == document)
-        scores.append(logits[mine].max() if policy == "max" else logits[mine].mean())
-        best = mine[int(np.argmax(logits[mine]))]
-        chosen.append(spans[best] if policy == "max" else (spans[mine[0]][0], spans[mine[-1]][1]))
-    return np.array(scores), chosen
 
 
 def test_where_nothing_is_long_every_policy_gives_todays_scores(url, reference):
