@@ -149,3 +149,42 @@ def windowed_reference(
         best = mine[int(np.argmax(logits[mine]))]
         chosen.append(spans[best] if policy == "max" else (spans[mine[0]][0], spans[mine[-1]][1]))
     return np.array(scores), chosen
+
+
+QWEN_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"]
+
+
+def build_tiny_qwen3_reranker(folder: Path, *, seed: int = 0, max_length: int = 160, answers=("yes", "no")) -> Path:
+    """A 2-layer Qwen3 causal LM with a byte-level BPE vocabulary that holds the chat markup of the
+    Qwen3-Reranker prompt and the single tokens ``answers`` ("yes", "no"): an LLM reranker's shape,
+    random weights."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    bpe = ByteLevelBPETokenizer()
+    corpus = [" ".join(WORDS), *answers, "Judge whether the Document meets the requirements based on the Query"]
+    bpe.train_from_iterator(corpus * 20, vocab_size=600, min_frequency=1, special_tokens=QWEN_SPECIALS)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=bpe, pad_token="<|endoftext|>", eos_token="<|im_end|>", model_max_length=max_length
+    )
+    tokenizer.save_pretrained(folder)
+
+    torch.manual_seed(seed)
+    config = Qwen3Config(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=16,
+        intermediate_size=64,
+        max_position_embeddings=max_length + 64,
+        tie_word_embeddings=True,
+        initializer_range=0.3,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    Qwen3ForCausalLM(config).save_pretrained(folder)
+    return folder

@@ -23,7 +23,7 @@ import numpy as np
 from triton_rerank.base import AsyncClient, BlockingClient, check_strings, utf8
 from triton_rerank.endpoints import DEFAULT_URL
 from triton_rerank.errors import RerankInputError
-from triton_rerank.transport import MAX_LENGTH_PARAMETER, MAX_ROWS_PARAMETER
+from triton_rerank.transport import MAX_LENGTH_PARAMETER, MAX_ROWS_PARAMETER, RESERVED_TOKENS_PARAMETER
 
 Activation = Literal["identity", "sigmoid"]
 LongDocuments = Literal["first", "max", "mean", "error"]
@@ -105,6 +105,7 @@ def request_options(
     max_chunks_per_doc: object = None,
     window: object = None,
     stride: object = None,
+    instruction: object = None,
 ) -> dict | None:
     """A call's choices as the tokenizer step's request parameters (None: the defaults, today's path).
 
@@ -118,8 +119,13 @@ def request_options(
         max_chunks_per_doc: most windows per document (default 32), from its start.
         window: tokens per window (default: as many as fit beside the query).
         stride: tokens that neighbouring windows share (default: half a window).
+        instruction: an LLM reranker's task line, in place of the one it was exported with.
     """
     parameters: dict = {}
+    if instruction is not None:
+        if not isinstance(instruction, str):
+            raise RerankInputError(f"instruction must be a str, got {type(instruction).__name__}")
+        parameters["instruction"] = instruction
     if not isinstance(truncate, bool):
         raise RerankInputError(f"truncate must be True or False, got {truncate!r}")
     if not truncate:
@@ -156,11 +162,12 @@ def request_options(
 
 def row_costs(query: str, parameters: dict | None):
     """For windowed calls, the rows each document may become on the server, from its limits: one
-    for a document that surely fits beside the query (a token is at least a byte), else its window
-    cap. None otherwise: a document is one row."""
+    for a document that surely fits beside the query and the row's reserved tokens (a token is at
+    least a byte), else its window cap. None otherwise: a document is one row."""
     if not parameters or parameters.get("long_documents") not in ("max", "mean"):
         return None
     chunks = parameters["max_chunks_per_doc"]
+    instruction = parameters.get("instruction", "")  # another than the export's: counted whole, on top
 
     def costs(limits: dict[str, int], encoded: list[bytes]) -> list[int]:
         rows = limits.get(MAX_ROWS_PARAMETER)
@@ -169,7 +176,8 @@ def row_costs(query: str, parameters: dict | None):
                 f"max_chunks_per_doc ({chunks}) is more than this server takes in one request ({rows} rows)"
             )
         max_length = limits.get(MAX_LENGTH_PARAMETER)
-        room = max_length - len(query.encode("utf-8")) - PAIR_SPECIAL_TOKENS if max_length else -1
+        reserved = limits.get(RESERVED_TOKENS_PARAMETER, PAIR_SPECIAL_TOKENS) + len(instruction.encode("utf-8"))
+        room = max_length - len(query.encode("utf-8")) - reserved if max_length else -1
         return [1 if len(document) <= room else chunks for document in encoded]
 
     return costs

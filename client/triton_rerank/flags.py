@@ -21,14 +21,17 @@ def add_flags(parser: argparse.ArgumentParser, cls: type, title: str | None = No
             continue
         flag = "--" + field.name.replace("_", "-")
         help_text = field.metadata.get("help", "")
+        if "(default:" not in help_text:  # a help that says its default in words keeps them
+            help_text += " (default: %(default)s)"
         kind = _base_type(hints[field.name])
         if kind is bool:
+            help_text = help_text.replace(" (default: %(default)s)", "")  # the flag pair shows it
             group.add_argument(flag, action=argparse.BooleanOptionalAction, default=field.default, help=help_text)
         elif typing.get_origin(kind) is Literal:
             choices = typing.get_args(kind)
-            group.add_argument(flag, choices=choices, default=field.default, help=f"{help_text} (default: %(default)s)")
+            group.add_argument(flag, choices=choices, default=field.default, help=help_text)
         else:
-            group.add_argument(flag, type=kind, default=field.default, help=f"{help_text} (default: %(default)s)")
+            group.add_argument(flag, type=kind, default=field.default, help=help_text)
 
 
 def from_flags(cls: type, args: argparse.Namespace):

@@ -58,7 +58,8 @@ RETRY_FIRST_DELAY_S, RETRY_MAX_DELAY_S = 0.25, 2.0
 # The ensemble parameters that clients plan their requests by: how many rows (documents, texts) one
 # request may hold, and how many tokens the model reads per row.
 MAX_ROWS_PARAMETER, MAX_LENGTH_PARAMETER = "max_rows_per_request", "max_length"
-LIMIT_PARAMETERS = (MAX_ROWS_PARAMETER, MAX_LENGTH_PARAMETER)
+RESERVED_TOKENS_PARAMETER = "reserved_tokens"  # a row's tokens besides its query and document
+LIMIT_PARAMETERS = (MAX_ROWS_PARAMETER, MAX_LENGTH_PARAMETER, RESERVED_TOKENS_PARAMETER)
 _UNKNOWN = object()  # no server has answered the question yet
 
 
@@ -167,8 +168,9 @@ class _Base:
         return inputs, kwargs
 
     def _settle_limits(self, configs: list[dict]) -> dict[str, int]:
-        """Remember the smallest of each ``LIMIT_PARAMETERS`` the answering servers' configs declare
-        (absent: none declares it); when no server answered, remember nothing, so it is asked again."""
+        """Remember the tightest of each ``LIMIT_PARAMETERS`` the answering servers' configs declare
+        (the smallest; for reserved tokens the largest; absent: none declares it); when no server
+        answered, remember nothing, so it is asked again."""
         if configs:
             limits: dict[str, int] = {}
             for config in configs:
@@ -176,7 +178,8 @@ class _Base:
                 for name in LIMIT_PARAMETERS:
                     value = config.get("parameters", {}).get(name, {}).get("string_value")
                     if value and value.isdigit() and int(value) > 0:
-                        limits[name] = min(limits.get(name, int(value)), int(value))
+                        tightest = max if name == RESERVED_TOKENS_PARAMETER else min
+                        limits[name] = tightest(limits.get(name, int(value)), int(value))
             self._limits = limits
         return {} if self._limits is _UNKNOWN else self._limits
 

@@ -33,7 +33,7 @@ from typing import Literal
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from triton_rerank.transport import MAX_LENGTH_PARAMETER, MAX_ROWS_PARAMETER
+from triton_rerank.transport import MAX_LENGTH_PARAMETER, MAX_ROWS_PARAMETER, RESERVED_TOKENS_PARAMETER
 
 BERT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -81,7 +81,8 @@ ROW_TENSORS = (
 TOKEN_COUNT = ROW_TENSORS[0][0]
 DOCUMENT_OUTPUTS = (("TOKENS", mc.TYPE_INT64, [-1]), ("SPANS", mc.TYPE_INT64, [-1, 2]))
 EMBED = Family("embed_tokenizer", "bi_encoder", "embedder", (("TEXTS", -1),), "EMBEDDINGS", "embeddings")
-FAMILIES = {"cross-encoder": RERANK, "bi-encoder": EMBED}
+# An LLM reranker is served as a cross-encoder is: the same ensemble, its graph one score per row.
+FAMILIES = {"cross-encoder": RERANK, "llm-reranker": RERANK, "bi-encoder": EMBED}
 
 # The reranker's names, used throughout.
 TOKENIZER, CROSS_ENCODER, RERANKER, AGGREGATOR = RERANK.names
@@ -102,8 +103,10 @@ class RepositorySettings:
     measurements, is in docs/performance.md.
     """
 
-    kind: Literal["cross-encoder", "bi-encoder"] = _flag(
-        "cross-encoder", "cross-encoder: the reranker family; bi-encoder: the embedder family"
+    kind: Literal["cross-encoder", "llm-reranker", "bi-encoder"] = _flag(
+        "cross-encoder",
+        "cross-encoder or llm-reranker (a causal LM scored by its 'yes' against its 'no', Qwen3-Reranker "
+        "style): the reranker family; bi-encoder: the embedder family",
     )
     name: str = _flag(
         "",
@@ -116,6 +119,9 @@ class RepositorySettings:
     )
     model_inputs: tuple[str, ...] = _flag(BERT_INPUTS, "the id tensors the model takes, in order", cli=False)
     max_length: int = _flag(512, "tokens per pair (or text), truncated longest-first", cli=False)
+    reserved_tokens: int = _flag(
+        0, "tokens a row spends besides its query and document (special tokens, a prompt); 0: unknown", cli=False
+    )
     device: Literal["auto", "cpu", "gpu"] = _flag(
         "auto", "model instance group: auto lets Triton pick one instance per GPU when it sees GPUs, else CPU"
     )
@@ -147,6 +153,13 @@ class RepositorySettings:
         "cuda",
         "how an ONNX model runs on a GPU: ONNX Runtime's CUDA or TensorRT provider (engines are built "
         "at load, which takes minutes)",
+    )
+    prompt_template: str = _flag(
+        "",
+        "an LLM reranker's prompt, with {instruction}, {query} and ending with {document} (default: the model card's)",
+    )
+    instruction: str = _flag(
+        "", "an LLM reranker's default task line, which a request may change (default: the model card's)"
     )
     max_document_bytes: int = _flag(1 << 20, "largest document (or query) the tokenizer takes, in UTF-8 bytes")
     max_queue_size: int = _flag(
@@ -186,8 +199,10 @@ class RepositorySettings:
             raise ValueError(
                 f"name must be letters, digits, '_', '.' or '-' and not one of {sorted(taken)}, got {self.name!r}"
             )
-        if self.kind == "cross-encoder" and self.dimension != 1:
-            raise ValueError(f"a cross-encoder outputs one score per pair, not {self.dimension}")
+        if self.kind != "bi-encoder" and self.dimension != 1:
+            raise ValueError(f"a reranker outputs one score per pair, not {self.dimension}")
+        if self.kind != "llm-reranker" and (self.prompt_template or self.instruction):
+            raise ValueError("prompt_template and instruction are an LLM reranker's (kind llm-reranker)")
 
     @property
     def family(self) -> Family:
@@ -255,6 +270,8 @@ def tokenizer_config(settings: RepositorySettings) -> mc.ModelConfig:
         **{MAX_ROWS_PARAMETER: settings.max_rows_per_request},
         max_document_bytes=settings.max_document_bytes,
     )
+    if settings.prompt_template:
+        _parameters(config, prompt_template=settings.prompt_template, instruction=settings.instruction)
     return config
 
 
@@ -328,6 +345,8 @@ def ensemble_config(settings: RepositorySettings) -> mc.ModelConfig:
     _parameters(
         config, **{MAX_ROWS_PARAMETER: settings.max_rows_per_request, MAX_LENGTH_PARAMETER: settings.max_length}
     )
+    if settings.reserved_tokens:
+        _parameters(config, **{RESERVED_TOKENS_PARAMETER: settings.reserved_tokens})
     steps = config.ensemble_scheduling.step
     steps.add(
         model_name=family.tokenizer,

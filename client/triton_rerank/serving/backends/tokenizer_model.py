@@ -22,6 +22,11 @@ Each request may change that with Triton request parameters (an ensemble forward
   between words, at most ``max_chunks_per_doc`` of them), one row each, and the ensemble's
   aggregator folds the rows' scores back into one per document.
 
+An LLM reranker (a causal LM scored by its "yes" against its "no", Qwen3-Reranker style) has a
+``prompt_template`` parameter in its config: each pair is rendered into it (``Prompt``) and read as
+one text, which the saved tokenizer wraps in the prompt's fixed prefix and suffix tokens; a request
+may change the template's ``instruction``.
+
 Besides the model's inputs, the reranker's tokenizer outputs, per row: ``num_tokens`` (after
 truncation), ``row_document`` (which document the row belongs to: rows of a document are
 consecutive, documents in input order) and ``row_span`` (the characters of the document the row
@@ -31,6 +36,7 @@ The export copies this file to ``<repository>/<tokenizer>/1/model.py``.
 """
 
 import json
+import re
 
 import numpy as np
 from tokenizers import Tokenizer
@@ -49,7 +55,8 @@ ROW_OUTPUTS = (TOKEN_COUNT, ROW_DOCUMENT, ROW_SPAN)
 # The request parameters this step reads (their meaning: the module docstring).
 TRUNCATE, TRUNCATION_DIRECTION, MAX_TOKENS_PER_DOC = "truncate", "truncation_direction", "max_tokens_per_doc"
 LONG_DOCUMENTS, MAX_CHUNKS_PER_DOC, WINDOW, STRIDE = "long_documents", "max_chunks_per_doc", "window", "stride"
-PAIR_PARAMETERS = (MAX_TOKENS_PER_DOC, LONG_DOCUMENTS, MAX_CHUNKS_PER_DOC, WINDOW, STRIDE)  # pairs only
+INSTRUCTION = "instruction"  # an LLM reranker's task line
+PAIR_PARAMETERS = (MAX_TOKENS_PER_DOC, LONG_DOCUMENTS, MAX_CHUNKS_PER_DOC, WINDOW, STRIDE, INSTRUCTION)  # pairs only
 DIRECTIONS = ("right", "left")
 POLICIES = ("first", "max", "mean", "error")
 DEFAULT_MAX_CHUNKS_PER_DOC = 32
@@ -123,14 +130,34 @@ def _inside_word(words, i):
     return words[i] is not None and words[i] == words[i - 1]
 
 
-def windowed_rows(plain, max_length, pairs, max_chunks, window=None, stride=None):
+class Prompt:
+    """How an LLM reranker reads a (query, document) pair: one text, ``template`` with its
+    ``{instruction}``, ``{query}`` and ``{document}`` filled in, in one pass (a query holding the
+    characters '{document}' stays as it is). The template ends with ``{document}``, so truncation
+    cuts the document's end, as the model card's reference does."""
+
+    SLOTS = re.compile(r"\{(instruction|query|document)\}")
+
+    def __init__(self, template, instruction):
+        if not template.endswith("{document}") or "{query}" not in template:
+            raise ValueError(f"prompt_template must hold {{query}} and end with {{document}}, got {template!r}")
+        self.template, self.instruction = template, instruction
+
+    def render(self, query, document, instruction=None):
+        values = {"instruction": self.instruction if instruction is None else instruction, "query": query}
+        values["document"] = document
+        return self.SLOTS.sub(lambda slot: values[slot.group(1)], self.template)
+
+
+def windowed_rows(plain, max_length, pairs, max_chunks, window=None, stride=None, render=None):
     """Each (query, document) pair whose document is over the budget (max_length less the query and
-    the special tokens) split into windows: (rows, the document each row belongs to, the characters
-    of the document each row holds). ``plain`` tokenizes without truncation or padding; ``window``
-    and ``stride`` default to the budget and half of it."""
+    the special tokens, or less the rendered prompt: ``render``) split into windows: (rows, the
+    document each row belongs to, the characters of the document each row holds). ``plain``
+    tokenizes without truncation or padding; ``window`` and ``stride`` default to the budget and
+    half of it."""
     query = pairs[0][0]
-    specials = len(plain.encode("", "").ids)  # [CLS] [SEP] [SEP] for BERT
-    budget = max_length - specials - len(plain.encode(query, add_special_tokens=False).ids)
+    around = plain.encode(render(query, "")) if render else plain.encode(query, "")  # [CLS] query [SEP] [SEP]
+    budget = max_length - len(around.ids)
     # A query that leaves little room still gets half the model: pair truncation then cuts both, as in-process.
     size = min(window or budget, max(budget, max_length // 2))
     overlap = min(size // 2 if stride is None else stride, size - 1)
@@ -174,6 +201,8 @@ class TritonPythonModel:
         self.plain = Tokenizer.from_str(self.tokenizer.to_str())
         self.plain.no_truncation()
         self.plain.no_padding()
+        template = parameters.get("prompt_template")
+        self.prompt = Prompt(template, parameters.get("instruction", "")) if template else None
         self.max_rows_per_request = int(parameters.get("max_rows_per_request", 0)) or None
         self.max_bytes = int(parameters.get("max_document_bytes", 0)) or None
 
@@ -221,17 +250,20 @@ class TritonPythonModel:
         max_chunks_per_doc=DEFAULT_MAX_CHUNKS_PER_DOC,
         window=None,
         stride=None,
+        instruction=None,
     ):
+        render = self._render(instruction)
         windowed = long_documents in ("max", "mean")
         if max_tokens_per_doc is not None and (windowed or max_tokens_per_doc < self.max_length):
             rows = self._cut_documents(rows, max_tokens_per_doc)
         if not truncate or long_documents == "error":
-            self._refuse_long(rows)
+            self._refuse_long(rows, render)
         spans = [(0, len(row[1]) if self.pairs else len(row)) for row in rows]
         owners = list(range(len(rows)))
         if windowed:
-            rows, owners, spans = self._windows(rows, max_chunks_per_doc, window, stride)
-        encodings = self.truncating[direction or self.direction].encode_batch(rows)
+            rows, owners, spans = self._windows(rows, max_chunks_per_doc, window, stride, render)
+        texts = [render(*row) for row in rows] if render else rows
+        encodings = self.truncating[direction or self.direction].encode_batch(texts)
         names = [name for name in self.output_names if name in ENCODING_FIELDS]
         arrays = dict(zip(names, _arrays(encodings, names), strict=True))
         counts = arrays["attention_mask"].sum(axis=1)
@@ -240,17 +272,28 @@ class TritonPythonModel:
         if ROW_DOCUMENT in self.output_names:
             arrays[ROW_DOCUMENT] = np.array(owners, dtype=np.int64)
         if ROW_SPAN in self.output_names:
+            where = [
+                (0, 1) if not render else (len(text) - len(row[1]), 0) for row, text in zip(rows, texts, strict=True)
+            ]
             arrays[ROW_SPAN] = np.array(
                 [
-                    _kept(e, span) if n >= self.max_length else span
-                    for e, span, n in zip(encodings, spans, counts, strict=True)
+                    _kept(e, span, *at) if n >= self.max_length else span
+                    for e, span, n, at in zip(encodings, spans, counts, where, strict=True)
                 ],
                 dtype=np.int64,
             ).reshape(-1, 2)
         return [pb_utils.Tensor(name, arrays[name]) for name in self.output_names]
 
-    def _windows(self, pairs, max_chunks, window, stride):
-        rows, owners, spans = windowed_rows(self.plain, self.max_length, pairs, max_chunks, window, stride)
+    def _render(self, instruction):
+        """How a pair becomes the text the model reads: None for a cross-encoder (the pair itself)."""
+        if self.prompt is None:
+            if instruction is not None:
+                raise ValueError(f"parameter {INSTRUCTION} applies to LLM rerankers; this model reads plain pairs")
+            return None
+        return lambda query, document: self.prompt.render(query, document, instruction)
+
+    def _windows(self, pairs, max_chunks, window, stride, render):
+        rows, owners, spans = windowed_rows(self.plain, self.max_length, pairs, max_chunks, window, stride, render)
         limit = self.max_rows_per_request
         if limit and len(rows) > limit:
             raise ValueError(
@@ -268,8 +311,9 @@ class TritonPythonModel:
             for (query, document), encoding in zip(pairs, encodings, strict=True)
         ]
 
-    def _refuse_long(self, rows):
-        for row, encoding in zip(rows, self.plain.encode_batch(list(rows)), strict=True):
+    def _refuse_long(self, rows, render):
+        texts = [render(*row) for row in rows] if render else list(rows)
+        for row, encoding in zip(rows, self.plain.encode_batch(texts), strict=True):
             if len(encoding.ids) > self.max_length:
                 text = row[1] if isinstance(row, tuple) else row
                 what = "a (query, document) pair" if isinstance(row, tuple) else "a text"
@@ -279,12 +323,17 @@ class TritonPythonModel:
                 )
 
 
-def _kept(encoding, span):
+def _kept(encoding, span, begins=0, sequence=1):
     """The characters of ``span`` that a full row's encoding (max_length tokens: perhaps truncated)
-    kept of the document, sequence 1 of its pair: from its first kept token to its last. (Not
+    kept of the document, from its first kept token to its last: the document is ``sequence`` of the
+    row from character ``begins`` on (a pair's second sequence, or a prompt's end). (Not
     ``encoding.overflowing``: for a long document that builds thousands of encodings to test.)"""
     start, _ = span
-    kept = [offset for offset, sequence in zip(encoding.offsets, encoding.sequence_ids, strict=True) if sequence == 1]
+    kept = [
+        (max(first - begins, 0), last - begins)
+        for (first, last), seq in zip(encoding.offsets, encoding.sequence_ids, strict=True)
+        if seq == sequence and last > begins
+    ]
     return (start + kept[0][0], start + kept[-1][1]) if kept else (start, start)
 
 
@@ -305,6 +354,10 @@ def read_options(parameters, pairs, max_length):
         if value not in POLICIES:
             raise ValueError(f"parameter {LONG_DOCUMENTS} must be one of {', '.join(POLICIES)}, got {value!r}")
         options["long_documents"] = value
+    if INSTRUCTION in parameters:
+        if not isinstance(parameters[INSTRUCTION], str):
+            raise ValueError(f"parameter {INSTRUCTION} must be a string, got {parameters[INSTRUCTION]!r}")
+        options[INSTRUCTION] = parameters[INSTRUCTION]
     for name, smallest in ((MAX_TOKENS_PER_DOC, 1), (MAX_CHUNKS_PER_DOC, 1), (WINDOW, 1), (STRIDE, 0)):
         if name in parameters:
             options[name] = _integer(parameters[name], name, smallest)

@@ -31,6 +31,27 @@ class LogitsOnly(torch.nn.Module):
         return self.model(**dict(zip(self.input_names, ids, strict=True))).logits
 
 
+class YesNoLogit(torch.nn.Module):
+    """A causal LM's logit("yes") - logit("no") at each row's last real token: the hidden state
+    there times the difference of the two rows of the output layer, so the vocabulary is never
+    computed. The last real token is found from the attention mask: left or right padding."""
+
+    def __init__(self, model: torch.nn.Module, yes: int, no: int) -> None:
+        super().__init__()
+        self.body = model.get_decoder()
+        head = model.get_output_embeddings()
+        self.register_buffer("direction", (head.weight[yes] - head.weight[no]).detach().clone())
+        offset = head.bias[yes] - head.bias[no] if getattr(head, "bias", None) is not None else torch.zeros(())
+        self.register_buffer("offset", offset.detach().clone())
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.body(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+        positions = torch.arange(input_ids.shape[1], device=input_ids.device)
+        last = (attention_mask * positions).argmax(dim=1)
+        picked = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+        return (picked @ self.direction + self.offset).unsqueeze(-1)
+
+
 class PooledEmbeddings(torch.nn.Module):
     """Positional ids in, sentence embeddings out: the encoder, then sentence-transformers'
     pooling (mean over the attention mask, or CLS) and L2 normalisation, in one graph."""

@@ -60,6 +60,7 @@ def export_cross_encoder(
         model_format=model_format,
         model_inputs=model_inputs,
         max_length=reference.max_seq_length,
+        reserved_tokens=len(tokenizer("", "")["input_ids"]),  # the pair's special tokens
     )
     settings, trace_device = _trace_device(settings_for_precision(settings, options.precision), options.precision)
     activation = type(reference.activation_fn).__name__
@@ -137,9 +138,13 @@ def export_bi_encoder(
 def export_model(
     model: str, repository: Path | str, kind: str, *, settings: repo.RepositorySettings | None = None, **options
 ) -> ExportReport:
-    """``export_cross_encoder`` or ``export_bi_encoder``, as ``kind`` says."""
+    """``export_cross_encoder``, ``export_llm_reranker`` or ``export_bi_encoder``, as ``kind`` says."""
     if kind == "bi-encoder":
         return export_bi_encoder(model, repository, settings=settings, **options)
+    if kind == "llm-reranker":
+        from triton_rerank.serving.export.llm import export_llm_reranker
+
+        return export_llm_reranker(model, repository, settings=settings, **options)
     model_format = settings.model_format if settings else "onnx"
     return export_cross_encoder(model, repository, model_format=model_format, settings=settings, **options)
 

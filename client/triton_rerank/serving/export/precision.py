@@ -16,7 +16,7 @@ from triton_rerank.metrics import rank_correlation, top_k_overlap
 from triton_rerank.samples import SAMPLE_QUERIES, sample_texts
 from triton_rerank.serving import repository as repo
 from triton_rerank.serving.backends.runner_model import score_in_slices
-from triton_rerank.serving.backends.tokenizer_model import encode
+from triton_rerank.serving.backends.tokenizer_model import Prompt, encode
 from triton_rerank.serving.export.graphs import keep_used_domains, load_scorer
 
 log = logging.getLogger(__name__)
@@ -137,9 +137,11 @@ def measure(path: Path, precision: str, fp32_score, tokenizer, settings, device:
 
     texts = sample_texts()
     fp32, reduced = [], []
+    prompt = Prompt(settings.prompt_template, settings.instruction) if settings.prompt_template else None
     for query in SAMPLE_QUERIES:
-        if settings.kind == "cross-encoder":
-            encoded = encode(tokenizer, [(query, text) for text in texts], settings.model_inputs)
+        if settings.kind != "bi-encoder":
+            rows = [prompt.render(query, text) if prompt else (query, text) for text in texts]
+            encoded = encode(tokenizer, rows, settings.model_inputs)
             fp32.append(fp32_score(encoded)[:, 0])
             reduced.append(reduced_score(encoded)[:, 0])
         else:  # rank the corpus by cosine similarity; the embeddings are L2-normalised
@@ -147,7 +149,7 @@ def measure(path: Path, precision: str, fp32_score, tokenizer, settings, device:
             for score, out in ((fp32_score, fp32), (reduced_score, reduced)):
                 vectors = score(encoded)
                 out.append(vectors[1:] @ vectors[0])
-    if settings.kind == "cross-encoder":
+    if settings.kind != "bi-encoder":
         max_abs_diff = max(float(np.max(np.abs(a - b))) for a, b in zip(fp32, reduced, strict=True))
     else:
         encoded = encode(tokenizer, texts, settings.model_inputs)
