@@ -164,3 +164,17 @@ def test_the_client_counts_the_prompt_when_it_plans_windowed_requests(server):
         alone = rf.score(QUERY, [document], long_documents="max")
     assert together.tokens[0] > MAX_LENGTH  # read in two windows
     np.testing.assert_allclose(together.scores, np.full(70, alone[0]), atol=1e-5, rtol=0)
+
+
+def test_the_export_command_takes_the_kind_and_the_instruction(qwen3, tmp_path, capsys):
+    from triton_rerank.cli import main
+
+    repository = tmp_path / "repo"
+    args = ["export", "--kind", "llm-reranker", "--model", str(qwen3), "--repository", str(repository)]
+    assert main([*args, "--instruction", "Find abstracts that support the claim"]) == 0
+    assert "check: max |score - PyTorch|" in capsys.readouterr().out
+    config = repo.load_config(repository / "tokenizer" / "config.pbtxt")
+    assert config.parameters["instruction"].string_value == "Find abstracts that support the claim"
+    assert config.parameters["prompt_template"].string_value == QWEN3_TEMPLATE
+    assert main([*args, "--prompt-template", "{query} {document} ?"]) == 1
+    assert "must hold {query} and end with {document}" in capsys.readouterr().err
