@@ -178,3 +178,19 @@ def test_the_export_command_takes_the_kind_and_the_instruction(qwen3, tmp_path, 
     assert config.parameters["prompt_template"].string_value == QWEN3_TEMPLATE
     assert main([*args, "--prompt-template", "{query} {document} ?"]) == 1
     assert "must hold {query} and end with {document}" in capsys.readouterr().err
+
+
+def test_the_rerank_api_serves_the_llm_reranker_by_name_with_its_instruction(server, qwen3):
+    import httpx
+
+    from triton_rerank.api.process import ApiProcess
+
+    instruction = "Given a scientific claim, retrieve abstracts that support or refute it"
+    want = model_card_probabilities(qwen3, [(QUERY, d) for d in DOCUMENTS], instruction)
+    with ApiProcess(server.grpc_url) as api:
+        body = {"model": "qwen3", "query": QUERY, "documents": DOCUMENTS, "instruction": instruction}
+        answer = httpx.post(f"{api.url}/v2/rerank", json=body, timeout=60).json()
+        refused = httpx.post(f"{api.url}/v2/rerank", json={**body, "model": "reranker"}, timeout=60)
+    found = sorted(answer["results"], key=lambda r: r["index"])
+    np.testing.assert_allclose([r["relevance_score"] for r in found], want, atol=TOLERANCE, rtol=0)
+    assert refused.status_code in (400, 422) and "instruction applies to LLM rerankers" in refused.json()["message"]

@@ -125,6 +125,8 @@ def create_app(settings: ApiSettings, service: RerankService | None = None) -> S
             options.update(long_documents=policy, max_chunks_per_doc=settings.max_chunks_per_doc)
         elif policy == "error":
             options.update(long_documents=policy)
+        if body.instruction is not None:
+            options.update(instruction=body.instruction)
         return await service.logits(model, query, documents, **options)
 
     # --- the rerank routes ---------------------------------------------------------------------

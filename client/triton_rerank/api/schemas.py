@@ -21,12 +21,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 
 class Body(BaseModel):
-    """What every request body shares: strict types, unknown fields ignored, and one field of ours
+    """What every request body shares: strict types, unknown fields ignored, and two fields of ours
     that the references lack (ignored by their servers): how a document longer than the model
-    reads is scored (``triton-rerank api --long-documents`` when left out)."""
+    reads is scored (``triton-rerank api --long-documents`` when left out), and an LLM reranker's
+    instruction (the export's when left out)."""
 
     model_config = ConfigDict(strict=True, extra="ignore")
     long_documents: Literal["first", "max", "mean", "error"] | None = None
+    instruction: str | None = None
 
 
 class CohereRerank(Body):

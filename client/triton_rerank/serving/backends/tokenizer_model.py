@@ -18,9 +18,9 @@ Each request may change that with Triton request parameters (an ensemble forward
 - for pairs, ``long_documents``: what becomes of a document longer than the model's budget (its
   max_length less the query and the special tokens). ``first`` (the default) truncates it, as
   ``CrossEncoder.predict`` does; ``error`` refuses it; ``max`` and ``mean`` split it into windows
-  (``document_windows``: at most ``window`` tokens, ``stride`` tokens shared by neighbours, cut
-  between words, at most ``max_chunks_per_doc`` of them), one row each, and the ensemble's
-  aggregator folds the rows' scores back into one per document.
+  (``document_windows``: at most ``window`` tokens, at least ``stride`` tokens shared by neighbours,
+  each starting at a paragraph, a sentence or a word, at most ``max_chunks_per_doc`` of them), one
+  row each, and the ensemble's aggregator folds the rows' scores back into one per document.
 
 An LLM reranker (a causal LM scored by its "yes" against its "no", Qwen3-Reranker style) has a
 ``prompt_template`` parameter in its config: each pair is rendered into it (``Prompt``) and read as
