@@ -194,3 +194,11 @@ def test_the_rerank_api_serves_the_llm_reranker_by_name_with_its_instruction(ser
     found = sorted(answer["results"], key=lambda r: r["index"])
     np.testing.assert_allclose([r["relevance_score"] for r in found], want, atol=TOLERANCE, rtol=0)
     assert refused.status_code in (400, 422) and "instruction applies to LLM rerankers" in refused.json()["message"]
+
+
+def test_an_int8_export_is_measured_against_fp32_like_a_cross_encoders(qwen3, tmp_path):
+    report = export_model(str(qwen3), tmp_path / "repo", "llm-reranker", precision="int8")
+    reduced = report.reduced_precision
+    assert report.max_abs_diff <= TOLERANCE  # the fp32 graph against the card, before quantization
+    assert reduced.precision == "int8" and reduced.pairs_checked > 50 and 0 < reduced.max_abs_diff < 1
+    assert reduced.rank_correlation >= 0.9  # what the export asks of a reduced precision, or it refuses

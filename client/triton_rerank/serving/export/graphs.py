@@ -49,7 +49,8 @@ class YesNoLogit(torch.nn.Module):
         positions = torch.arange(input_ids.shape[1], device=input_ids.device)
         last = (attention_mask * positions).argmax(dim=1)
         picked = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
-        return (picked @ self.direction + self.offset).unsqueeze(-1)
+        # a product and a sum, not a MatMul: int8 quantization leaves it exact (and cannot take a vector weight)
+        return (picked * self.direction).sum(dim=-1, keepdim=True) + self.offset
 
 
 class PooledEmbeddings(torch.nn.Module):
