@@ -69,8 +69,13 @@ def build_tiny_roberta_cross_encoder(folder: Path, *, seed: int = 0, max_length:
     tokenizer = RobertaTokenizerFast(tokenizer_object=bpe, model_max_length=max_length)
     tokenizer.save_pretrained(folder)
 
+    return _save_roberta_like(folder, tokenizer, RobertaConfig, RobertaForSequenceClassification, seed, max_length)
+
+
+def _save_roberta_like(folder, tokenizer, config_class, model_class, seed: int, max_length: int) -> Path:
+    """A 2-layer cross-encoder of the RoBERTa shape (RoBERTa, XLM-R) with random weights, saved."""
     torch.manual_seed(seed)
-    config = RobertaConfig(
+    config = config_class(
         vocab_size=len(tokenizer),
         hidden_size=32,
         num_hidden_layers=2,
@@ -85,7 +90,7 @@ def build_tiny_roberta_cross_encoder(folder: Path, *, seed: int = 0, max_length:
         eos_token_id=tokenizer.eos_token_id,
     )
     config.sentence_transformers = {"activation_fn": "torch.nn.modules.linear.Identity"}
-    RobertaForSequenceClassification(config).save_pretrained(folder)
+    model_class(config).save_pretrained(folder)
     return folder
 
 
@@ -107,24 +112,9 @@ def build_tiny_xlmr_cross_encoder(folder: Path, *, seed: int = 0, max_length: in
     tokenizer = XLMRobertaTokenizerFast(tokenizer_object=unigram, model_max_length=max_length)
     tokenizer.save_pretrained(folder)
 
-    torch.manual_seed(seed)
-    config = XLMRobertaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=max_length + 2 + 80,  # positions start after the pad id, as RoBERTa's
-        type_vocab_size=1,
-        num_labels=1,
-        initializer_range=0.3,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
+    return _save_roberta_like(
+        folder, tokenizer, XLMRobertaConfig, XLMRobertaForSequenceClassification, seed, max_length
     )
-    config.sentence_transformers = {"activation_fn": "torch.nn.modules.linear.Identity"}
-    XLMRobertaForSequenceClassification(config).save_pretrained(folder)
-    return folder
 
 
 def windowed_reference(
