@@ -154,7 +154,7 @@ def test_a_model_without_token_type_ids_is_exported_and_served_with_two_inputs(t
 
 
 def test_exported_configs_parse_with_tritons_schema_and_equal_the_generator(tiny_repository):
-    settings = repo.RepositorySettings(max_length=TINY_MAX_LENGTH)
+    settings = repo.RepositorySettings(max_length=TINY_MAX_LENGTH, reserved_tokens=3)  # [CLS] [SEP] [SEP]
     for name, config in repo.build_configs(settings).items():
         assert repo.load_config(tiny_repository / name / "config.pbtxt") == config, name
 
