@@ -60,7 +60,7 @@ def export_cross_encoder(
         model_format=model_format,
         model_inputs=model_inputs,
         max_length=reference.max_seq_length,
-        reserved_tokens=len(tokenizer("", "")["input_ids"]),  # the pair's special tokens
+        reserved_tokens=tokenizer.num_special_tokens_to_add(pair=True),  # [CLS] [SEP] [SEP] for BERT
     )
     settings, trace_device = _trace_device(settings_for_precision(settings, options.precision), options.precision)
     activation = type(reference.activation_fn).__name__
