@@ -211,10 +211,20 @@ def run(args: argparse.Namespace) -> int:
         first = first_scores["ndcg@10"]
         gain = scored["short"]["ndcg@10"] - first
         for name, scores in scored.items():
-            if name != "short":
-                kept = (scores["ndcg@10"] - first) / gain if gain else float("nan")
-                served_timings[f"gain_kept_{name}"] = kept
-                print(f"long_documents={name}: keeps {kept:.0%} of the short documents' nDCG@10 gain", flush=True)
+            if name == "short":
+                continue
+            if gain <= 0:  # the reranker does not beat the first stage here: there is no gain to keep
+                served_timings[f"gain_kept_{name}"] = None
+                kept_of_short = scores["ndcg@10"] / scored["short"]["ndcg@10"]
+                print(
+                    f"long_documents={name}: {kept_of_short:.0%} of the short documents' nDCG@10 "
+                    "(they score below the first stage: no gain to keep)",
+                    flush=True,
+                )
+                continue
+            kept = (scores["ndcg@10"] - first) / gain
+            served_timings[f"gain_kept_{name}"] = kept
+            print(f"long_documents={name}: keeps {kept:.0%} of the short documents' nDCG@10 gain", flush=True)
     timings = {"served": served_timings}
     if not args.no_reference:
         exact, exact_reranked, same_candidates, timings["reference"] = reference_runs(
