@@ -148,3 +148,19 @@ def test_long_texts_hold_the_judged_document_among_unjudged_ones_within_the_leng
     assert made == make_long_texts(texts, judged, count, seed=1, min_tokens=100, max_tokens=300)  # deterministic
     positions = [made[d].split("\n\n").index(texts[d]) for d in sorted(judged)]
     assert len(set(positions)) > 1  # not always at the same place
+
+
+def test_a_query_longer_than_the_model_leaves_the_document_half_of_it(tokenizer):
+    """Its windows are half of max_length each (the pair truncation then cuts both), in order, and
+    cover the document: not windows of a negative size."""
+    from triton_rerank.serving.backends.tokenizer_model import windowed_rows
+
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    document = " ".join(["paris capital france river water"] * 12)  # 60 tokens
+    rows, owners, spans = windowed_rows(tokenizer, 48, [("protein " * 100, document)], 32)
+    assert owners == [0] * len(rows) and 3 <= len(rows) < 32
+    assert [start for start, _ in spans] == sorted({start for start, _ in spans})
+    assert spans[-1][1] == len(document)
+    for (_, text), (start, end) in zip(rows, spans, strict=True):
+        assert text == document[start:end] and len(tokenizer.encode(text, add_special_tokens=False).ids) <= 24
