@@ -144,8 +144,8 @@ class Prompt:
         self.template, self.instruction = template, instruction
 
     def render(self, query, document, instruction=None):
-        values = {"instruction": self.instruction if instruction is None else instruction, "query": query}
-        values["document"] = document
+        instruction = self.instruction if instruction is None else instruction
+        values = {"instruction": instruction, "query": query, "document": document}
         return self.SLOTS.sub(lambda slot: values[slot.group(1)], self.template)
 
 
@@ -264,7 +264,7 @@ class TritonPythonModel:
         owners = list(range(len(rows)))
         if windowed:
             rows, owners, spans = self._windows(rows, max_chunks_per_doc, window, stride, render)
-        texts = [render(*row) for row in rows] if render else rows
+        texts = _as_read(rows, render)
         encodings = self.truncating[direction or self.direction].encode_batch(texts)
         names = [name for name in self.output_names if name in ENCODING_FIELDS]
         arrays = dict(zip(names, _arrays(encodings, names), strict=True))
@@ -314,8 +314,7 @@ class TritonPythonModel:
         ]
 
     def _refuse_long(self, rows, render):
-        texts = [render(*row) for row in rows] if render else list(rows)
-        for row, encoding in zip(rows, self.plain.encode_batch(texts), strict=True):
+        for row, encoding in zip(rows, self.plain.encode_batch(_as_read(rows, render)), strict=True):
             if len(encoding.ids) > self.max_length:
                 text = row[1] if isinstance(row, tuple) else row
                 what = "a (query, document) pair" if isinstance(row, tuple) else "a text"
@@ -323,6 +322,11 @@ class TritonPythonModel:
                     f"{what} has {len(encoding.ids)} tokens, more than this model's {self.max_length} "
                     f"(max_length), and truncation is off; the document begins {text[:40]!r}"
                 )
+
+
+def _as_read(rows, render):
+    """What the tokenizer reads of each row: the row itself, or the pair rendered into the prompt."""
+    return [render(*row) for row in rows] if render else list(rows)
 
 
 def _kept(encoding, span, begins=0, sequence=1):
