@@ -158,10 +158,10 @@ def windowed_rows(plain, max_length, pairs, max_chunks, window=None, stride=None
     query = pairs[0][0]
     around = plain.encode(render(query, "")) if render else plain.encode(query, "")  # [CLS] query [SEP] [SEP]
     budget = max_length - len(around.ids)
-    # A query that leaves little room (or none) still gets half the model: pair truncation then cuts both,
-    # as in-process.
-    room = max(budget, max_length // 2)
-    size = min(window or room, room)
+    # A window fills the budget by default. A query that leaves little room (or none) still lets a window
+    # hold half the model: pair truncation then cuts both, as in-process.
+    default = budget if budget > 0 else max_length // 2
+    size = min(window or default, max(budget, max_length // 2))
     overlap = min(size // 2 if stride is None else stride, size - 1)
     long = [i for i, (_, document) in enumerate(pairs) if len(document.encode("utf-8")) > budget]  # tokens <= bytes
     found = plain.encode_batch([pairs[i][1] for i in long], add_special_tokens=False)
