@@ -308,7 +308,13 @@ def test_long_corpus_and_evaluate_rerank_the_same_candidates_with_long_texts_per
     rows = json.loads(out.read_text())["results"]
     assert len(rows) == 5  # the first stage, the short texts, and the long ones under each policy
     assert any("long_documents=max" in name for name in rows) and any("long_documents=mean" in name for name in rows)
-    assert "of the short documents' nDCG@10 gain" in result.stdout
+    assert "of the short documents' nDCG@10" in result.stdout
+    # the share of the short documents' gain each policy keeps; none where the short reranking loses
+    report = json.loads(out.read_text())
+    first_stage = next(v["ndcg@10"] for k, v in rows.items() if k.startswith("first stage"))
+    short = next(v["ndcg@10"] for k, v in rows.items() if k.startswith("reranked") and "texts" not in k)
+    kept = [report["timings"]["served"][f"gain_kept_{policy}"] for policy in ("first", "max", "mean")]
+    assert all(k is None for k in kept) if short <= first_stage else all(isinstance(k, float) for k in kept)
     bad = subprocess.run(script("evaluate.py", "--data", str(beir), "--long-documents", "first,sum"),
                          capture_output=True, text=True, timeout=60)  # fmt: skip
     assert bad.returncode == 2 and "unknown policies ['sum']" in bad.stderr
