@@ -114,11 +114,18 @@ def answer_ids(model: str, tokenizer) -> tuple[int, int]:
     return ids[0], ids[1]
 
 
+def markup_ids(tokenizer) -> tuple[list[int], list[int]]:
+    """The token ids of the prompt's fixed prefix and suffix."""
+    return (
+        tokenizer.encode(QWEN3_PREFIX, add_special_tokens=False),
+        tokenizer.encode(QWEN3_SUFFIX, add_special_tokens=False),
+    )
+
+
 def with_prompt_markup(tokenizer):
     """``tokenizer`` made to wrap every text in the prompt's prefix and suffix tokens (a
     post-processor, which truncation counts), padding on the right: what the server runs."""
-    prefix = tokenizer.encode(QWEN3_PREFIX, add_special_tokens=False)
-    suffix = tokenizer.encode(QWEN3_SUFFIX, add_special_tokens=False)
+    prefix, suffix = markup_ids(tokenizer)
     markup = [
         {"id": "PROMPT_PREFIX", "ids": prefix, "tokens": tokenizer.convert_ids_to_tokens(prefix)},
         {"id": "PROMPT_SUFFIX", "ids": suffix, "tokens": tokenizer.convert_ids_to_tokens(suffix)},
@@ -135,8 +142,7 @@ def card_scores(model, tokenizer, texts: list[str], max_length: int, yes: int, n
     """The model card's reference: each rendered text tokenized and cut to leave room for the
     prefix and suffix, wrapped in them, left-padded, and the last position's logits of "yes" and
     "no" compared (their difference: log softmax's odds)."""
-    prefix = tokenizer.encode(QWEN3_PREFIX, add_special_tokens=False)
-    suffix = tokenizer.encode(QWEN3_SUFFIX, add_special_tokens=False)
+    prefix, suffix = markup_ids(tokenizer)
     inputs = tokenizer(
         texts,
         padding=False,
