@@ -13,10 +13,12 @@ BIN := $(VENV)/bin
 # CPU wheel, as our build machines do), plain pip decides. TORCH_INDEX= (empty) skips the index.
 TORCH ?= torch==2.13.0
 TORCH_INDEX ?= $(shell command -v nvidia-smi >/dev/null 2>&1 || $(PYTHON) -c "import urllib.request as u; u.urlopen('https://download.pytorch.org/whl/cpu/torch/', timeout=3)" >/dev/null 2>&1 && echo https://download.pytorch.org/whl/cpu)
-# The onnxruntime of the Triton 24.10 container, beside the project: the container-parity test scores with it.
+# The onnxruntime and OpenVINO of the Triton 24.10 container, beside the project: the container-parity
+# tests score with them.
 CONTAINER_ONNXRUNTIME := onnxruntime==1.19.2
+CONTAINER_OPENVINO := openvino==2024.4.0
 
-.PHONY: quickstart test model-repository perf-analyzer clean
+.PHONY: quickstart test model-repository perf-analyzer peers clean
 
 $(BIN)/triton-rerank: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,10 +30,13 @@ $(BIN)/triton-rerank: pyproject.toml
 .container-onnxruntime/onnxruntime: | $(BIN)/triton-rerank
 	$(BIN)/python -m pip install --quiet --no-deps --target .container-onnxruntime "$(CONTAINER_ONNXRUNTIME)"
 
+.container-openvino/openvino: | $(BIN)/triton-rerank
+	$(BIN)/python -m pip install --quiet --no-deps --target .container-openvino "$(CONTAINER_OPENVINO)"
+
 quickstart: $(BIN)/triton-rerank
 	$(BIN)/triton-rerank quickstart $(ARGS)
 
-test: $(BIN)/triton-rerank .container-onnxruntime/onnxruntime
+test: $(BIN)/triton-rerank .container-onnxruntime/onnxruntime .container-openvino/openvino
 	$(BIN)/ruff check client scripts tests
 	@# docker-compose.yml through Docker Compose's own parser (no daemon needed)
 	"$$($(BIN)/python -c 'import compose, pathlib; print(pathlib.Path(compose.__file__).parent / "docker-compose")')" \
@@ -48,5 +53,16 @@ model-repository: $(BIN)/triton-rerank
 perf-analyzer: $(BIN)/triton-rerank
 	$(BIN)/python -m triton_rerank.bench.perf_analyzer .tools
 
+# The in-process peers of `triton-rerank benchmark --tiers` (sentence-transformers' ONNX and OpenVINO
+# backends), in an environment of their own: their optimum packages pin transformers 4.x.
+peers: .venv-peers/bin/python
+
+.venv-peers/bin/python: pyproject.toml
+	$(PYTHON) -m venv .venv-peers
+	.venv-peers/bin/python -m pip install --quiet --upgrade pip
+	.venv-peers/bin/python -m pip install --quiet "$(TORCH)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	.venv-peers/bin/python -m pip install --quiet -e ".[peers]"
+	touch $@
+
 clean:
-	rm -rf generated .container-onnxruntime .tools
+	rm -rf generated .container-onnxruntime .container-openvino .tools

@@ -194,3 +194,61 @@ def test_the_containers_onnxruntime_loads_each_export_and_scores_the_same(
     # fp16 resolves about 1e-3 at these magnitudes, and the two releases sum in different orders.
     tolerance = 5e-3 if precision == "fp16" else 1e-4
     np.testing.assert_allclose(np.load(tmp_path / "out.npy"), session.run(None, feeds)[0], atol=tolerance)
+
+
+# The OpenVINO release of the 24.10 era, for its openvino backend (the 24.10 container itself was
+# not run here: no Docker engine on these machines).
+CONTAINER_OPENVINO = "openvino==2024.4.0"
+
+_SCORE_WITH_CONTAINER_OPENVINO = """
+import sys, numpy as np, openvino as ov
+assert ov.__version__.startswith(sys.argv[1]), ov.__version__
+data = np.load(sys.argv[2])
+model = ov.Core().read_model(sys.argv[3])
+compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "bf16"})
+print(",".join(i.get_any_name() for i in model.inputs), ",".join(o.get_any_name() for o in model.outputs))
+np.save(sys.argv[4], compiled([data[i.get_any_name()] for i in model.inputs])[0])
+"""
+
+
+def test_the_containers_openvino_loads_the_bf16_export_and_scores_the_same(tiny_model, tmp_path):
+    """A bf16 export is OpenVINO IR written by this environment's (newer) OpenVINO; the container's
+    older one must read it, find the tensors its config names, and score as the runner does here."""
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from triton_rerank.serving.backends.runner_model import openvino_runner
+    from triton_rerank.serving.export.precision import bf16_support
+
+    if bf16_support():
+        pytest.skip(bf16_support())
+    target = Path(__file__).resolve().parents[2] / ".container-openvino"
+    if not (target / "openvino").is_dir():
+        pytest.skip(f"run `make test`, or pip install --no-deps --target {target} {CONTAINER_OPENVINO}")
+    repository = tmp_path / "models"
+    export_cross_encoder(str(tiny_model), repository, precision="bf16", settings=repo.RepositorySettings(device="cpu"))
+    config = repo.load_config(repository / repo.CROSS_ENCODER / "config.pbtxt")
+    assert (config.backend, config.default_model_filename) == ("openvino", repo.OPENVINO_FILE)
+    model = repository / repo.CROSS_ENCODER / "1" / repo.OPENVINO_FILE
+    rng = np.random.default_rng(0)
+    mask = (np.arange(24)[None, :] < rng.integers(4, 25, size=(6, 1))).astype(np.int64)
+    feeds = {"input_ids": rng.integers(5, 100, size=(6, 24)) * mask, "attention_mask": mask}
+    feeds["token_type_ids"] = np.zeros_like(mask)
+    np.savez(tmp_path / "feeds.npz", **feeds)
+    version = CONTAINER_OPENVINO.partition("==")[2]
+    result = subprocess.run(
+        [sys.executable, "-c", _SCORE_WITH_CONTAINER_OPENVINO, version, str(tmp_path / "feeds.npz"), str(model)]
+        + [str(tmp_path / "out.npy")],
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"},
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    inputs, outputs = result.stdout.split()
+    assert inputs.split(",") == [tensor.name for tensor in config.input]
+    assert outputs.split(",") == [tensor.name for tensor in config.output]
+    here = openvino_runner(str(model), bf16=True)([feeds[tensor.name] for tensor in config.input])
+    np.testing.assert_allclose(np.load(tmp_path / "out.npy"), here, atol=2e-2)

@@ -1,4 +1,4 @@
-"""Reduced-precision exports (int8, fp16): what they cost is measured, and they are served."""
+"""Reduced-precision exports (int8, bf16, fp16): what they cost is measured, and they are served."""
 
 from __future__ import annotations
 
@@ -12,13 +12,15 @@ import pytest
 import torch
 
 from triton_rerank import TritonRerankFunction
+from triton_rerank.serving.backends.runner_model import bf16_missing
 from triton_rerank.serving.export import (
     ExportCheckError,
     ExportError,
     export_bi_encoder,
     export_cross_encoder,
 )
-from triton_rerank.serving.export.precision import quantize_first_token_apart
+from triton_rerank.serving.export import precision as precision_module
+from triton_rerank.serving.export.precision import bf16_support, quantize_first_token_apart
 from triton_rerank.serving.repository import RepositorySettings
 from triton_rerank.serving.server import EmbeddedTritonServer, free_port_settings
 
@@ -136,10 +138,12 @@ def test_int8_bi_encoder_keeps_the_retrieval_order(embedder_model, tmp_path):
 
 
 def test_unknown_precision_and_reduced_torchscript_are_refused(tiny_model, tmp_path):
-    with pytest.raises(ExportError, match="precision must be one of fp32, int8, fp16; got 'int4'"):
+    with pytest.raises(ExportError, match="precision must be one of fp32, int8, fp16, bf16; got 'int4'"):
         export_cross_encoder(str(tiny_model), tmp_path / "a", precision="int4")
     with pytest.raises(ExportError, match="int8 is made from the ONNX graph"):
         export_cross_encoder(str(tiny_model), tmp_path / "b", model_format="torchscript", precision="int8")
+    with pytest.raises(ExportError, match="bf16 is made from the ONNX graph"):
+        export_cross_encoder(str(tiny_model), tmp_path / "b", model_format="torchscript", precision="bf16")
     with pytest.raises(ExportError, match="fp16 TorchScript is traced on the GPU it serves on"):
         export_cross_encoder(
             str(tiny_model),
@@ -149,3 +153,58 @@ def test_unknown_precision_and_reduced_torchscript_are_refused(tiny_model, tmp_p
             settings=RepositorySettings(device="cpu"),
         )
     assert not (tmp_path / "c").exists() or not any((tmp_path / "c").iterdir())
+
+
+@pytest.fixture(scope="module")
+def bf16_repository(tiny_model, tmp_path_factory):
+    if bf16_support():
+        pytest.skip(bf16_support())
+    repository = tmp_path_factory.mktemp("repo-bf16") / "model_repository"
+    export_cross_encoder(str(tiny_model), repository, precision="bf16")
+    return repository
+
+
+def test_bf16_export_writes_openvino_ir_for_the_openvino_backend_and_reports_its_cost(bf16_repository):
+    weights = bf16_repository / "cross_encoder" / "1"
+    assert sorted(p.name for p in weights.iterdir()) == ["export.json", "model.bin", "model.xml"]
+    config = (bf16_repository / "cross_encoder" / "config.pbtxt").read_text()
+    assert 'backend: "openvino"' in config and 'default_model_filename: "model.xml"' in config
+    assert 'key: "HINT_BF16"' in config and 'string_value: "YES"' in config
+    report = json.loads((weights / "export.json").read_text())
+    assert report["precision"] == "bf16" and report["model_format"] == "openvino"
+    assert report["max_abs_diff"] <= 1e-4  # the fp32 graph it was made from matched PyTorch
+    reduced = report["reduced_precision"]
+    assert 0 < reduced["max_abs_diff"] < 0.1  # bf16 keeps 8 bits of mantissa: scores move, a little
+    assert reduced["rank_correlation"] >= 0.99  # the export's bar for bf16
+
+
+@pytest.mark.integration
+def test_bf16_model_is_served_near_the_fp32_scores(bf16_repository, reference):
+    cross_encoder, _ = reference
+    expected = cross_encoder.predict([(QUERY, d) for d in DOCUMENTS], activation_fn=torch.nn.Identity())
+    with EmbeddedTritonServer(bf16_repository, free_port_settings()) as server:
+        with TritonRerankFunction(server.grpc_url) as rf:
+            served = rf.score(QUERY, DOCUMENTS)
+            again = rf.score(QUERY, DOCUMENTS[::-1])[::-1]
+    assert 0 < np.max(np.abs(served - expected)) < 0.1
+    np.testing.assert_allclose(again, served, atol=0.02)  # batch-mates move a bf16 score by rounding only
+
+
+def test_bf16_is_refused_on_a_cpu_without_bf16_instructions():
+    assert "this CPU has no bf16 instructions (AVX512-BF16 or AMX" in bf16_missing(["FP32", "INT8", "BIN"])
+    assert bf16_missing(["FP32", "BF16", "INT8"]) == ""
+
+
+def test_a_bf16_export_on_a_cpu_without_bf16_writes_nothing(tiny_model, tmp_path, monkeypatch):
+    reason = "bf16 cannot be exported here: " + bf16_missing(["FP32", "INT8"])
+    monkeypatch.setattr(precision_module, "bf16_support", lambda: reason)
+    with pytest.raises(ExportError, match="bf16 cannot be exported here: this CPU has no bf16 instructions"):
+        export_cross_encoder(str(tiny_model), tmp_path / "repo", precision="bf16")
+    assert not (tmp_path / "repo" / "cross_encoder").exists()
+
+
+def test_bf16_is_a_cpu_tier(tiny_model, tmp_path):
+    with pytest.raises(ValueError, match="model_format openvino .bf16. serves CPUs; on a GPU export fp16"):
+        export_cross_encoder(
+            str(tiny_model), tmp_path / "repo", precision="bf16", settings=RepositorySettings(device="gpu")
+        )

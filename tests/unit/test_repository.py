@@ -96,7 +96,7 @@ def test_runner_config_changes_only_the_backend():
 
 def test_runner_config_refuses_a_python_model():
     tokenizer = repo.build_configs(repo.RepositorySettings())[repo.TOKENIZER]
-    with pytest.raises(ValueError, match="not onnxruntime or pytorch"):
+    with pytest.raises(ValueError, match="not onnxruntime, pytorch or openvino"):
         repo.python_runner_config(tokenizer)
 
 

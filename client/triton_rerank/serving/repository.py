@@ -40,12 +40,17 @@ BERT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 # Files the export writes next to the configs, by model.
 ONNX_FILE = "model.onnx"
 TORCHSCRIPT_FILE = "model.pt"
+OPENVINO_FILE = "model.xml"  # OpenVINO IR; its weights are model.bin beside it
 TOKENIZER_CODE = Path(__file__).parent / "backends" / "tokenizer_model.py"
 AGGREGATOR_CODE = Path(__file__).parent / "backends" / "aggregator_model.py"
 RUNNER_CODE = Path(__file__).parent / "backends" / "runner_model.py"
 
 # Native backends in the official container, and the runner that stands in for them here.
-_NATIVE = {"onnx": ("onnxruntime", ONNX_FILE), "torchscript": ("pytorch", TORCHSCRIPT_FILE)}
+_NATIVE = {
+    "onnx": ("onnxruntime", ONNX_FILE),
+    "torchscript": ("pytorch", TORCHSCRIPT_FILE),
+    "openvino": ("openvino", OPENVINO_FILE),
+}
 GPU_ACCELERATORS = ("cuda", "tensorrt", "tensorrt-fp16")
 RUNNER_FORMAT_PARAMETER = "runner_format"
 RUNNER_FILE_PARAMETER = "runner_model_file"
@@ -114,8 +119,10 @@ class RepositorySettings:
         "members are then NAME_tokenizer and NAME_model",
     )
     dimension: int = _flag(1, "outputs per row: 1 for a cross-encoder, the embedding size otherwise", cli=False)
-    model_format: Literal["onnx", "torchscript"] = _flag(
-        "onnx", "onnx for the onnxruntime backend, torchscript (model.pt) for the pytorch backend"
+    model_format: Literal["onnx", "torchscript", "openvino"] = _flag(
+        "onnx",
+        "onnx for the onnxruntime backend, torchscript (model.pt) for the pytorch backend; openvino (model.xml, "
+        "run in bf16) for the openvino backend is what --precision bf16 writes",
     )
     model_inputs: tuple[str, ...] = _flag(BERT_INPUTS, "the id tensors the model takes, in order", cli=False)
     max_length: int = _flag(512, "tokens per pair (or text), truncated longest-first", cli=False)
@@ -135,7 +142,7 @@ class RepositorySettings:
         "padded to its own longest pair, and the batcher's thread spins)",
     )
     max_queue_delay_us: int = _flag(1000, "how long the dynamic batcher waits to fill a batch, in microseconds")
-    intra_op_threads: int = _flag(0, "ONNX Runtime threads per instance; 0: ONNX Runtime's default")
+    intra_op_threads: int = _flag(0, "ONNX Runtime (or OpenVINO) threads per instance; 0: the runtime's default")
     runner_slice_rows: int | None = _flag(
         None,
         "rows per model call in the embedded server's runner on a CPU (none: 8; 0: the whole batch); "
@@ -192,6 +199,8 @@ class RepositorySettings:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.gpu_accelerator not in GPU_ACCELERATORS:
             raise ValueError(f"gpu_accelerator must be one of {GPU_ACCELERATORS}, got {self.gpu_accelerator!r}")
+        if self.model_format == "openvino" and self.device == "gpu":
+            raise ValueError("model_format openvino (bf16) serves CPUs; on a GPU export fp16 instead")
         if self.gpu_accelerator != "cuda" and (self.model_format != "onnx" or self.device == "cpu"):
             raise ValueError(f"gpu_accelerator {self.gpu_accelerator!r} is for ONNX models on a GPU")
         taken = {name for family in FAMILIES.values() for name in family.names} - {FAMILIES[self.kind].ensemble}
@@ -319,6 +328,10 @@ def model_config(settings: RepositorySettings) -> mc.ModelConfig:
         )
     if settings.model_format == "onnx" and settings.intra_op_threads:
         _parameters(config, intra_op_thread_count=settings.intra_op_threads)
+    if settings.model_format == "openvino":  # the openvino backend's own parameters
+        _parameters(config, HINT_BF16="YES", PERFORMANCE_HINT="LATENCY")
+        if settings.intra_op_threads:
+            _parameters(config, INFERENCE_NUM_THREADS=settings.intra_op_threads)
     if settings.runner_slice_rows is not None:
         _parameters(config, runner_slice_rows=settings.runner_slice_rows)
     if settings.runner_parallelism is not None:
@@ -427,8 +440,13 @@ def python_models(family: Family) -> dict[str, Path]:
     return {family.tokenizer: TOKENIZER_CODE} | ({family.aggregator: AGGREGATOR_CODE} if family.aggregator else {})
 
 
+def weights_file(model_format: str) -> str:
+    """The file a model of ``model_format`` is served from."""
+    return _NATIVE[model_format][1]
+
+
 def native_backend_format(config: mc.ModelConfig) -> str | None:
-    """``onnx`` / ``torchscript`` for a model served by those native backends, else None."""
+    """``onnx`` / ``torchscript`` / ``openvino`` for a model served by those native backends, else None."""
     for model_format, (backend, _) in _NATIVE.items():
         if config.backend == backend:
             return model_format
@@ -440,7 +458,7 @@ def python_runner_config(config: mc.ModelConfig) -> mc.ModelConfig:
     native backend: only the backend changes; names, dims, batching and instances stay."""
     model_format = native_backend_format(config)
     if model_format is None:
-        raise ValueError(f"model {config.name!r} uses backend {config.backend!r}, not onnxruntime or pytorch")
+        raise ValueError(f"model {config.name!r} uses backend {config.backend!r}, not onnxruntime, pytorch or openvino")
     runner = mc.ModelConfig()
     runner.CopyFrom(config)
     runner.backend = "python"

@@ -1,5 +1,6 @@
-"""Triton Python-backend runner: serves ``model.onnx`` (ONNX Runtime) or ``model.pt`` (TorchScript)
-where the Triton build has no onnxruntime / pytorch backend (the server inside nvidia-pytriton).
+"""Triton Python-backend runner: serves ``model.onnx`` (ONNX Runtime), ``model.xml`` (OpenVINO, in
+bf16) or ``model.pt`` (TorchScript) where the Triton build has no onnxruntime / openvino / pytorch
+backend (the server inside nvidia-pytriton).
 
 It is given the very config of the native model (``repository.python_runner_config``): same name,
 tensors, dims, dynamic batching and instance groups, so the ensemble and clients see no difference.
@@ -60,6 +61,12 @@ class TritonPythonModel:
                 self.pool = ThreadPoolExecutor(threads or len(os.sched_getaffinity(0)), "runner-slices")
                 threads = 1
             self.run = _onnx_runner(path, on_gpu, device_id, threads, tensorrt)
+        elif parameters["runner_format"] == "openvino":
+            threads = int(parameters.get("INFERENCE_NUM_THREADS", 0))
+            if self.slice_rows and parameters.get("runner_parallelism") == "slices":
+                self.pool = ThreadPoolExecutor(threads or len(os.sched_getaffinity(0)), "runner-slices")
+            bf16 = parameters.get("HINT_BF16") == "YES"
+            self.run = openvino_runner(path, bf16, threads, streams=self.pool is not None)
         else:
             self.run = _torchscript_runner(path, on_gpu, device_id)
 
@@ -147,6 +154,43 @@ def _onnx_runner(path, on_gpu, device_id, intra_op_threads, tensorrt=None):
 
     def run(inputs):
         return session.run(None, dict(zip(names, inputs, strict=True)))[0]
+
+    return run
+
+
+def bf16_missing(capabilities):
+    """Why a CPU with OpenVINO's ``capabilities`` cannot run bf16 ("" when it can)."""
+    if "BF16" in capabilities:
+        return ""
+    return (
+        f"this CPU has no bf16 instructions (AVX512-BF16 or AMX; OpenVINO finds {', '.join(capabilities)}): "
+        "use an fp32 or int8 export here"
+    )
+
+
+def openvino_runner(path, bf16, threads=0, streams=False):
+    """OpenVINO on the CPU: in bf16 (refused on a CPU without AVX512-BF16 or AMX, where OpenVINO
+    would run fp32 without a word) or fp32. ``streams``: one stream per thread, each call on its
+    caller's thread (for ``runner_parallelism`` slices); else every thread on each call."""
+    import threading
+
+    import openvino as ov
+
+    core = ov.Core()
+    if bf16 and (missing := bf16_missing(core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"))):
+        raise RuntimeError(f"this model is served in bf16, but {missing}")
+    config = {"INFERENCE_PRECISION_HINT": "bf16" if bf16 else "f32", "PERFORMANCE_HINT": "LATENCY"}
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = threads
+    if streams:
+        config |= {"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": threads or len(os.sched_getaffinity(0))}
+    compiled = core.compile_model(path, "CPU", config)
+    local = threading.local()  # an infer request serves one call at a time: one per calling thread
+
+    def run(inputs):
+        request = getattr(local, "request", None) or compiled.create_infer_request()
+        local.request = request
+        return request.infer(list(inputs))[0].copy()
 
     return run
 

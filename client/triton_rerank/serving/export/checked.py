@@ -105,14 +105,17 @@ def write_checked(job: ExportJob, repository: Path) -> ExportReport:
     and measure the cost, then move the family's models into ``repository``."""
     settings, options = job.settings, job.options
     family = settings.family
+    if options.precision == "bf16" and (missing := precision.bf16_support()):
+        raise ExportError(missing)
     with tempfile.TemporaryDirectory(prefix=".export-", dir=_existing_parent(repository)) as staging:
         staging = Path(staging)
         repo.write_configs(staging, settings)
         tokenizer = save_tokenizer(job.tokenizer, staging / family.tokenizer / "1", settings.max_length)
-        filename = repo.ONNX_FILE if settings.model_format == "onnx" else repo.TORCHSCRIPT_FILE
-        weights = staging / family.model / "1" / filename
+        # An OpenVINO (bf16) export starts as the checked fp32 ONNX graph, converted after the check.
+        traced_format = "onnx" if settings.model_format == "openvino" else settings.model_format
+        weights = staging / family.model / "1" / repo.weights_file(traced_format)
         example = encode(tokenizer, job.samples[:2], settings.model_inputs)
-        if settings.model_format == "onnx":
+        if traced_format == "onnx":
             graphs.export_onnx(job.wrapper, example, weights, settings, job.fuse_config)
         else:
             graphs.export_torchscript(job.wrapper.to(job.trace_device), example, weights, job.trace_device)
@@ -127,14 +130,16 @@ def write_checked(job: ExportJob, repository: Path) -> ExportReport:
         if options.precision != "fp32":
             if settings.model_format == "torchscript":  # fp16: the same model traced again, in half precision
                 graphs.export_torchscript(job.wrapper.half(), example, weights, job.trace_device)
+            elif settings.model_format == "openvino":
+                weights = precision.convert_openvino(weights)
             else:
                 precision.convert_onnx(weights, options.precision)
             reduced = precision.measure(weights, options.precision, score, tokenizer, settings, job.trace_device)
-            if not reduced.rank_correlation >= options.min_rank_correlation:
+            if not reduced.rank_correlation >= options.rank_correlation_bar:
                 raise ExportCheckError(
                     f"{options.precision} {weights.name} keeps a rank correlation of only "
-                    f"{reduced.rank_correlation:.3f} with fp32 on the sample queries (at least "
-                    f"{options.min_rank_correlation:g} asked); nothing was written"
+                    f"{reduced.rank_correlation:.4f} with fp32 on the sample queries (at least "
+                    f"{options.rank_correlation_bar:g} asked); nothing was written"
                 )
         report = ExportReport(
             model=job.model,

@@ -122,9 +122,14 @@ def export_torchscript(wrapper, example, path: Path, device: str) -> None:
 
 
 def load_scorer(path: Path, device: str = "cpu"):
-    """A function: tokenized inputs -> outputs (float64, one row per input row), for ``model.onnx`` /
-    ``model.pt`` (a TorchScript file on the ``device`` it was traced for)."""
-    if path.suffix == ".onnx":
+    """A function: tokenized inputs -> outputs (float64, one row per input row), for ``model.onnx``,
+    ``model.xml`` (OpenVINO, bf16, as served) or ``model.pt`` (TorchScript, on the ``device`` it was
+    traced for)."""
+    if path.suffix == ".xml":
+        from triton_rerank.serving.backends.runner_model import openvino_runner
+
+        run = openvino_runner(str(path), bf16=True)
+    elif path.suffix == ".onnx":
         import onnxruntime as ort
 
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])

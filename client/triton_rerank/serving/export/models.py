@@ -26,7 +26,7 @@ from triton_rerank.serving.export.checked import (
 )
 from triton_rerank.serving.export.graphs import LogitsOnly, PooledEmbeddings
 from triton_rerank.serving.export.precision import settings_for_precision
-from triton_rerank.serving.export_options import PRECISIONS, ExportOptions
+from triton_rerank.serving.export_options import PRECISIONS, ExportOptions, served_format
 
 log = logging.getLogger(__name__)
 
@@ -185,12 +185,12 @@ def is_exported(
     if not manifest.exists():
         return False
     report = json.loads(manifest.read_text())
-    weights = manifest.parent / (repo.ONNX_FILE if report.get("model_format") == "onnx" else repo.TORCHSCRIPT_FILE)
+    weights = manifest.parent / repo.weights_file(report.get("model_format", "onnx"))
     tokenizer_config = repo.load_config(Path(repository) / family.tokenizer / "config.pbtxt")
     return (
         report.get("model") == source
         and report.get("precision", "fp32") == precision
-        and report.get("model_format") == model_format
+        and report.get("model_format") == served_format(model_format, precision)
         and weights.exists()
         and tokenizer_config.parameters["max_length"].string_value == str(report.get("max_length"))
         and all(
@@ -221,8 +221,8 @@ def _config_matches(model_dir: Path, settings: repo.RepositorySettings, kind: st
 def _check_precision(precision: str, model_format: str) -> None:
     if precision not in PRECISIONS:
         raise ExportError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
-    if precision == "int8" and model_format != "onnx":
-        raise ExportError("int8 is made from the ONNX graph: export with --model-format onnx")
+    if precision in ("int8", "bf16") and model_format != "onnx":
+        raise ExportError(f"{precision} is made from the ONNX graph: export with --model-format onnx")
 
 
 def _trace_device(settings: repo.RepositorySettings, precision: str) -> tuple[repo.RepositorySettings, str]:

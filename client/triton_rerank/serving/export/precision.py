@@ -1,5 +1,7 @@
 """Reduced precision from a checked fp32 graph, and what it costs: int8 (ONNX Runtime's dynamic
-quantization, per-channel weights: about twice as fast on CPUs with VNNI) or fp16 (for GPUs).
+quantization, per-channel weights: about twice as fast on CPUs with VNNI), bf16 (the graph in
+OpenVINO, which runs it in bfloat16 on CPUs with AVX512-BF16 or AMX: near-exact, and faster than
+int8 here) or fp16 (for GPUs).
 The cost is measured on the built-in sample corpus: the largest score difference to fp32 and how
 well each sample query's ranking holds."""
 
@@ -15,9 +17,10 @@ import numpy as np
 from triton_rerank.metrics import rank_correlation, top_k_overlap
 from triton_rerank.samples import SAMPLE_QUERIES, sample_texts
 from triton_rerank.serving import repository as repo
-from triton_rerank.serving.backends.runner_model import score_in_slices
+from triton_rerank.serving.backends.runner_model import bf16_missing, score_in_slices
 from triton_rerank.serving.backends.tokenizer_model import Prompt, encode
 from triton_rerank.serving.export.graphs import keep_used_domains, load_scorer
+from triton_rerank.serving.export_options import served_format
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +42,8 @@ def settings_for_precision(settings: repo.RepositorySettings, precision: str) ->
     one row per call keeps every score the pair's own, at almost no cost (no padding at all).
     Its threads then take rows of their own rather than splitting each row's small operators, which
     are too small to split between cores (docs/performance.md has the measurements)."""
+    if precision == "bf16":
+        return settings.replace(model_format=served_format(settings.model_format, precision))
     if precision != "int8":
         return settings
     return settings.replace(
@@ -124,6 +129,29 @@ def convert_onnx(path: Path, precision: str) -> None:
         model = fp16.model
     keep_used_domains(model)
     onnx.save(model, str(path))
+
+
+def bf16_support() -> str:
+    """Why this machine cannot run bf16 ("" when it can): OpenVINO runs bfloat16 only on CPUs with
+    native instructions for it (AVX512-BF16 or AMX), and would fall back to fp32 without a word."""
+    try:
+        import openvino as ov
+    except ImportError as err:
+        return f"bf16 runs in OpenVINO, which is not installed: pip install 'triton-rerank[serve]' ({err})"
+    missing = bf16_missing(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+    return f"bf16 cannot be exported here: {missing}" if missing else ""
+
+
+def convert_openvino(onnx_path: Path) -> Path:
+    """The checked fp32 ONNX graph at ``onnx_path`` as OpenVINO IR beside it (``model.xml`` and
+    ``model.bin``, fp32 weights; the runtime computes in bf16); the ONNX file is removed."""
+    import openvino as ov
+
+    target = onnx_path.with_name(repo.OPENVINO_FILE)
+    # compress_to_fp16=False: fp16 weights would round them once more before bf16 does.
+    ov.save_model(ov.convert_model(str(onnx_path)), str(target), compress_to_fp16=False)
+    onnx_path.unlink()
+    return target
 
 
 def measure(path: Path, precision: str, fp32_score, tokenizer, settings, device: str = "cpu") -> PrecisionReport:
