@@ -131,9 +131,15 @@ def run_clients(
 
 def measure(cell: Cell, make_scorer, requests: list[Request], clients: int, stats_url: str | None = None) -> None:
     """One run of the clients added to ``cell``; with a served variant's ``stats_url``, Triton's
-    statistics for the run too."""
+    statistics for the run too. ``make_scorer`` may be a ``PeerProcess``, which runs the same
+    clients in its own process."""
+    from triton_rerank.bench.peers import PeerProcess
+
     before = triton_stats(stats_url) if stats_url else None
-    cell.add(run_clients(make_scorer, requests, clients))
+    if isinstance(make_scorer, PeerProcess):
+        cell.add(make_scorer.measure(requests, clients))
+    else:
+        cell.add(run_clients(make_scorer, requests, clients))
     if stats_url:
         add_stats(cell.triton, stats_delta(before, triton_stats(stats_url)))
 

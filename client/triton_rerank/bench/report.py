@@ -29,6 +29,93 @@ def ratios(cells: list[Cell]) -> list[dict]:
     return out
 
 
+# What each tier promises against fp32 PyTorch, on the benchmark's DL19 requests. (int8's bar is
+# ranking quality: SciFact nDCG@10 within 0.005 of fp32, which `evaluate` measures, not this.)
+TIER_BARS = {
+    "exact": ("max |Δ| ≤ 1e-4", lambda a: a["max_abs_diff"] <= 1e-4),
+    "near-exact": ("rank corr. ≥ 0.999, top-10 identical", lambda a: a["rank_correlation"] >= 0.999
+                   and a["top10_agreement"] == 1.0),
+    "int8": ("SciFact nDCG@10 within 0.005 (evaluate)", None),
+}  # fmt: skip
+TIER_TARGET = 1.25  # served ≥ 1.25× the fastest in-process peer of its tier
+
+
+def tier_verdicts(cells: list[dict], accuracy: dict, tiers: dict) -> list[dict]:
+    """Per tier and client count: the served precision against the fastest peer of its tier (and
+    against the torch baseline), and whether each side meets the tier's accuracy bar."""
+    rate = {(c["variant"], c["clients"]): c["pairs_per_s_median"] for c in cells if c["n"] == 100}
+    out = []
+    for tier, (peers, precision) in tiers.items():
+        bar_text, meets = TIER_BARS[tier]
+        served = f"served {precision}"
+        for clients in sorted({c for _, c in rate}):
+            peer_rates = {name: rate[(name, clients)] for _, name in peers if (name, clients) in rate}
+            mine = rate.get((served, clients))
+            fastest = max(peer_rates, key=peer_rates.get) if peer_rates else None
+            baseline = rate.get(("pymilvus (torch)", clients))
+            out.append(
+                {
+                    "tier": tier,
+                    "clients": clients,
+                    "served": served,
+                    "served_pairs_per_s": mine,
+                    "fastest_peer": fastest,
+                    "fastest_peer_pairs_per_s": peer_rates.get(fastest),
+                    "x_fastest_peer": mine / peer_rates[fastest] if mine and fastest else None,
+                    "x_torch": mine / baseline if mine and baseline else None,
+                    "target_met": bool(mine and fastest and mine / peer_rates[fastest] >= TIER_TARGET),
+                    "bar": bar_text,
+                    "meets_bar": {
+                        name: meets(accuracy[name]) if meets and name in accuracy else None
+                        for name in [*peer_rates, served]
+                    },
+                }
+            )
+    return out
+
+
+def tiers_markdown(report: dict) -> str:
+    lines = [
+        "# Accuracy tiers: served against the strongest in-process peers",
+        "",
+        f"Machine: {report['machine']}. Model: {report['model']}. Data: {report['data']}, N = 100 documents a "
+        f"request. {report['rounds']} interleaved rounds; pairs/s is the median of the rounds. Accuracy against "
+        f"fp32 PyTorch (pymilvus' function) on {report['accuracy_requests']} requests.",
+        "",
+        "| tier | variant | pairs/s, 1 client | pairs/s, 4 clients | max abs diff | rank corr. | top-10 |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    rate = {(c["variant"], c["clients"]): c["pairs_per_s_median"] for c in report["cells"]}
+    for tier, names in {"baseline": ["pymilvus (torch)"], **report["tiers"]}.items():
+        for name in names:
+            if name in report["skipped"]:
+                lines.append(f"| {tier} | {name} | not run: {report['skipped'][name][:120]} | | | | |")
+                continue
+            a = report["accuracy"][name]
+            lines.append(
+                f"| {tier} | {name} | {rate.get((name, 1), 0):.1f} | {rate.get((name, 4), 0):.1f} "
+                f"| {a['max_abs_diff']:.2g} | {a['rank_correlation']:.4f} | {a['top10_agreement']:.0%} |"
+            )
+    lines += [
+        "",
+        f"| tier | clients | served pairs/s | fastest peer | its pairs/s | × peer (target {TIER_TARGET}) | × torch "
+        "| accuracy bar | bar met |",
+        "| --- | ---: | ---: | --- | ---: | ---: | ---: | --- | --- |",
+    ]
+    for v in report["verdicts"]:
+        met = ", ".join(f"{n}: {'yes' if ok else 'no'}" for n, ok in v["meets_bar"].items() if ok is not None)
+        lines.append(
+            f"| {v['tier']} | {v['clients']} | {_rate(v['served_pairs_per_s'])} | {v['fastest_peer'] or '—'} "
+            f"| {_rate(v['fastest_peer_pairs_per_s'])} | {_x(v['x_fastest_peer'])} | {_x(v['x_torch'])} "
+            f"| {v['bar']} | {met or '—'} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _rate(value: float | None) -> str:
+    return f"{value:.1f}" if value else "—"
+
+
 def api_overhead(cells: list[Cell]) -> list[dict]:
     """The API's cells against the direct client's at the same N and clients."""
     by_key = {(c.variant, c.n, c.clients): c.summary() for c in cells}

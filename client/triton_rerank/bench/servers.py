@@ -31,12 +31,12 @@ class Served:
         return self.server.grpc_url if protocol == "grpc" else self.server.http_url
 
 
-def export_repositories(model: Path, work: Path) -> dict[str, Path]:
-    """fp32 and int8 exports of ``model`` (kept in ``work`` and reused when the model is the same)."""
+def export_repositories(model: Path, work: Path, precisions=("fp32", "int8")) -> dict[str, Path]:
+    """Exports of ``model`` at ``precisions`` (kept in ``work`` and reused when the model is the same)."""
     from triton_rerank.serving.export import ensure_exported
 
     repositories = {}
-    for precision in ("fp32", "int8"):
+    for precision in precisions:
         repository = work / f"repository-{precision}"
         report = ensure_exported(repository, str(model), "cross-encoder", precision=precision)
         if report is not None:

@@ -15,6 +15,13 @@ benchmark.png to --out. --quick: N = 100 with 1, 4 and 16 clients, in about 3 mi
 very windows sent as plain documents, so both score the same rows; rows/s side by side, 1 and 4
 clients; writes long-documents-benchmark.json.
 
+--tiers measures each accuracy tier against the strongest in-process peer of that tier, same
+requests, same run: exact (served fp32 vs sentence-transformers' ONNX backend), near-exact (served
+bf16 vs its OpenVINO backend at the CPU's default precision) and int8 (served int8 vs its ONNX
+dynamic int8 and OpenVINO NNCF int8), with pymilvus' function as the baseline. Every row gets
+accuracy columns against fp32 PyTorch. The peers run in their own environment (``make peers``);
+N = 100 with 1 and 4 clients; writes tiers-benchmark.json and tiers-benchmark.md.
+
 --api measures what the rerank API costs instead: the int8 export through ``triton-rerank api``'s
 Cohere route (an HTTP client per thread) against the direct gRPC client, N = 10 and 100 with 1, 4
 and 16 clients, interleaved in the same run; writes api-benchmark.json and api-benchmark.md.
@@ -36,6 +43,7 @@ from pathlib import Path
 from triton_rerank.base import DEFAULT_BATCH_SIZE
 
 SHARED = Path(__file__).resolve().parents[3].parent / "shared"  # beside a checkout, on the build machines
+PEERS_PYTHON = Path(__file__).resolve().parents[3] / ".venv-peers" / "bin" / "python"  # make peers
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -61,6 +69,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--api", action="store_true", help="the rerank API's overhead against the direct client")
     parser.add_argument(
         "--long-documents", action="store_true", help="what windows and the fold cost, against the same rows sent plain"
+    )
+    parser.add_argument(
+        "--tiers", action="store_true", help="each precision tier against the fastest in-process peer of that tier"
+    )
+    parser.add_argument(
+        "--peers-python",
+        type=Path,
+        default=PEERS_PYTHON,
+        help="the Python of the peers' environment, built by `make peers` (default: %(default)s)",
     )
 
 
@@ -135,6 +152,8 @@ def run(args: argparse.Namespace) -> int:
         return run_api(args)
     if args.long_documents:
         return run_long_documents(args)
+    if args.tiers:
+        return run_tiers(args)
     started = time.perf_counter()
     data = args.data if args.data.exists() else None
     work = args.out / "work"
@@ -180,6 +199,93 @@ def run(args: argparse.Namespace) -> int:
         fp32.stop()
         int8.stop()
     return write_report(args, data, workload, repositories["fp32"], results, time.perf_counter() - started)
+
+
+# Tier -> (peer kind, its name in the report) in-process, and the served precision.
+TIERS = {
+    "exact": ([("st-onnx", "ST ONNX fp32")], "fp32"),
+    "near-exact": ([("st-openvino", "ST OpenVINO (CPU default)")], "bf16"),
+    "int8": ([("st-onnx-int8", "ST ONNX int8"), ("st-openvino-int8", "ST OpenVINO int8")], "int8"),
+}
+
+
+def run_tiers(args: argparse.Namespace) -> int:
+    """Each tier's served precision against that tier's in-process peers, interleaved in one run."""
+    from triton_rerank.bench.harness import accuracy, baseline_scorer, served_scorer
+    from triton_rerank.bench.peers import PeerProcess
+    from triton_rerank.bench.report import tier_verdicts, tiers_markdown
+    from triton_rerank.bench.servers import Served, export_repositories
+    from triton_rerank.bench.workload import load_requests
+    from triton_rerank.serving.export.precision import bf16_support
+
+    if not args.peers_python.exists():
+        print(f"no peers environment at {args.peers_python}: run `make peers` first", file=sys.stderr)
+        return 2
+    started = time.perf_counter()
+    data = args.data if args.data.exists() else None
+    work = args.out / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    workload = Workload.plan(args.quick, data, args.rounds, grid=[(100, 1), (100, 4)])
+    # NNCF calibrates on pairs of queries the benchmark never scores (the last DL19 queries).
+    calibration = [(r.query, d) for r in load_requests(data, 100, 43)[-3:] for d in r.documents]
+    precisions = ("fp32", "int8") + (() if bf16_support() else ("bf16",))
+    repositories = export_repositories(args.model, work, precisions)
+    served = {p: Served(f"served {p}", repositories[p]).start() for p in precisions}
+    peers, skipped = {}, {}
+    never = lambda n, c: False  # noqa: E731
+    try:
+        baseline = baseline_scorer(args.model)
+        variants = {"pymilvus (torch)": (lambda: baseline, None, never)}
+        for tier_peers, precision in TIERS.values():
+            for kind, name in tier_peers:
+                print(f"starting peer {name} ...", flush=True)
+                try:
+                    peers[name] = PeerProcess(kind, args.model, work / "peers", args.peers_python).start(calibration)
+                except RuntimeError as err:  # said in the report, never hidden
+                    skipped[name] = str(err)
+                    continue
+                variants[name] = (peers[name], None, never)
+            if precision in served:
+                server = served[precision]
+                variants[server.name] = (served_scorer(server.url(args.protocol), args.batch_size), None, never)
+            else:
+                skipped[f"served {precision}"] = bf16_support()
+        sample = workload.sample[:8]
+        reference = [baseline(r.query, r.documents) for r in sample]
+        scores = {
+            name: runner.score(sample)
+            if isinstance(runner, PeerProcess)
+            else [runner()(r.query, r.documents) for r in sample]
+            for name, (runner, _, _) in variants.items()
+        }
+        results = {
+            "accuracy": {name: accuracy(reference, got) for name, got in scores.items()},
+            "cells": measure_grid(variants, workload, args.rounds),
+        }
+    finally:
+        for peer in peers.values():
+            peer.stop()
+        for server in served.values():
+            server.stop()
+    cells = [cell.summary() for cell in results["cells"]]
+    report = {
+        "machine": f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), {platform.system()}",
+        "model": str(args.model.name),
+        "data": "TREC DL 2019 BM25 top-100 passages" if data else "synthetic passages of 40-120 words",
+        "rounds": args.rounds,
+        "accuracy_requests": len(sample),
+        "tiers": {tier: [name for _, name in tier_peers] + [f"served {p}"] for tier, (tier_peers, p) in TIERS.items()},
+        "accuracy": results["accuracy"],
+        "skipped": skipped,
+        "cells": cells,
+        "verdicts": tier_verdicts(cells, results["accuracy"], TIERS),
+        "wall_s": time.perf_counter() - started,
+    }
+    (args.out / "tiers-benchmark.json").write_text(json.dumps(report, indent=2) + "\n")
+    table = tiers_markdown(report)
+    (args.out / "tiers-benchmark.md").write_text(table)
+    print("\n" + table + f"\nwrote tiers-benchmark.json, tiers-benchmark.md to {args.out} in {report['wall_s']:.0f} s")
+    return 1 if any(cell["errors"] for cell in cells) else 0
 
 
 API_GRID = [(n, c) for n in (10, 100) for c in (1, 4, 16)]
