@@ -204,7 +204,42 @@ def test_a_bf16_export_on_a_cpu_without_bf16_writes_nothing(tiny_model, tmp_path
 
 
 def test_bf16_is_a_cpu_tier(tiny_model, tmp_path):
-    with pytest.raises(ValueError, match="model_format openvino .bf16. serves CPUs; on a GPU export fp16"):
+    with pytest.raises(ValueError, match=r"model_format openvino \(bf16, int8\) serves CPUs; on a GPU export fp16"):
         export_cross_encoder(
             str(tiny_model), tmp_path / "repo", precision="bf16", settings=RepositorySettings(device="gpu")
         )
+
+
+def test_openvino_int8_is_nncf_static_quantization_calibrated_on_the_pairs_given(tiny_model, tmp_path):
+    import openvino as ov
+
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps({"query": QUERY, "document": d}) + "\n" for d in DOCUMENTS * 4))
+    settings = RepositorySettings(model_format="openvino", device="cpu")
+    report = export_cross_encoder(  # the tiny random model's scores are near-ties: int8 reorders them
+        str(tiny_model), tmp_path / "repo", precision="int8", settings=settings, calibration=str(pairs),
+        min_rank_correlation=0.5,
+    )  # fmt: skip
+    weights = tmp_path / "repo" / "cross_encoder" / "1" / "model.xml"
+    ops = Counter(op.get_type_name() for op in ov.Core().read_model(str(weights)).get_ops())
+    assert ops["FakeQuantize"] > 0, ops  # static int8: activation scales fixed at export
+    config = (tmp_path / "repo" / "cross_encoder" / "config.pbtxt").read_text()
+    assert 'backend: "openvino"' in config and "HINT_BF16" not in config  # the CPU's own default
+    assert "runner_slice_rows" not in config  # fixed scales: batches as fp32 does, no row-by-row
+    assert report.model_format == "openvino" and report.reduced_precision.rank_correlation >= 0.5
+    with EmbeddedTritonServer(tmp_path / "repo", free_port_settings()) as server:
+        with TritonRerankFunction(server.grpc_url) as rf:
+            together = rf.score(QUERY, DOCUMENTS)
+            alone = np.array([rf.score(QUERY, [document])[0] for document in DOCUMENTS])
+    np.testing.assert_allclose(together, alone, atol=0.02)  # batch-mates move a score by float rounding only
+
+
+def test_openvino_format_is_for_int8_and_bf16_and_a_bad_calibration_file_says_so(tiny_model, tmp_path):
+    settings = RepositorySettings(model_format="openvino", device="cpu")
+    with pytest.raises(ExportError, match="model format openvino serves int8 or bf16 exports, not fp32"):
+        export_cross_encoder(str(tiny_model), tmp_path / "a", settings=settings)
+    bad = tmp_path / "pairs.jsonl"
+    bad.write_text('{"query": "q"}\n')
+    with pytest.raises(ExportError, match=r"pairs.jsonl line 1: .*'document'"):
+        export_cross_encoder(str(tiny_model), tmp_path / "b", precision="int8", settings=settings, calibration=str(bad))
+    assert not (tmp_path / "b" / "cross_encoder").exists()

@@ -66,7 +66,7 @@ def _openvino_int8(model: str, folder: Path, calibration: list[tuple[str, str]])
 
     reference = CrossEncoder(model, device="cpu", backend="openvino")
     reference.save_pretrained(str(folder))
-    tokenizer, max_length = reference.tokenizer, reference.max_length
+    tokenizer, max_length = reference.tokenizer, reference.max_seq_length
 
     def tokenize(row):
         return tokenizer(row["query"], row["document"], truncation=True, max_length=max_length, padding="max_length")

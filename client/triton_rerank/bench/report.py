@@ -45,10 +45,9 @@ def tier_verdicts(cells: list[dict], accuracy: dict, tiers: dict) -> list[dict]:
     against the torch baseline), and whether each side meets the tier's accuracy bar."""
     rate = {(c["variant"], c["clients"]): c["pairs_per_s_median"] for c in cells if c["n"] == 100}
     out = []
-    for tier, (peers, precision) in tiers.items():
+    for tier, (peers, exports) in tiers.items():
         bar_text, meets = TIER_BARS[tier]
-        served = f"served {precision}"
-        for clients in sorted({c for _, c in rate}):
+        for served, clients in ((f"served {e}", c) for e in exports for c in sorted({c for _, c in rate})):
             peer_rates = {name: rate[(name, clients)] for _, name in peers if (name, clients) in rate}
             mine = rate.get((served, clients))
             fastest = max(peer_rates, key=peer_rates.get) if peer_rates else None
@@ -98,14 +97,15 @@ def tiers_markdown(report: dict) -> str:
             )
     lines += [
         "",
-        f"| tier | clients | served pairs/s | fastest peer | its pairs/s | × peer (target {TIER_TARGET}) | × torch "
-        "| accuracy bar | bar met |",
-        "| --- | ---: | ---: | --- | ---: | ---: | ---: | --- | --- |",
+        f"| tier | served | clients | pairs/s | fastest peer | its pairs/s | × peer (target {TIER_TARGET}) "
+        "| × torch | accuracy bar | bar met |",
+        "| --- | --- | ---: | ---: | --- | ---: | ---: | ---: | --- | --- |",
     ]
     for v in report["verdicts"]:
         met = ", ".join(f"{n}: {'yes' if ok else 'no'}" for n, ok in v["meets_bar"].items() if ok is not None)
         lines.append(
-            f"| {v['tier']} | {v['clients']} | {_rate(v['served_pairs_per_s'])} | {v['fastest_peer'] or '—'} "
+            f"| {v['tier']} | {v['served']} | {v['clients']} | {_rate(v['served_pairs_per_s'])} "
+            f"| {v['fastest_peer'] or '—'} "
             f"| {_rate(v['fastest_peer_pairs_per_s'])} | {_x(v['x_fastest_peer'])} | {_x(v['x_torch'])} "
             f"| {v['bar']} | {met or '—'} |"
         )

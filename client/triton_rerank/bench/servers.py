@@ -31,19 +31,32 @@ class Served:
         return self.server.grpc_url if protocol == "grpc" else self.server.http_url
 
 
-def export_repositories(model: Path, work: Path, precisions=("fp32", "int8")) -> dict[str, Path]:
-    """Exports of ``model`` at ``precisions`` (kept in ``work`` and reused when the model is the same)."""
+# Export variants by name: (precision, model format).
+EXPORTS = {
+    "fp32": ("fp32", "onnx"),
+    "int8": ("int8", "onnx"),
+    "bf16": ("bf16", "openvino"),
+    "int8-openvino": ("int8", "openvino"),
+}
+
+
+def export_repositories(model: Path, work: Path, variants=("fp32", "int8")) -> dict[str, Path]:
+    """Exports of ``model``, one per name in ``variants`` (``EXPORTS``), kept in ``work`` and reused
+    when the model is the same."""
     from triton_rerank.serving.export import ensure_exported
+    from triton_rerank.serving.repository import RepositorySettings
 
     repositories = {}
-    for precision in precisions:
-        repository = work / f"repository-{precision}"
-        report = ensure_exported(repository, str(model), "cross-encoder", precision=precision)
+    for variant in variants:
+        precision, model_format = EXPORTS[variant]
+        repository = work / f"repository-{variant}"
+        settings = RepositorySettings(model_format=model_format)
+        report = ensure_exported(repository, str(model), "cross-encoder", settings=settings, precision=precision)
         if report is not None:
             reduced = report.reduced_precision
             extra = f"; vs fp32 rank correlation {reduced.rank_correlation:.4f}" if reduced else ""
-            print(f"exported {precision}: |ONNX fp32 - PyTorch| {report.max_abs_diff:.1e}{extra}", flush=True)
-        repositories[precision] = repository
+            print(f"exported {variant}: |ONNX fp32 - PyTorch| {report.max_abs_diff:.1e}{extra}", flush=True)
+        repositories[variant] = repository
     return repositories
 
 

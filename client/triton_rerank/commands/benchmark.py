@@ -17,8 +17,9 @@ clients; writes long-documents-benchmark.json.
 
 --tiers measures each accuracy tier against the strongest in-process peer of that tier, same
 requests, same run: exact (served fp32 vs sentence-transformers' ONNX backend), near-exact (served
-bf16 vs its OpenVINO backend at the CPU's default precision) and int8 (served int8 vs its ONNX
-dynamic int8 and OpenVINO NNCF int8), with pymilvus' function as the baseline. Every row gets
+bf16 vs its OpenVINO backend at the CPU's default precision) and int8 (served int8, ONNX Runtime's
+and OpenVINO's, vs its ONNX dynamic int8 and OpenVINO NNCF int8), with pymilvus' function as the
+baseline. Every row gets
 accuracy columns against fp32 PyTorch. The peers run in their own environment (``make peers``);
 N = 100 with 1 and 4 clients; writes tiers-benchmark.json and tiers-benchmark.md.
 
@@ -201,11 +202,11 @@ def run(args: argparse.Namespace) -> int:
     return write_report(args, data, workload, repositories["fp32"], results, time.perf_counter() - started)
 
 
-# Tier -> (peer kind, its name in the report) in-process, and the served precision.
+# Tier -> its in-process peers (kind, name in the report) and its served exports (bench.servers.EXPORTS).
 TIERS = {
-    "exact": ([("st-onnx", "ST ONNX fp32")], "fp32"),
-    "near-exact": ([("st-openvino", "ST OpenVINO (CPU default)")], "bf16"),
-    "int8": ([("st-onnx-int8", "ST ONNX int8"), ("st-openvino-int8", "ST OpenVINO int8")], "int8"),
+    "exact": ([("st-onnx", "ST ONNX fp32")], ["fp32"]),
+    "near-exact": ([("st-openvino", "ST OpenVINO (CPU default)")], ["bf16"]),
+    "int8": ([("st-onnx-int8", "ST ONNX int8"), ("st-openvino-int8", "ST OpenVINO int8")], ["int8", "int8-openvino"]),
 }
 
 
@@ -228,15 +229,15 @@ def run_tiers(args: argparse.Namespace) -> int:
     workload = Workload.plan(args.quick, data, args.rounds, grid=[(100, 1), (100, 4)])
     # NNCF calibrates on pairs of queries the benchmark never scores (the last DL19 queries).
     calibration = [(r.query, d) for r in load_requests(data, 100, 43)[-3:] for d in r.documents]
-    precisions = ("fp32", "int8") + (() if bf16_support() else ("bf16",))
-    repositories = export_repositories(args.model, work, precisions)
-    served = {p: Served(f"served {p}", repositories[p]).start() for p in precisions}
+    exports = [name for _, names in TIERS.values() for name in names if name != "bf16" or not bf16_support()]
+    repositories = export_repositories(args.model, work, exports)
+    served = {name: Served(f"served {name}", repositories[name]).start() for name in exports}
     peers, skipped = {}, {}
     never = lambda n, c: False  # noqa: E731
     try:
         baseline = baseline_scorer(args.model)
         variants = {"pymilvus (torch)": (lambda: baseline, None, never)}
-        for tier_peers, precision in TIERS.values():
+        for tier_peers, tier_exports in TIERS.values():
             for kind, name in tier_peers:
                 print(f"starting peer {name} ...", flush=True)
                 try:
@@ -245,11 +246,12 @@ def run_tiers(args: argparse.Namespace) -> int:
                     skipped[name] = str(err)
                     continue
                 variants[name] = (peers[name], None, never)
-            if precision in served:
-                server = served[precision]
+            for name in tier_exports:
+                if name not in served:
+                    skipped[f"served {name}"] = bf16_support()
+                    continue
+                server = served[name]
                 variants[server.name] = (served_scorer(server.url(args.protocol), args.batch_size), None, never)
-            else:
-                skipped[f"served {precision}"] = bf16_support()
         sample = workload.sample[:8]
         reference = [baseline(r.query, r.documents) for r in sample]
         scores = {
@@ -274,7 +276,10 @@ def run_tiers(args: argparse.Namespace) -> int:
         "data": "TREC DL 2019 BM25 top-100 passages" if data else "synthetic passages of 40-120 words",
         "rounds": args.rounds,
         "accuracy_requests": len(sample),
-        "tiers": {tier: [name for _, name in tier_peers] + [f"served {p}"] for tier, (tier_peers, p) in TIERS.items()},
+        "tiers": {
+            tier: [name for _, name in tier_peers] + [f"served {name}" for name in names]
+            for tier, (tier_peers, names) in TIERS.items()
+        },
         "accuracy": results["accuracy"],
         "skipped": skipped,
         "cells": cells,

@@ -30,6 +30,7 @@ from triton_rerank.client import rank
 from triton_rerank.commands.common import add_milvus, add_models, add_repository, add_triton_url, open_store, triton
 from triton_rerank.ingest import ingest, read_documents
 from triton_rerank.metrics import evaluate
+from triton_rerank.serving.export_options import PRECISIONS
 
 
 def load_beir(folder: Path, split: str, max_queries: int | None):
@@ -151,7 +152,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default="test", help="qrels split (default: %(default)s)")
     add_models(parser)
     parser.add_argument(
-        "--precision", choices=["fp32", "int8", "fp16"], default="fp32", help="the served reranker's export precision"
+        "--precision", choices=PRECISIONS, default="fp32", help="the served reranker's export precision"
     )
     add_repository(parser, "model repository to export into and serve")
     add_triton_url(parser, embedded_default=True)

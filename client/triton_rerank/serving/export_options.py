@@ -28,10 +28,16 @@ def served_format(model_format: str, precision: str) -> str:
 class ExportOptions:
     precision: Precision = field(
         default="fp32",
-        metadata={"help": "arithmetic: int8 (ONNX dynamic quantization) for CPUs; bf16 (OpenVINO) for CPUs with "
-                  "AVX512-BF16 or AMX, near-exact; fp16 for GPUs (ONNX, or TorchScript traced on the GPU)"},
+        metadata={"help": "arithmetic: int8 for CPUs (ONNX Runtime's dynamic quantization; with --model-format "
+                  "openvino, NNCF's static int8, calibrated); bf16 (OpenVINO) for CPUs with AVX512-BF16 or AMX, "
+                  "near-exact; fp16 for GPUs (ONNX, or TorchScript traced on the GPU)"},
     )  # fmt: skip
     optimize: bool = field(default=True, metadata={"help": "apply ONNX Runtime's transformer graph fusions"})
+    calibration: str = field(
+        default="",
+        metadata={"help": "NNCF int8's calibration pairs: a JSON-lines file of {\"query\", \"document\"} (default: "
+                  "the built-in sample pairs)"},
+    )  # fmt: skip
     tolerance: float = field(
         default=DEFAULT_TOLERANCE, metadata={"help": "largest |score difference| to PyTorch that passes the check"}
     )

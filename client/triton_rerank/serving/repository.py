@@ -121,9 +121,10 @@ class RepositorySettings:
     dimension: int = _flag(1, "outputs per row: 1 for a cross-encoder, the embedding size otherwise", cli=False)
     model_format: Literal["onnx", "torchscript", "openvino"] = _flag(
         "onnx",
-        "onnx for the onnxruntime backend, torchscript (model.pt) for the pytorch backend; openvino (model.xml, "
-        "run in bf16) for the openvino backend is what --precision bf16 writes",
+        "onnx for the onnxruntime backend, torchscript (model.pt) for the pytorch backend, openvino (model.xml) "
+        "for the openvino backend: what --precision bf16 writes, and with --precision int8 NNCF's static int8",
     )
+    bf16: bool = _flag(False, "an OpenVINO model computed in bf16 (--precision bf16)", cli=False)
     model_inputs: tuple[str, ...] = _flag(BERT_INPUTS, "the id tensors the model takes, in order", cli=False)
     max_length: int = _flag(512, "tokens per pair (or text), truncated longest-first", cli=False)
     reserved_tokens: int = _flag(
@@ -200,7 +201,9 @@ class RepositorySettings:
         if self.gpu_accelerator not in GPU_ACCELERATORS:
             raise ValueError(f"gpu_accelerator must be one of {GPU_ACCELERATORS}, got {self.gpu_accelerator!r}")
         if self.model_format == "openvino" and self.device == "gpu":
-            raise ValueError("model_format openvino (bf16) serves CPUs; on a GPU export fp16 instead")
+            raise ValueError("model_format openvino (bf16, int8) serves CPUs; on a GPU export fp16 instead")
+        if self.bf16 and self.model_format != "openvino":
+            raise ValueError("bf16 is computed by OpenVINO: model_format openvino")
         if self.gpu_accelerator != "cuda" and (self.model_format != "onnx" or self.device == "cpu"):
             raise ValueError(f"gpu_accelerator {self.gpu_accelerator!r} is for ONNX models on a GPU")
         taken = {name for family in FAMILIES.values() for name in family.names} - {FAMILIES[self.kind].ensemble}
@@ -329,7 +332,9 @@ def model_config(settings: RepositorySettings) -> mc.ModelConfig:
     if settings.model_format == "onnx" and settings.intra_op_threads:
         _parameters(config, intra_op_thread_count=settings.intra_op_threads)
     if settings.model_format == "openvino":  # the openvino backend's own parameters
-        _parameters(config, HINT_BF16="YES", PERFORMANCE_HINT="LATENCY")
+        _parameters(config, PERFORMANCE_HINT="LATENCY")
+        if settings.bf16:  # without it, OpenVINO's default for the CPU (bf16 where it has the instructions)
+            _parameters(config, HINT_BF16="YES")
         if settings.intra_op_threads:
             _parameters(config, INFERENCE_NUM_THREADS=settings.intra_op_threads)
     if settings.runner_slice_rows is not None:

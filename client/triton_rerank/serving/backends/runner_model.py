@@ -1,5 +1,5 @@
-"""Triton Python-backend runner: serves ``model.onnx`` (ONNX Runtime), ``model.xml`` (OpenVINO, in
-bf16) or ``model.pt`` (TorchScript) where the Triton build has no onnxruntime / openvino / pytorch
+"""Triton Python-backend runner: serves ``model.onnx`` (ONNX Runtime), ``model.xml`` (OpenVINO: bf16,
+or NNCF int8) or ``model.pt`` (TorchScript) where the Triton build has no onnxruntime / openvino / pytorch
 backend (the server inside nvidia-pytriton).
 
 It is given the very config of the native model (``repository.python_runner_config``): same name,
@@ -168,10 +168,12 @@ def bf16_missing(capabilities):
     )
 
 
-def openvino_runner(path, bf16, threads=0, streams=False):
+def openvino_runner(path, bf16=False, threads=0, streams=False):
     """OpenVINO on the CPU: in bf16 (refused on a CPU without AVX512-BF16 or AMX, where OpenVINO
-    would run fp32 without a word) or fp32. ``streams``: one stream per thread, each call on its
-    caller's thread (for ``runner_parallelism`` slices); else every thread on each call."""
+    would run fp32 without a word), else at OpenVINO's default for the CPU (what an int8 model's
+    remaining float operations run in: bf16 where the CPU has it). ``streams``: one stream per
+    thread, each call on its caller's thread (for ``runner_parallelism`` slices); else every thread
+    on each call."""
     import threading
 
     import openvino as ov
@@ -179,7 +181,7 @@ def openvino_runner(path, bf16, threads=0, streams=False):
     core = ov.Core()
     if bf16 and (missing := bf16_missing(core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"))):
         raise RuntimeError(f"this model is served in bf16, but {missing}")
-    config = {"INFERENCE_PRECISION_HINT": "bf16" if bf16 else "f32", "PERFORMANCE_HINT": "LATENCY"}
+    config = {"PERFORMANCE_HINT": "LATENCY"} | ({"INFERENCE_PRECISION_HINT": "bf16"} if bf16 else {})
     if threads:
         config["INFERENCE_NUM_THREADS"] = threads
     if streams:

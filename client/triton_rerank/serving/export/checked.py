@@ -111,7 +111,7 @@ def write_checked(job: ExportJob, repository: Path) -> ExportReport:
         staging = Path(staging)
         repo.write_configs(staging, settings)
         tokenizer = save_tokenizer(job.tokenizer, staging / family.tokenizer / "1", settings.max_length)
-        # An OpenVINO (bf16) export starts as the checked fp32 ONNX graph, converted after the check.
+        # An OpenVINO (bf16, int8) export starts as the checked fp32 ONNX graph, converted after the check.
         traced_format = "onnx" if settings.model_format == "openvino" else settings.model_format
         weights = staging / family.model / "1" / repo.weights_file(traced_format)
         example = encode(tokenizer, job.samples[:2], settings.model_inputs)
@@ -131,7 +131,11 @@ def write_checked(job: ExportJob, repository: Path) -> ExportReport:
             if settings.model_format == "torchscript":  # fp16: the same model traced again, in half precision
                 graphs.export_torchscript(job.wrapper.half(), example, weights, job.trace_device)
             elif settings.model_format == "openvino":
-                weights = precision.convert_openvino(weights)
+                try:
+                    calibration = precision.calibration_batches(tokenizer, settings, options.calibration)
+                except (OSError, ValueError) as err:
+                    raise ExportError(f"calibration pairs: {err}") from None
+                weights = precision.convert_openvino(weights, options.precision, calibration)
             else:
                 precision.convert_onnx(weights, options.precision)
             reduced = precision.measure(weights, options.precision, score, tokenizer, settings, job.trace_device)

@@ -123,12 +123,12 @@ def export_torchscript(wrapper, example, path: Path, device: str) -> None:
 
 def load_scorer(path: Path, device: str = "cpu"):
     """A function: tokenized inputs -> outputs (float64, one row per input row), for ``model.onnx``,
-    ``model.xml`` (OpenVINO, bf16, as served) or ``model.pt`` (TorchScript, on the ``device`` it was
-    traced for)."""
+    ``model.xml`` (OpenVINO at the CPU's default precision: bf16 where an export may be bf16) or
+    ``model.pt`` (TorchScript, on the ``device`` it was traced for)."""
     if path.suffix == ".xml":
         from triton_rerank.serving.backends.runner_model import openvino_runner
 
-        run = openvino_runner(str(path), bf16=True)
+        run = openvino_runner(str(path))
     elif path.suffix == ".onnx":
         import onnxruntime as ort
 

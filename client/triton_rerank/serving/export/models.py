@@ -35,19 +35,21 @@ def export_cross_encoder(
     model: str = DEFAULT_RERANKER,
     repository: Path | str = "generated/model_repository",
     *,
-    model_format: str = "onnx",
+    model_format: str | None = None,
     settings: repo.RepositorySettings | None = None,
     **options,
 ) -> ExportReport:
     """Export a cross-encoder (hub id or local folder) as the ``reranker`` into ``repository``.
 
     Args:
-        model_format: ``onnx`` (onnxruntime backend) or ``torchscript`` (pytorch backend).
+        model_format: ``onnx`` (onnxruntime backend), ``torchscript`` (pytorch backend) or
+            ``openvino`` (int8 or bf16); default: that of ``settings``, else onnx.
         settings: Serving settings (device, batching, threads); the model-specific fields
             (format, inputs, max_length) are filled in from the model.
         options: ``ExportOptions`` fields: precision, optimize, tolerance, min_rank_correlation.
     """
     options = ExportOptions(**options)
+    model_format = model_format or (settings.model_format if settings else "onnx")
     _check_precision(options.precision, model_format)
     reference = CrossEncoder(model, device="cpu")
     tokenizer, model_inputs = servable_tokenizer(model, reference.tokenizer)
@@ -145,8 +147,7 @@ def export_model(
         from triton_rerank.serving.export.llm import export_llm_reranker
 
         return export_llm_reranker(model, repository, settings=settings, **options)
-    model_format = settings.model_format if settings else "onnx"
-    return export_cross_encoder(model, repository, model_format=model_format, settings=settings, **options)
+    return export_cross_encoder(model, repository, settings=settings, **options)
 
 
 def ensure_exported(
@@ -221,8 +222,10 @@ def _config_matches(model_dir: Path, settings: repo.RepositorySettings, kind: st
 def _check_precision(precision: str, model_format: str) -> None:
     if precision not in PRECISIONS:
         raise ExportError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
-    if precision in ("int8", "bf16") and model_format != "onnx":
-        raise ExportError(f"{precision} is made from the ONNX graph: export with --model-format onnx")
+    if precision in ("int8", "bf16") and model_format not in ("onnx", "openvino"):
+        raise ExportError(f"{precision} is made from the ONNX graph: export with --model-format onnx or openvino")
+    if model_format == "openvino" and precision not in ("int8", "bf16"):
+        raise ExportError(f"model format openvino serves int8 or bf16 exports, not {precision}")
 
 
 def _trace_device(settings: repo.RepositorySettings, precision: str) -> tuple[repo.RepositorySettings, str]:

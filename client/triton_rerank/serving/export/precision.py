@@ -43,8 +43,8 @@ def settings_for_precision(settings: repo.RepositorySettings, precision: str) ->
     Its threads then take rows of their own rather than splitting each row's small operators, which
     are too small to split between cores (docs/performance.md has the measurements)."""
     if precision == "bf16":
-        return settings.replace(model_format=served_format(settings.model_format, precision))
-    if precision != "int8":
+        return settings.replace(model_format=served_format(settings.model_format, precision), bf16=True)
+    if precision != "int8" or settings.model_format == "openvino":  # static int8 batches as fp32 does
         return settings
     return settings.replace(
         runner_slice_rows=1 if settings.runner_slice_rows is None else settings.runner_slice_rows,
@@ -142,16 +142,58 @@ def bf16_support() -> str:
     return f"bf16 cannot be exported here: {missing}" if missing else ""
 
 
-def convert_openvino(onnx_path: Path) -> Path:
+def convert_openvino(onnx_path: Path, precision: str, calibration: list[list[np.ndarray]] = ()) -> Path:
     """The checked fp32 ONNX graph at ``onnx_path`` as OpenVINO IR beside it (``model.xml`` and
-    ``model.bin``, fp32 weights; the runtime computes in bf16); the ONNX file is removed."""
+    ``model.bin``); the ONNX file is removed. bf16 keeps fp32 weights (the runtime computes in
+    bf16); int8 is NNCF's static post-training quantization, its activation scales taken from the
+    ``calibration`` batches (tokenized rows, as the runner slices them), with the transformer
+    preset, which keeps softmax, layer norms and the like out of int8."""
     import openvino as ov
 
     target = onnx_path.with_name(repo.OPENVINO_FILE)
+    model = ov.convert_model(str(onnx_path))
+    if precision == "int8":
+        import nncf
+
+        names = [port.get_any_name() for port in model.inputs]
+        batches = [dict(zip(names, batch, strict=True)) for batch in calibration]
+        model = nncf.quantize(
+            model, nncf.Dataset(batches), model_type=nncf.ModelType.TRANSFORMER, subset_size=len(batches)
+        )
     # compress_to_fp16=False: fp16 weights would round them once more before bf16 does.
-    ov.save_model(ov.convert_model(str(onnx_path)), str(target), compress_to_fp16=False)
+    ov.save_model(model, str(target), compress_to_fp16=False)
     onnx_path.unlink()
     return target
+
+
+def calibration_batches(tokenizer, settings, path: str = "", slice_rows: int = 8) -> list[list[np.ndarray]]:
+    """NNCF's calibration data: the pairs in ``path`` (JSON lines of query and document) or the
+    built-in sample pairs, tokenized as the server will and cut into the runner's slices."""
+    import json
+
+    if path:
+        rows = []
+        for number, line in enumerate(Path(path).read_text().splitlines(), 1):
+            try:
+                row = json.loads(line)
+                rows.append((row["query"], row["document"]))
+            except (ValueError, KeyError, TypeError) as err:
+                raise ValueError(
+                    f"{path} line {number}: a calibration pair is a JSON object with 'query' and 'document' ({err!r})"
+                ) from None
+        if not rows:
+            raise ValueError(f"{path} holds no calibration pairs")
+    else:
+        rows = [(query, text) for query in SAMPLE_QUERIES for text in sample_texts()]
+    prompt = Prompt(settings.prompt_template, settings.instruction) if settings.prompt_template else None
+    encoded = encode(tokenizer, [prompt.render(*row) if prompt else row for row in rows], settings.model_inputs)
+    order = np.argsort(encoded[1].sum(axis=1), kind="stable")
+    batches = []
+    for start in range(0, len(order), slice_rows):
+        idx = order[start : start + slice_rows]
+        width = int(encoded[1][idx].sum(axis=1).max())
+        batches.append([array[idx, :width] for array in encoded])
+    return batches
 
 
 def measure(path: Path, precision: str, fp32_score, tokenizer, settings, device: str = "cpu") -> PrecisionReport:
