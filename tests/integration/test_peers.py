@@ -51,7 +51,14 @@ def test_tier_verdicts_compare_each_served_precision_with_the_fastest_peer_of_it
         "served int8-openvino": 300,
     }  # fmt: skip
     cells = [
-        {"variant": name, "n": 100, "clients": clients, "pairs_per_s_median": rate * clients**0.5}
+        {
+            "variant": name,
+            "n": 100,
+            "clients": clients,
+            "pairs_per_s_median": rate * clients**0.5,
+            "requests": 2,
+            "errors": 0,
+        }
         for name, rate in rates.items()
         for clients in (1, 4)
     ]

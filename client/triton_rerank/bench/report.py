@@ -81,20 +81,26 @@ def tiers_markdown(report: dict) -> str:
         f"request. {report['rounds']} interleaved rounds; pairs/s is the median of the rounds. Accuracy against "
         f"fp32 PyTorch (pymilvus' function) on {report['accuracy_requests']} requests.",
         "",
-        "| tier | variant | pairs/s, 1 client | pairs/s, 4 clients | max abs diff | rank corr. | top-10 |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+        "| tier | variant | pairs/s, 1 client | pairs/s, 4 clients | failed requests (1 / 4 clients) | max abs diff "
+        "| rank corr. | top-10 |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     rate = {(c["variant"], c["clients"]): c["pairs_per_s_median"] for c in report["cells"]}
+    failed = {(c["variant"], c["clients"]): f"{c['errors']} of {c['requests'] + c['errors']}" for c in report["cells"]}
     for tier, names in {"baseline": ["pymilvus (torch)"], **report["tiers"]}.items():
         for name in names:
             if name in report["skipped"]:
-                lines.append(f"| {tier} | {name} | not run: {report['skipped'][name][:120]} | | | | |")
+                lines.append(f"| {tier} | {name} | not run: {report['skipped'][name][:120]} | | | | | |")
                 continue
             a = report["accuracy"][name]
             lines.append(
                 f"| {tier} | {name} | {rate.get((name, 1), 0):.1f} | {rate.get((name, 4), 0):.1f} "
+                f"| {failed.get((name, 1), '—')} / {failed.get((name, 4), '—')} "
                 f"| {a['max_abs_diff']:.2g} | {a['rank_correlation']:.4f} | {a['top10_agreement']:.0%} |"
             )
+    errors = sorted({c["first_error"] for c in report["cells"] if c.get("first_error")})
+    if errors:
+        lines += ["", "A failed request is left out of pairs/s; first errors: " + "; ".join(errors) + "."]
     lines += [
         "",
         f"| tier | served | clients | pairs/s | fastest peer | its pairs/s | × peer (target {TIER_TARGET}) "

@@ -31,6 +31,7 @@ from triton_rerank.commands.common import add_milvus, add_models, add_repository
 from triton_rerank.ingest import ingest, read_documents
 from triton_rerank.metrics import evaluate
 from triton_rerank.serving.export_options import PRECISIONS
+from triton_rerank.serving.repository import RepositorySettings
 
 
 def load_beir(folder: Path, split: str, max_queries: int | None):
@@ -154,6 +155,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--precision", choices=PRECISIONS, default="fp32", help="the served reranker's export precision"
     )
+    parser.add_argument(
+        "--model-format",
+        choices=["onnx", "openvino"],
+        default="onnx",
+        help="the served reranker's format: with --precision int8, openvino is NNCF's static int8 (default: onnx)",
+    )
     add_repository(parser, "model repository to export into and serve")
     add_triton_url(parser, embedded_default=True)
     add_milvus(parser, uri_default=None)
@@ -189,7 +196,11 @@ def run(args: argparse.Namespace) -> int:
     documents, queries, qrels = load_beir(args.data, args.split, args.max_queries)
     print(f"{args.data.name}: {len(documents)} documents, {len(queries)} judged queries ({args.split})", flush=True)
     exports = [
-        (args.reranker_model, "cross-encoder", {"precision": args.precision}),
+        (
+            args.reranker_model,
+            "cross-encoder",
+            {"precision": args.precision, "settings": RepositorySettings(model_format=args.model_format)},
+        ),
         (args.embedder_model, "bi-encoder", {}),
     ]
     with (
@@ -253,6 +264,7 @@ def write_report(args: argparse.Namespace, queries: int, documents: int, rows: d
         "documents": documents,
         "reranker_model": args.reranker_model,
         "reranker_precision": args.precision,
+        "reranker_format": args.model_format if args.precision != "bf16" else "openvino",
         "embedder_model": args.embedder_model,
         "index": args.index,
         "retrieve_k": args.retrieve_k,
