@@ -192,3 +192,12 @@ def test_a_named_export_gets_its_own_models_that_line_up():
     steps = configs["minilm"].ensemble_scheduling.step
     assert [step.model_name for step in steps] == ["minilm_tokenizer", "minilm_model", "minilm_aggregator"]
     assert repo.RepositorySettings(name="reranker").family == repo.RERANK  # the default name is the default
+
+
+def test_tokenizer_instances_set_the_tokenizer_and_aggregator_instance_groups():
+    configs = repo.build_configs(repo.RepositorySettings(tokenizer_instances=3))
+    for name in (repo.TOKENIZER, repo.AGGREGATOR):
+        (group,) = configs[name].instance_group
+        assert (group.kind, group.count) == (mc.ModelInstanceGroup.KIND_CPU, 3), name
+    with pytest.raises(ValueError, match="tokenizer_instances must be >= 1, got 0"):
+        repo.RepositorySettings(tokenizer_instances=0)

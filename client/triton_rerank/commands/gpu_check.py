@@ -84,6 +84,7 @@ def check_format(
     rounds: int,
     device: str,
     server_env: dict[str, str],
+    serving: dict | None = None,
 ) -> dict:
     from triton_rerank import RerankError
     from triton_rerank.serving.export import ExportError, export_cross_encoder
@@ -99,7 +100,7 @@ def check_format(
             repository,
             model_format=base_format,
             precision=precision or "fp32",
-            settings=RepositorySettings(device=device, dynamic_batching=bool(batching)),
+            settings=RepositorySettings(device=device, dynamic_batching=bool(batching), **(serving or {})),
         )
     except ExportError as err:
         return {"format": model_format, "export_error": str(err)}
@@ -177,6 +178,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="torchscript, torchscript-fp16, onnx, onnx-fp16 (ONNX on a GPU needs onnxruntime-gpu's CUDA provider); "
         "a +batching suffix turns on Triton's dynamic batcher",
     )
+    parser.add_argument("--instances", type=int, default=1, help="model instances per GPU (a lever: default 1)")
+    parser.add_argument(
+        "--tokenizer-instances", type=int, default=1, help="tokenizer and aggregator instances (a lever: default 1)"
+    )
     parser.add_argument("--out", type=Path, default=Path("gpu_check.json"))
     parser.add_argument("--device", choices=["gpu", "cpu"], default="gpu", help="cpu: a dry run of this script")
     parser.add_argument(
@@ -211,8 +216,11 @@ def run(args: argparse.Namespace) -> int:
         facts["in_process"] = in_process_speeds(model, documents, args.rounds, args.device)
         print(json.dumps(facts["in_process"]), flush=True)
         server_env = dict(item.split("=", 1) for item in args.server_env)
+        serving = {"instances": args.instances, "tokenizer_instances": args.tokenizer_instances}
+        facts["serving"] = serving
         results = [
-            check_format(model, fmt, work, documents, args.rounds, args.device, server_env) for fmt in args.formats
+            check_format(model, fmt, work, documents, args.rounds, args.device, server_env, serving)
+            for fmt in args.formats
         ]
     for result in results:
         print(json.dumps(result), flush=True)

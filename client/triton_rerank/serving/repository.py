@@ -134,6 +134,9 @@ class RepositorySettings:
         "auto", "model instance group: auto lets Triton pick one instance per GPU when it sees GPUs, else CPU"
     )
     instances: int = _flag(1, "model instances per group")
+    tokenizer_instances: int = _flag(
+        1, "tokenizer (and aggregator) instances: Python processes that prepare requests side by side"
+    )
     max_rows_per_request: int = _flag(
         128, "most documents (texts) one request may carry; also the model's max_batch_size"
     )
@@ -195,7 +198,14 @@ class RepositorySettings:
             raise ValueError(f"max_queue_size must be >= 0 (0: no limit), got {self.max_queue_size}")
         if self.runner_parallelism not in (None, "operators", "slices"):
             raise ValueError(f"runner_parallelism must be 'operators' or 'slices', got {self.runner_parallelism!r}")
-        for name in ("dimension", "max_length", "instances", "max_rows_per_request", "max_document_bytes"):
+        for name in (
+            "dimension",
+            "max_length",
+            "instances",
+            "tokenizer_instances",
+            "max_rows_per_request",
+            "max_document_bytes",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.gpu_accelerator not in GPU_ACCELERATORS:
@@ -267,7 +277,7 @@ def tokenizer_config(settings: RepositorySettings) -> mc.ModelConfig:
         max_batch_size=0,
         input=_string_inputs(family),
         output=[_tensor(name, mc.TYPE_INT64, [-1, -1]) for name in settings.model_inputs],
-        instance_group=[{"kind": mc.ModelInstanceGroup.KIND_CPU, "count": 1}],
+        instance_group=[{"kind": mc.ModelInstanceGroup.KIND_CPU, "count": settings.tokenizer_instances}],
     )
     if family.aggregator:
         config.output.extend(mc.ModelOutput(**_tensor(*tensor)) for tensor in ROW_TENSORS)
@@ -400,7 +410,7 @@ def aggregator_config(settings: RepositorySettings) -> mc.ModelConfig:
         max_batch_size=0,
         input=[_tensor(*tensor) for tensor in rows],
         output=[_tensor(family.output, mc.TYPE_FP32, [-1, 1])] + [_tensor(*tensor) for tensor in DOCUMENT_OUTPUTS],
-        instance_group=[{"kind": mc.ModelInstanceGroup.KIND_CPU, "count": 1}],
+        instance_group=[{"kind": mc.ModelInstanceGroup.KIND_CPU, "count": settings.tokenizer_instances}],
     )
 
 
