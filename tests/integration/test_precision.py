@@ -226,6 +226,7 @@ def test_openvino_int8_is_nncf_static_quantization_calibrated_on_the_pairs_given
     config = (tmp_path / "repo" / "cross_encoder" / "config.pbtxt").read_text()
     assert 'backend: "openvino"' in config and "HINT_BF16" not in config  # the CPU's own default
     assert "runner_slice_rows" not in config  # fixed scales: batches as fp32 does, no row-by-row
+    assert 'key: "runner_parallelism"' in config and 'string_value: "slices"' in config  # a slice per thread
     assert report.model_format == "openvino" and report.reduced_precision.rank_correlation >= 0.5
     with EmbeddedTritonServer(tmp_path / "repo", free_port_settings()) as server:
         with TritonRerankFunction(server.grpc_url) as rf:
