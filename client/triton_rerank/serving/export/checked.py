@@ -131,10 +131,12 @@ def write_checked(job: ExportJob, repository: Path) -> ExportReport:
             if settings.model_format == "torchscript":  # fp16: the same model traced again, in half precision
                 graphs.export_torchscript(job.wrapper.half(), example, weights, job.trace_device)
             elif settings.model_format == "openvino":
-                try:
-                    calibration = precision.calibration_batches(tokenizer, settings, options.calibration)
-                except (OSError, ValueError) as err:
-                    raise ExportError(f"calibration pairs: {err}") from None
+                calibration = []  # bf16 needs none; int8 takes its activation scales from these
+                if options.precision == "int8":
+                    try:
+                        calibration = precision.calibration_batches(tokenizer, settings, options.calibration)
+                    except (OSError, ValueError) as err:
+                        raise ExportError(f"calibration pairs: {err}") from None
                 weights = precision.convert_openvino(weights, options.precision, calibration)
             else:
                 precision.convert_onnx(weights, options.precision)
