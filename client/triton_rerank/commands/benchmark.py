@@ -290,7 +290,8 @@ def run_tiers(args: argparse.Namespace) -> int:
     table = tiers_markdown(report)
     (args.out / "tiers-benchmark.md").write_text(table)
     print("\n" + table + f"\nwrote tiers-benchmark.json, tiers-benchmark.md to {args.out} in {report['wall_s']:.0f} s")
-    return 1 if any(cell["errors"] for cell in cells) else 0
+    # A peer's failed requests are a finding about the peer, reported above; ours fail the run.
+    return 1 if any(cell["errors"] for cell in cells if cell["variant"] not in peers) else 0
 
 
 API_GRID = [(n, c) for n in (10, 100) for c in (1, 4, 16)]
