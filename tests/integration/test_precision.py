@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import Counter
 
@@ -12,12 +13,14 @@ import pytest
 import torch
 
 from triton_rerank import TritonRerankFunction
+from triton_rerank.models import resolve_model
 from triton_rerank.serving.backends.runner_model import bf16_missing
 from triton_rerank.serving.export import (
     ExportCheckError,
     ExportError,
     export_bi_encoder,
     export_cross_encoder,
+    is_exported,
 )
 from triton_rerank.serving.export import precision as precision_module
 from triton_rerank.serving.export.precision import bf16_support, quantize_first_token_apart
@@ -228,6 +231,14 @@ def test_openvino_int8_is_nncf_static_quantization_calibrated_on_the_pairs_given
     assert "runner_slice_rows" not in config  # fixed scales: batches as fp32 does, no row-by-row
     assert 'key: "runner_parallelism"' in config and 'string_value: "slices"' in config  # a slice per thread
     assert report.model_format == "openvino" and report.reduced_precision.rank_correlation >= 0.5
+    # The export records its pairs, so that other pairs make a new export and the same ones do not.
+    assert report.calibration.startswith("sha256:")
+    other = tmp_path / "other.jsonl"
+    other.write_text(json.dumps({"query": "q", "document": "d"}) + "\n")
+    model, repository = resolve_model(str(tiny_model)), tmp_path / "repo"
+    held = functools.partial(is_exported, repository, model, "cross-encoder", "int8", model_format="openvino")
+    assert held(calibration=str(pairs)) and held(calibration=None)
+    assert not held(calibration=str(other)) and not held(calibration="") and not held(calibration=str(tmp_path / "x"))
     with EmbeddedTritonServer(tmp_path / "repo", free_port_settings()) as server:
         with TritonRerankFunction(server.grpc_url) as rf:
             together = rf.score(QUERY, DOCUMENTS)

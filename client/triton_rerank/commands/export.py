@@ -53,7 +53,13 @@ def run(args: argparse.Namespace) -> int:
         return 2
     model = resolve_model(args.model or (DEFAULT_EMBEDDER if settings.kind == "bi-encoder" else DEFAULT_RERANKER))
     if args.if_missing and is_exported(
-        args.repository, model, settings.kind, options.precision, model_format=settings.model_format, settings=settings
+        args.repository,
+        model,
+        settings.kind,
+        options.precision,
+        model_format=settings.model_format,
+        settings=settings,
+        calibration=options.calibration,
     ):
         print(f"{model} is already exported to {args.repository} with these settings; nothing to do")
         return 0

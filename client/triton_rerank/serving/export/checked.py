@@ -55,6 +55,7 @@ class ExportReport:
     pairs_checked: int  # sample inputs checked: pairs, or texts for a bi-encoder
     precision: str = "fp32"
     reduced_precision: precision.PrecisionReport | None = None
+    calibration: str = ""  # which pairs set an NNCF int8 export's scales (precision.calibration_id)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -126,13 +127,12 @@ def write_checked(job: ExportJob, repository: Path) -> ExportReport:
                 f"exported {weights.name} differs from the PyTorch model by {max_abs_diff:.3g} "
                 f"(tolerance {options.tolerance:g}) on {len(job.samples)} samples; nothing was written"
             )
-        reduced = None
+        reduced, calibration = None, []
         if options.precision != "fp32":
             if settings.model_format == "torchscript":  # fp16: the same model traced again, in half precision
                 graphs.export_torchscript(job.wrapper.half(), example, weights, job.trace_device)
             elif settings.model_format == "openvino":
-                calibration = []  # bf16 needs none; int8 takes its activation scales from these
-                if options.precision == "int8":
+                if options.precision == "int8":  # its activation scales come from these (bf16 needs none)
                     try:
                         calibration = precision.calibration_batches(tokenizer, settings, options.calibration)
                     except (OSError, ValueError) as err:
@@ -159,6 +159,7 @@ def write_checked(job: ExportJob, repository: Path) -> ExportReport:
             pairs_checked=len(job.samples),
             precision=options.precision,
             reduced_precision=reduced,
+            calibration=precision.calibration_id(options.calibration) if calibration else "",
         )
         (weights.parent / "export.json").write_text(json.dumps(asdict(report), indent=2) + "\n")
         _install(staging, repository, family.names)

@@ -25,7 +25,7 @@ from triton_rerank.serving.export.checked import (
     write_checked,
 )
 from triton_rerank.serving.export.graphs import LogitsOnly, PooledEmbeddings
-from triton_rerank.serving.export.precision import settings_for_precision
+from triton_rerank.serving.export.precision import calibration_id, settings_for_precision
 from triton_rerank.serving.export_options import PRECISIONS, ExportOptions, served_format
 
 log = logging.getLogger(__name__)
@@ -163,7 +163,10 @@ def ensure_exported(
     source = resolve_model(model)
     precision = options.get("precision", "fp32")
     model_format = settings.model_format if settings else "onnx"
-    if is_exported(repository, source, kind, precision, model_format=model_format, settings=settings):
+    calibration = options.get("calibration")
+    if is_exported(
+        repository, source, kind, precision, model_format=model_format, settings=settings, calibration=calibration
+    ):
         return None
     return export_model(source, repository, kind, settings=settings, **options)
 
@@ -176,11 +179,13 @@ def is_exported(
     *,
     model_format: str = "onnx",
     settings: repo.RepositorySettings | None = None,
+    calibration: str | None = None,
 ) -> bool:
     """Whether ``repository`` holds a complete export of ``source`` (a resolved model) as ``kind``
     in that format and precision: its weights, configs that still say the exported max_length and,
     when ``settings`` are given, a model config that says what they say (device, accelerator, batching),
-    and Python models whose code is this package's (an upgrade re-exports rather than serve old code)."""
+    Python models whose code is this package's (an upgrade re-exports rather than serve old code)
+    and, when ``calibration`` is given ("" for the built-in pairs), an NNCF int8 export calibrated on it."""
     family = (settings.replace(kind=kind) if settings else repo.RepositorySettings(kind=kind)).family
     manifest = Path(repository) / family.model / "1" / "export.json"
     if not manifest.exists():
@@ -188,6 +193,12 @@ def is_exported(
     report = json.loads(manifest.read_text())
     weights = manifest.parent / repo.weights_file(report.get("model_format", "onnx"))
     tokenizer_config = repo.load_config(Path(repository) / family.tokenizer / "config.pbtxt")
+    if calibration is not None and report.get("calibration"):
+        try:
+            if report["calibration"] != calibration_id(calibration):
+                return False
+        except OSError:  # no such pairs file: the export says so
+            return False
     return (
         report.get("model") == source
         and report.get("precision", "fp32") == precision

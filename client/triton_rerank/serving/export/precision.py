@@ -170,6 +170,14 @@ def convert_openvino(onnx_path: Path, precision: str, calibration: list[list[np.
     return target
 
 
+def calibration_id(path: str = "") -> str:
+    """What an NNCF int8 export was calibrated on, as its export.json records it: the built-in
+    sample pairs, or the SHA-256 of the pairs file (so that new pairs make a new export)."""
+    import hashlib
+
+    return f"sha256:{hashlib.sha256(Path(path).read_bytes()).hexdigest()}" if path else "built-in sample pairs"
+
+
 def calibration_batches(tokenizer, settings, path: str = "", slice_rows: int = 8) -> list[list[np.ndarray]]:
     """NNCF's calibration data: the pairs in ``path`` (JSON lines of query and document) or the
     built-in sample pairs, tokenized as the server will and cut into the runner's slices."""
