@@ -101,21 +101,26 @@ def score_in_slices(run, inputs, slice_rows, map_slices=map):
     row (0: the whole batch at once); outputs in row order. ``inputs[1]`` is the attention mask."""
     if not slice_rows:
         return run(inputs)
-    mask = inputs[1]
-    rows = mask.shape[0]
-    order = np.argsort(mask.sum(axis=1), kind="stable")
-    slices = [order[start : start + slice_rows] for start in range(0, rows, slice_rows)]
-
-    def run_slice(idx):
-        width = int(np.flatnonzero(mask[idx].any(axis=0)).max()) + 1
-        return run([array[idx, :width] for array in inputs])
-
+    slices = length_slices(inputs, slice_rows)
     out = None
-    for idx, result in zip(slices, map_slices(run_slice, slices), strict=True):
+    for (idx, _), result in zip(slices, map_slices(run, [sliced for _, sliced in slices]), strict=True):
         if out is None:
-            out = np.empty((rows, *result.shape[1:]), dtype=result.dtype)
+            out = np.empty((inputs[1].shape[0], *result.shape[1:]), dtype=result.dtype)
         out[idx] = result
     return out
+
+
+def length_slices(inputs, slice_rows):
+    """``inputs``' rows in slices of ``slice_rows`` of similar length, each cut to its own longest
+    row: a list of (row indices, sliced inputs). ``inputs[1]`` is the attention mask."""
+    mask = inputs[1]
+    order = np.argsort(mask.sum(axis=1), kind="stable")
+    slices = []
+    for start in range(0, len(order), slice_rows):
+        idx = order[start : start + slice_rows]
+        width = int(np.flatnonzero(mask[idx].any(axis=0)).max()) + 1
+        slices.append((idx, [array[idx, :width] for array in inputs]))
+    return slices
 
 
 def _concat_padded(arrays):

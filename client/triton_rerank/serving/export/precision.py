@@ -17,7 +17,7 @@ import numpy as np
 from triton_rerank.metrics import rank_correlation, top_k_overlap
 from triton_rerank.samples import SAMPLE_QUERIES, sample_texts
 from triton_rerank.serving import repository as repo
-from triton_rerank.serving.backends.runner_model import bf16_missing, score_in_slices
+from triton_rerank.serving.backends.runner_model import bf16_missing, length_slices, score_in_slices
 from triton_rerank.serving.backends.tokenizer_model import Prompt, encode
 from triton_rerank.serving.export.graphs import keep_used_domains, load_scorer
 from triton_rerank.serving.export_options import served_format
@@ -197,15 +197,16 @@ def calibration_batches(tokenizer, settings, path: str = "", slice_rows: int = 8
             raise ValueError(f"{path} holds no calibration pairs")
     else:
         rows = [(query, text) for query in SAMPLE_QUERIES for text in sample_texts()]
-    prompt = Prompt(settings.prompt_template, settings.instruction) if settings.prompt_template else None
-    encoded = encode(tokenizer, [prompt.render(*row) if prompt else row for row in rows], settings.model_inputs)
-    order = np.argsort(encoded[1].sum(axis=1), kind="stable")
-    batches = []
-    for start in range(0, len(order), slice_rows):
-        idx = order[start : start + slice_rows]
-        width = int(encoded[1][idx].sum(axis=1).max())
-        batches.append([array[idx, :width] for array in encoded])
-    return batches
+    encoded = encode(tokenizer, _as_served(settings, rows), settings.model_inputs)
+    return [batch for _, batch in length_slices(encoded, slice_rows)]
+
+
+def _as_served(settings, rows: list[tuple[str, str]]) -> list:
+    """(query, document) rows as the tokenizer step reads them: as they are, or in the LLM's prompt."""
+    if not settings.prompt_template:
+        return rows
+    prompt = Prompt(settings.prompt_template, settings.instruction)
+    return [prompt.render(*row) for row in rows]
 
 
 def measure(path: Path, precision: str, fp32_score, tokenizer, settings, device: str = "cpu") -> PrecisionReport:
@@ -219,11 +220,9 @@ def measure(path: Path, precision: str, fp32_score, tokenizer, settings, device:
 
     texts = sample_texts()
     fp32, reduced = [], []
-    prompt = Prompt(settings.prompt_template, settings.instruction) if settings.prompt_template else None
     for query in SAMPLE_QUERIES:
         if settings.kind != "bi-encoder":
-            rows = [prompt.render(query, text) if prompt else (query, text) for text in texts]
-            encoded = encode(tokenizer, rows, settings.model_inputs)
+            encoded = encode(tokenizer, _as_served(settings, [(query, text) for text in texts]), settings.model_inputs)
             fp32.append(fp32_score(encoded)[:, 0])
             reduced.append(reduced_score(encoded)[:, 0])
         else:  # rank the corpus by cosine similarity; the embeddings are L2-normalised
