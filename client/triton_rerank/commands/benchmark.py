@@ -19,8 +19,7 @@ clients; writes long-documents-benchmark.json.
 requests, same run: exact (served fp32 vs sentence-transformers' ONNX backend), near-exact (served
 bf16 vs its OpenVINO backend at the CPU's default precision) and int8 (served int8, ONNX Runtime's
 and OpenVINO's, vs its ONNX dynamic int8 and OpenVINO NNCF int8), with pymilvus' function as the
-baseline. Every row gets
-accuracy columns against fp32 PyTorch. The peers run in their own environment (``make peers``);
+baseline. Every row gets accuracy columns against fp32 PyTorch. The peers run in their own environment (``make peers``);
 N = 100 with 1 and 4 clients; writes tiers-benchmark.json and tiers-benchmark.md.
 
 --api measures what the rerank API costs instead: the int8 export through ``triton-rerank api``'s
@@ -231,10 +230,11 @@ def run_tiers(args: argparse.Namespace) -> int:
     calibration = [(r.query, d) for r in load_requests(data, 100, 43)[-3:] for d in r.documents]
     exports = [name for _, names in TIERS.values() for name in names if name != "bf16" or not bf16_support()]
     repositories = export_repositories(args.model, work, exports)
-    served = {name: Served(f"served {name}", repositories[name]).start() for name in exports}
-    peers, skipped = {}, {}
+    served, peers, skipped = {}, {}, {}
     never = lambda n, c: False  # noqa: E731
     try:
+        for name in exports:  # one by one, so that a failed start stops those already up
+            served[name] = Served(f"served {name}", repositories[name]).start()
         baseline = baseline_scorer(args.model)
         variants = {"pymilvus (torch)": (lambda: baseline, None, never)}
         for tier_peers, tier_exports in TIERS.values():
