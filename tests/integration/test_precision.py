@@ -255,3 +255,49 @@ def test_openvino_format_is_for_int8_and_bf16_and_a_bad_calibration_file_says_so
     with pytest.raises(ExportError, match=r"pairs.jsonl line 1: .*'document'"):
         export_cross_encoder(str(tiny_model), tmp_path / "b", precision="int8", settings=settings, calibration=str(bad))
     assert not (tmp_path / "b" / "cross_encoder").exists()
+
+
+def test_a_graph_past_protobufs_2_gb_keeps_its_weights_in_one_file_beside_it(
+    tiny_model, int8_repository, tmp_path, monkeypatch
+):
+    from tokenizers import Tokenizer
+
+    from triton_rerank.serving.backends.tokenizer_model import encode
+    from triton_rerank.serving.export import graphs
+    from triton_rerank.serving.repository import BERT_INPUTS
+
+    for module in (graphs, precision_module):  # every graph counts as large
+        monkeypatch.setattr(module, "PROTOBUF_LIMIT", 1000)
+    repository = tmp_path / "repo"
+    export_cross_encoder(str(tiny_model), repository, precision="int8", min_rank_correlation=0.5)
+    folder = repository / "cross_encoder" / "1"
+    assert {f.name for f in folder.iterdir()} == {"model.onnx", "model.onnx.data", "export.json"}
+    assert (folder / "model.onnx").stat().st_size < (folder / "model.onnx.data").stat().st_size
+    tokenizer = Tokenizer.from_file(str(repository / "tokenizer" / "1" / "tokenizer.json"))
+    rows = encode(tokenizer, [(QUERY, d) for d in DOCUMENTS], BERT_INPUTS)
+    small = graphs.load_scorer(int8_repository / "cross_encoder" / "1" / "model.onnx")
+    assert np.array_equal(graphs.load_scorer(folder / "model.onnx")(rows), small(rows))  # the same graph
+
+    export_cross_encoder(
+        str(tiny_model), repository, precision="int8", settings=RepositorySettings(model_format="openvino")
+    )
+    assert {f.name for f in folder.iterdir()} == {"model.xml", "model.bin", "export.json"}  # no ONNX left behind
+
+
+def test_a_graph_in_many_files_is_saved_as_one_file_of_weights_beside_it(tiny_model, tmp_path, monkeypatch):
+    from triton_rerank.serving.export import graphs
+
+    source = tmp_path / "src"
+    export_cross_encoder(str(tiny_model), source)
+    model = onnx.load(str(source / "cross_encoder" / "1" / "model.onnx"))
+    path = tmp_path / "split" / "model.onnx"
+    path.parent.mkdir()
+    onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=False, size_threshold=0)
+    files = graphs.graph_files(path)
+    assert len(files) > 10 and all(f.exists() for f in files)  # as torch.onnx.export writes a model over 2 GB
+    monkeypatch.setattr(graphs, "PROTOBUF_LIMIT", 1000)
+    graphs.save_graph(onnx.load(str(path)), path, replacing=files)
+    assert {f.name for f in path.parent.iterdir()} == {"model.onnx", "model.onnx.data"}
+    assert graphs.graph_files(path) == [path, path.parent / "model.onnx.data"]
+    graphs.remove_graph(path)
+    assert list(path.parent.iterdir()) == []

@@ -17,6 +17,8 @@ log = logging.getLogger(__name__)
 ONNX_OPSET = 17
 # ONNX Runtime's transformer fusions (Attention, SkipLayerNorm, ...) know these architectures.
 FUSABLE = {"bert"}
+# A graph whose weights pass this keeps them in one file beside it (protobuf cannot hold 2 GB).
+PROTOBUF_LIMIT = 2**31 - 1
 
 
 class LogitsOnly(torch.nn.Module):
@@ -91,6 +93,11 @@ def export_onnx(wrapper, example, path: Path, settings: repo.RepositorySettings,
             opset_version=ONNX_OPSET,
             dynamo=False,  # the legacy exporter's graph is the one ONNX Runtime fuses fully
         )
+    files = graph_files(path)
+    if len(files) > 1:  # over 2 GB, the exporter wrote a file per tensor: one file is what users move
+        import onnx
+
+        save_graph(onnx.load(str(path)), path, replacing=files)
     if fuse_config is None:
         return
     if fuse_config.model_type not in FUSABLE:
@@ -103,6 +110,42 @@ def export_onnx(wrapper, example, path: Path, settings: repo.RepositorySettings,
     )
     keep_used_domains(fused.model)
     fused.save_model_to_file(str(path))
+
+
+def graph_files(path: Path) -> list[Path]:
+    """The ONNX graph at ``path`` and the files of external data its tensors name."""
+    import onnx
+    from onnx.external_data_helper import _get_all_tensors, uses_external_data
+
+    model = onnx.load(str(path), load_external_data=False)
+    names = {
+        entry.value
+        for tensor in _get_all_tensors(model)
+        if uses_external_data(tensor)
+        for entry in tensor.external_data
+        if entry.key == "location"
+    }
+    return [path, *(path.parent / name for name in sorted(names))]
+
+
+def save_graph(model, path: Path, replacing: list[Path] = ()) -> None:
+    """Write ``model`` (its weights in memory) at ``path`` instead of the graph files ``replacing``:
+    one file while it fits protobuf's 2 GB, else its weights in ``model.onnx.data`` beside it, from
+    where ONNX Runtime and OpenVINO read them."""
+    import onnx
+
+    for old in replacing:
+        old.unlink(missing_ok=True)
+    large = sum(tensor.ByteSize() for tensor in model.graph.initializer) > PROTOBUF_LIMIT
+    onnx.save_model(
+        model, str(path), save_as_external_data=large, all_tensors_to_one_file=True, location=f"{path.name}.data"
+    )
+
+
+def remove_graph(path: Path) -> None:
+    """Remove the ONNX graph at ``path`` and its external data."""
+    for file in graph_files(path):
+        file.unlink(missing_ok=True)
 
 
 def keep_used_domains(model) -> None:

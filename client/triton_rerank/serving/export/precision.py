@@ -19,7 +19,14 @@ from triton_rerank.samples import SAMPLE_QUERIES, sample_texts
 from triton_rerank.serving import repository as repo
 from triton_rerank.serving.backends.runner_model import bf16_missing, length_slices, score_in_slices
 from triton_rerank.serving.backends.tokenizer_model import Prompt, encode
-from triton_rerank.serving.export.graphs import keep_used_domains, load_scorer
+from triton_rerank.serving.export.graphs import (
+    PROTOBUF_LIMIT,
+    graph_files,
+    keep_used_domains,
+    load_scorer,
+    remove_graph,
+    save_graph,
+)
 from triton_rerank.serving.export_options import served_format
 
 log = logging.getLogger(__name__)
@@ -107,7 +114,9 @@ def convert_onnx(path: Path, precision: str) -> None:
     """Rewrite the checked fp32 graph at ``path`` in place at ``precision`` (int8 or fp16)."""
     import onnx
 
+    replacing = graph_files(path)
     model = onnx.load(str(path))
+    large = sum(tensor.ByteSize() for tensor in model.graph.initializer) > PROTOBUF_LIMIT
     if precision == "int8":
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -123,8 +132,10 @@ def convert_onnx(path: Path, precision: str) -> None:
             per_channel=True,
             weight_type=QuantType.QInt8,
             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+            use_external_data_format=large,
         )
         model = onnx.load(str(path))
+        replacing += graph_files(path)
     else:
         from onnxruntime.transformers.onnx_model import OnnxModel
 
@@ -132,7 +143,7 @@ def convert_onnx(path: Path, precision: str) -> None:
         fp16.convert_float_to_float16(keep_io_types=True)  # ids in, fp32 scores out, as before
         model = fp16.model
     keep_used_domains(model)
-    onnx.save(model, str(path))
+    save_graph(model, path, replacing)
 
 
 def bf16_support() -> str:
@@ -166,7 +177,7 @@ def convert_openvino(onnx_path: Path, precision: str, calibration: list[list[np.
         )
     # compress_to_fp16=False: fp16 weights would round them once more before bf16 does.
     ov.save_model(model, str(target), compress_to_fp16=False)
-    onnx_path.unlink()
+    remove_graph(onnx_path)
     return target
 
 
