@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tiny_models import build_tiny_qwen3_reranker
 from triton_rerank import TritonRerankFunction
 from triton_rerank.serving.server import free_port
 
@@ -234,24 +235,28 @@ def test_cli_help_lists_the_subcommands():
         assert command in result.stdout
 
 
+def tiny_beir(folder: Path, corpus: Path) -> Path:
+    """A BEIR folder of the sample corpus and three easy judged queries."""
+    (folder / "qrels").mkdir(parents=True)
+    (folder / "corpus.jsonl").write_text(corpus.read_text())
+    queries = {"q1": "How do vaccines work?", "q2": "Why do sea levels rise?", "q3": "python threads"}
+    relevant = {"q1": "vaccines-1", "q2": "climate-2", "q3": "python-4"}
+    (folder / "queries.jsonl").write_text("".join(json.dumps({"_id": q, "text": t}) + "\n" for q, t in queries.items()))
+    (folder / "qrels" / "test.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t1\n" for q, d in relevant.items())
+    )
+    return folder
+
+
 def test_evaluate_compares_the_served_stack_with_the_in_process_reference(
     triton_server, tiny_model, embedder_model, sample_corpus, tmp_path
 ):
-    beir = tmp_path / "beir"
-    (beir / "qrels").mkdir(parents=True)
-    (beir / "corpus.jsonl").write_text(sample_corpus.read_text())
-    queries = {"q1": "How do vaccines work?", "q2": "Why do sea levels rise?", "q3": "python threads"}
-    relevant = {"q1": "vaccines-1", "q2": "climate-2", "q3": "python-4"}
-    (beir / "queries.jsonl").write_text("".join(json.dumps({"_id": q, "text": t}) + "\n" for q, t in queries.items()))
-    (beir / "qrels" / "test.tsv").write_text(
-        "query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t1\n" for q, d in relevant.items())
-    )
     out = tmp_path / "evaluation.json"
     result = subprocess.run(
         script(
             "evaluate.py",
             "--data",
-            str(beir),
+            str(tiny_beir(tmp_path / "beir", sample_corpus)),
             "--reranker-model",
             str(tiny_model),
             "--embedder-model",
@@ -279,6 +284,43 @@ def test_evaluate_compares_the_served_stack_with_the_in_process_reference(
         rows["reranked: CrossEncoder on Milvus top-10 (in-process)"], abs=1e-9
     )
     assert rows["first stage: exact cosine (in-process)"]["mrr@10"] == 1.0  # easy queries: all found first
+
+
+def test_evaluate_an_llm_reranker_against_its_model_card_and_a_cascade_behind_it(
+    tiny_model, embedder_model, sample_corpus, tmp_path
+):
+    qwen = build_tiny_qwen3_reranker(tmp_path / "qwen3")
+    out = tmp_path / "evaluation.json"
+    result = subprocess.run(
+        script(
+            "evaluate.py", "--data", str(tiny_beir(tmp_path / "beir", sample_corpus)),
+            "--reranker-model", str(qwen), "--reranker-kind", "llm-reranker", "--instruction", "Find the answer",
+            "--cascade-model", str(tiny_model), "--cascade-k", "10",
+            "--embedder-model", embedder_model, "--repository", str(tmp_path / "repo"),
+            "--index", "FLAT", "--retrieve-k", "10", "--out", str(out),
+        ),
+        capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    rows = report["results"]
+    # The served LLM reranker ranks the candidates as the model card's code does, with the instruction given.
+    assert rows["reranked: Triton on Milvus top-10 (served)"] == pytest.approx(
+        rows["reranked: the model card's code on Milvus top-10 (in-process)"], abs=1e-9
+    )
+    # Reading all 10, the cascade's second stage is that model alone; each stage's cost is counted.
+    cascade = f"reranked: cascade ({tiny_model}) on"
+    assert rows[f"{cascade} the reranker's top-10 (served)"] == rows[f"{cascade} them alone (served)"]
+    timings = report["timings"]["served"]
+    assert timings["rerank_cascade top-10_pairs"] == timings["rerank_cascade model alone_pairs"] == 30
+    assert report["cascade"]["k"] == 10 and report["reranker_kind"] == "llm-reranker"
+
+    refused = subprocess.run(
+        script("evaluate.py", "--data", str(tmp_path / "beir"), "--cascade-model", str(tiny_model),
+               "--cascade-k", "5", "--out", str(out)),
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert refused.returncode != 0 and "--cascade-k must be from 10" in refused.stderr
 
 
 def test_long_corpus_and_evaluate_rerank_the_same_candidates_with_long_texts_per_policy(

@@ -26,7 +26,14 @@ def add_models(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--reranker-model",
         default=DEFAULT_RERANKER,
-        help="hub id or local folder of the cross-encoder (default: %(default)s)",
+        help="hub id or local folder of the reranker (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--reranker-kind",
+        choices=["cross-encoder", "llm-reranker"],
+        default="cross-encoder",
+        help="how the reranker scores a pair: a cross-encoder's logit, or an LLM reranker's logit(yes) - logit(no) "
+        "(Qwen3-Reranker; see docs/models.md) (default: %(default)s)",
     )
     parser.add_argument(
         "--embedder-model",

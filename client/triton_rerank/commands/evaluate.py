@@ -11,6 +11,12 @@ Long documents: ``--rerank-data`` names a BEIR folder with the same ids whose te
 reads instead (``triton-rerank long-corpus`` writes one), and ``--long-documents first,max,mean``
 reranks the same first-stage candidates once per policy, with the rows the cross-encoder scored and
 the seconds each took.
+
+A cascade: ``--cascade-model M --cascade-k K`` exports a second reranker beside the first (named
+``cascade``); it reads the first one's best K of each list, and, for comparison, the whole lists
+alone. Both rows, and what each stage cost (pairs and seconds), go into the report. An LLM reranker
+takes ``--reranker-kind llm-reranker`` (or ``--cascade-kind``); its in-process reference is its
+model card's code.
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ from triton_rerank.ingest import ingest, read_documents
 from triton_rerank.metrics import evaluate
 from triton_rerank.serving.export_options import PRECISIONS
 from triton_rerank.serving.repository import RepositorySettings
+
+CASCADE_NAME = "cascade"  # the second reranker's ensemble in the evaluation's repository
 
 
 def load_beir(folder: Path, split: str, max_queries: int | None):
@@ -82,8 +90,33 @@ def served_runs(args, documents, queries, url: str, milvus_uri: str, stats_url: 
             texts = {d.id: d.text for d in read_documents(args.rerank_data)}
             for policy in args.long_documents:
                 reranked[policy] = rerank_run(rerank, queries, candidates, texts, policy, stats_url, timings)
+        if args.cascade_model:
+            with TritonRerankFunction(url, model_name=CASCADE_NAME) as strong:
+                first = next(iter(reranked.values()))
+                reranked.update(cascade_runs(strong, queries, candidates, first, args.cascade_k, timings))
     first_stage = {q: [m.id for m in matches] for q, matches in candidates.items()}
     return first_stage, reranked, timings
+
+
+def cascade_runs(strong, queries, candidates, first: dict, keep: int, timings: dict) -> dict:
+    """The strong reranker on the first one's best ``keep`` of each list (the rest keep the first
+    one's order), and on the whole lists alone; the seconds and pairs each stage read."""
+    texts = {m.id: m.text for matches in candidates.values() for m in matches}
+    runs = {}
+    for name, depth in ((f"cascade top-{keep}", keep), ("cascade model alone", None)):
+        started = time.perf_counter()
+        run, pairs = {}, 0
+        for q, ids in first.items():
+            head = ids[:depth] if depth else [m.id for m in candidates[q]]
+            read = set(head)
+            run[q] = ranked_ids(head, strong.score(queries[q], [texts[d] for d in head]))
+            run[q] += [d for d in ids if d not in read]
+            pairs += len(head)
+        timings[f"rerank_{name}_s"] = time.perf_counter() - started
+        timings[f"rerank_{name}_pairs"] = pairs
+        print(f"served ({name}): reranked {pairs} pairs in {timings[f'rerank_{name}_s']:.0f} s", flush=True)
+        runs[name] = run
+    return runs
 
 
 def rerank_run(rerank, queries, candidates, texts: dict | None, policy: str, stats_url: str | None, timings: dict):
@@ -112,10 +145,10 @@ def rerank_run(rerank, queries, candidates, texts: dict | None, policy: str, sta
 
 
 def reference_runs(args, documents, queries, served_candidates):
-    import torch
-    from sentence_transformers import CrossEncoder, SentenceTransformer
+    from sentence_transformers import SentenceTransformer
 
     from triton_rerank.models import resolve_model
+    from triton_rerank.serving.export import reference_reranker
 
     timings = {}
     started = time.perf_counter()
@@ -130,14 +163,12 @@ def reference_runs(args, documents, queries, served_candidates):
     print(f"reference: exact search in {timings['exact_search_s']:.0f} s", flush=True)
 
     started = time.perf_counter()
-    cross_encoder = CrossEncoder(resolve_model(args.reranker_model), device="cpu")
+    predict = reference_reranker(args.reranker_model, args.reranker_kind, args.instruction)
     texts = {d.id: d.text for d in documents}
     scores: dict[tuple[str, str], float] = {}  # each (query, document) pair scored once
     for q in query_ids:
         todo = [d for d in dict.fromkeys(exact[q] + served_candidates[q]) if (q, d) not in scores]
-        predicted = cross_encoder.predict(
-            [(queries[q], texts[d]) for d in todo], activation_fn=torch.nn.Identity(), batch_size=32
-        )
+        predicted = predict([(queries[q], texts[d]) for d in todo])
         scores.update({(q, d): float(s) for d, s in zip(todo, predicted, strict=True)})
     timings["rerank_s"] = time.perf_counter() - started
     print(f"reference: scored {len(scores)} pairs in {timings['rerank_s']:.0f} s", flush=True)
@@ -161,6 +192,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="onnx",
         help="the served reranker's format: with --precision int8, openvino is NNCF's static int8 (default: onnx)",
     )
+    parser.add_argument("--instruction", help="an LLM reranker's instruction (default: the model card's)")
+    parser.add_argument("--cascade-model", help="a second reranker that reads the first one's best --cascade-k")
+    parser.add_argument("--cascade-kind", choices=["cross-encoder", "llm-reranker"], default="cross-encoder")
+    parser.add_argument(
+        "--cascade-precision", choices=PRECISIONS, default="fp32", help="the second reranker's export precision"
+    )
+    parser.add_argument("--cascade-k", type=int, default=20, help="candidates the second reranker reads (default: 20)")
     add_repository(parser, "model repository to export into and serve")
     add_triton_url(parser, embedded_default=True)
     add_milvus(parser, uri_default=None)
@@ -195,14 +233,33 @@ def _policies(value: str) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     documents, queries, qrels = load_beir(args.data, args.split, args.max_queries)
     print(f"{args.data.name}: {len(documents)} documents, {len(queries)} judged queries ({args.split})", flush=True)
+    if args.cascade_model and not 10 <= args.cascade_k <= args.retrieve_k:
+        raise SystemExit(f"--cascade-k must be from 10 (nDCG@10 reads 10) to --retrieve-k, got {args.cascade_k}")
+    if args.cascade_model and args.rerank_data:
+        raise SystemExit("--cascade-model reranks the collection's own texts: leave out --rerank-data")
+
+    def kind(kind: str) -> dict:  # an instruction is an LLM reranker's only
+        return {
+            "kind": kind,
+            **({"instruction": args.instruction} if args.instruction and kind == "llm-reranker" else {}),
+        }
+
     exports = [
         (
             args.reranker_model,
-            "cross-encoder",
-            {"precision": args.precision, "settings": RepositorySettings(model_format=args.model_format)},
+            args.reranker_kind,
+            {
+                "precision": args.precision,
+                "settings": RepositorySettings(model_format=args.model_format, **kind(args.reranker_kind)),
+            },
         ),
         (args.embedder_model, "bi-encoder", {}),
     ]
+    if args.cascade_model:
+        settings = RepositorySettings(name=CASCADE_NAME, **kind(args.cascade_kind))
+        exports.append(
+            (args.cascade_model, args.cascade_kind, {"precision": args.cascade_precision, "settings": settings})
+        )
     with (
         tempfile.TemporaryDirectory(prefix="triton-rerank-eval-") as workdir,
         triton(args.triton_url, args.repository, exports) as (url, server),
@@ -214,6 +271,10 @@ def run(args: argparse.Namespace) -> int:
     scored = {name: evaluate(run, qrels) for name, run in reranked.items()}  # each run's metrics, once
     rows = {f"first stage: Milvus {args.index} (served)": first_scores}
     for name, scores in scored.items():
+        if name.startswith("cascade"):
+            on = f"the reranker's top-{args.cascade_k}" if name.startswith("cascade top") else "them alone"
+            rows[f"reranked: cascade ({args.cascade_model}) on {on} (served)"] = scores
+            continue
         if args.rerank_data is not None and name != "short":
             what = f", {args.rerank_data.name} texts, long_documents={name}"
         else:
@@ -242,11 +303,12 @@ def run(args: argparse.Namespace) -> int:
         exact, exact_reranked, same_candidates, timings["reference"] = reference_runs(
             args, documents, queries, first_stage
         )
+        reference = "CrossEncoder" if args.reranker_kind == "cross-encoder" else "the model card's code"
         rows = {
             "first stage: exact cosine (in-process)": evaluate(exact, qrels),
             **rows,
-            f"reranked: CrossEncoder on exact top-{args.retrieve_k} (in-process)": evaluate(exact_reranked, qrels),
-            f"reranked: CrossEncoder on Milvus top-{args.retrieve_k} (in-process)": evaluate(same_candidates, qrels),
+            f"reranked: {reference} on exact top-{args.retrieve_k} (in-process)": evaluate(exact_reranked, qrels),
+            f"reranked: {reference} on Milvus top-{args.retrieve_k} (in-process)": evaluate(same_candidates, qrels),
         }
     print(f"\n| {args.data.name} {args.split} ({len(queries)} queries) | nDCG@10 | MRR@10 | Recall@100 |")
     print("| --- | --- | --- | --- |")
@@ -263,6 +325,16 @@ def write_report(args: argparse.Namespace, queries: int, documents: int, rows: d
         "queries": queries,
         "documents": documents,
         "reranker_model": args.reranker_model,
+        "reranker_kind": args.reranker_kind,
+        "instruction": args.instruction,
+        "cascade": {
+            "model": args.cascade_model,
+            "kind": args.cascade_kind,
+            "precision": args.cascade_precision,
+            "k": args.cascade_k,
+        }
+        if args.cascade_model
+        else None,
         "reranker_precision": args.precision,
         "reranker_format": args.model_format if args.precision != "bf16" else "openvino",
         "embedder_model": args.embedder_model,

@@ -39,10 +39,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top-k", type=int, default=5)
 
 
-def side_by_side(result, top_k: int) -> None:
+def side_by_side(result, top_k: int, kind: str = "cross-encoder") -> None:
     timings = ", ".join(f"{name} {ms:.0f} ms" for name, ms in result.timings_ms.items())
     print(f"\nquery: {result.query}   ({timings})")
-    print(f"  {'first stage (Milvus, cosine)':<52} {'reranked (Triton cross-encoder)':<52}")
+    print(f"  {'first stage (Milvus, cosine)':<52} {f'reranked (Triton {kind})':<52}")
     for position in range(top_k):
         left = right = ""
         if position < len(result.candidates):
@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     from triton_rerank.ingest import ingest, read_documents
     from triton_rerank.pipeline import RerankPipeline
 
-    exports = [(args.reranker_model, "cross-encoder", {}), (args.embedder_model, "bi-encoder", {})]
+    exports = [(args.reranker_model, args.reranker_kind, {}), (args.embedder_model, "bi-encoder", {})]
     try:
         with (
             tempfile.TemporaryDirectory(prefix="triton-rerank-quickstart-") as workdir,
@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
                 pipeline.search("warm-up", retrieve_k=2, top_k=1)
                 for query in args.query or SAMPLE_QUERIES:
                     result = pipeline.search(query, retrieve_k=args.retrieve_k, top_k=args.top_k)
-                    side_by_side(result, args.top_k)
+                    side_by_side(result, args.top_k, args.reranker_kind)
             show_rerank_api(url, result.query, [c.text[:60] for c in result.candidates[:3]])
     except (RerankError, OSError, ValueError, RuntimeError, ImportError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -32,6 +32,7 @@ from triton_rerank.serving.export.models import (
     export_cross_encoder,
     export_model,
     is_exported,
+    reference_reranker,
 )
 from triton_rerank.serving.export.precision import PrecisionReport
 from triton_rerank.serving.export_options import ExportOptions
@@ -48,4 +49,5 @@ __all__ = [
     "export_model",
     "is_exported",
     "load_scorer",
+    "reference_reranker",
 ]

@@ -155,3 +155,22 @@ def card_scores(model, tokenizer, texts: list[str], max_length: int, yes: int, n
     batch = tokenizer.pad(inputs, padding=True, return_tensors="pt", max_length=max_length)
     logits = model(**batch).logits[:, -1, :]
     return (logits[:, yes] - logits[:, no]).double().numpy()
+
+
+class CardReranker:
+    """An LLM reranker in process, as its model card runs it (``card_scores``): the in-process
+    reference that ``evaluate`` and the benchmarks compare the served one with."""
+
+    def __init__(self, model: str, instruction: str | None = None):
+        self.tokenizer = AutoTokenizer.from_pretrained(model)
+        self.yes, self.no = answer_ids(model, self.tokenizer)
+        self.model = AutoModelForCausalLM.from_pretrained(model).eval()
+        self.max_length = min(self.tokenizer.model_max_length, self.model.config.max_position_embeddings, MAX_LENGTH)
+        self.prompt = Prompt(QWEN3_TEMPLATE, instruction or QWEN3_INSTRUCTION)
+
+    def predict(self, pairs: list[tuple[str, str]], batch_size: int = 8) -> np.ndarray:
+        """logit(yes) - logit(no) of each (query, document) pair, in order."""
+        texts = [self.prompt.render(query, document) for query, document in pairs]
+        batches = [texts[i : i + batch_size] for i in range(0, len(texts), batch_size)]
+        scores = [card_scores(self.model, self.tokenizer, b, self.max_length, self.yes, self.no) for b in batches]
+        return np.concatenate(scores) if scores else np.empty(0)

@@ -150,6 +150,20 @@ def export_model(
     return export_cross_encoder(model, repository, settings=settings, **options)
 
 
+def reference_reranker(model: str, kind: str = "cross-encoder", instruction: str | None = None):
+    """``predict(pairs) -> scores`` as the reranker ``model`` scores in process, raw: a cross-encoder's
+    logits (``CrossEncoder.predict``), an LLM reranker's logit(yes) - logit(no) (its model card's code)."""
+    source = resolve_model(model)
+    if kind == "llm-reranker":
+        from triton_rerank.serving.export.llm import CardReranker
+
+        return CardReranker(source, instruction).predict
+    cross_encoder = CrossEncoder(source, device="cpu")
+    return lambda pairs: np.asarray(
+        cross_encoder.predict(pairs, activation_fn=torch.nn.Identity(), batch_size=32), dtype=np.float64
+    )
+
+
 def ensure_exported(
     repository: Path | str,
     model: str,
