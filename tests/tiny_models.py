@@ -97,19 +97,14 @@ def _save_roberta_like(folder, tokenizer, config_class, model_class, seed: int, 
 def build_tiny_xlmr_cross_encoder(folder: Path, *, seed: int = 0, max_length: int = TINY_MAX_LENGTH) -> Path:
     """A 2-layer XLM-RoBERTa cross-encoder (the bge-reranker-v2-m3 class): a SentencePiece Unigram
     vocabulary with ``▁`` word starts, ``<s> A </s></s> B </s>`` pairs and no ``token_type_ids``."""
-    from tokenizers import SentencePieceUnigramTokenizer, processors
-    from transformers import XLMRobertaConfig, XLMRobertaForSequenceClassification, XLMRobertaTokenizerFast
+    from transformers import XLMRobertaConfig, XLMRobertaForSequenceClassification
+
+    from triton_rerank.bench.families import xlmr_tokenizer
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    unigram = SentencePieceUnigramTokenizer()
-    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]  # XLM-R's ids 0..4
     corpus = [" ".join(WORDS), "Paris est la capitale de la France. Берлин — столица Германии. 東京は日本の首都です。"]
-    unigram.train_from_iterator(corpus * 5, vocab_size=300, special_tokens=specials, unk_token="<unk>")
-    unigram.post_processor = processors.TemplateProcessing(
-        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", 0), ("</s>", 2)]
-    )
-    tokenizer = XLMRobertaTokenizerFast(tokenizer_object=unigram, model_max_length=max_length)
+    tokenizer = xlmr_tokenizer(corpus * 5, 300, max_length)
     tokenizer.save_pretrained(folder)
 
     return _save_roberta_like(

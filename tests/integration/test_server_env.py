@@ -43,3 +43,19 @@ def test_python_models_do_not_see_the_servers_pythonpath(tmp_path, monkeypatch):
     with pytest.raises(ServerStartError) as caught:
         EmbeddedTritonServer(tmp_path / "models", free_port_settings()).start()
     assert "PROBE sees PYTHONPATH: False" in str(caught.value)
+
+
+def test_a_server_pinned_to_some_cores_runs_its_python_models_there_too(tiny_repository):
+    import os
+    import subprocess
+
+    with pytest.raises(ValueError, match="cpus must be some of this process's cores"):
+        ServerSettings(cpus=frozenset({max(os.sched_getaffinity(0)) + 1}))
+    with pytest.raises(ValueError, match="cpus must be some"):
+        ServerSettings(cpus=frozenset())
+    core = min(os.sched_getaffinity(0))
+    with EmbeddedTritonServer(tiny_repository, free_port_settings(cpus=frozenset({core}))) as server:
+        pid = server._process.pid
+        stubs = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+        assert stubs  # the Python backend's stubs: tokenizer, aggregator, runner
+        assert all(os.sched_getaffinity(int(p)) == {core} for p in [pid, *stubs])

@@ -31,14 +31,16 @@ def baseline_scorer(model) -> Scorer:
 
 
 def served_scorer(
-    url: str, batch_size: int = DEFAULT_BATCH_SIZE, api_key: str | None = None, **options
+    url: str, batch_size: int = DEFAULT_BATCH_SIZE, api_key: str | None = None, model_name: str | None = None, **options
 ) -> Callable[[], Scorer]:
     """A factory: each client thread gets its own connection, as separate processes would.
     ``options``: each call's ``request_options`` (long_documents, ...)."""
     from triton_rerank import TritonRerankFunction
 
     def make() -> Scorer:
-        rf = TritonRerankFunction(url, batch_size=batch_size, timeout_s=REQUEST_TIMEOUT_S, api_key=api_key)
+        rf = TritonRerankFunction(
+            url, batch_size=batch_size, timeout_s=REQUEST_TIMEOUT_S, api_key=api_key, model_name=model_name
+        )
         return lambda query, documents: _scores(rf(query, documents, top_k=None, **options))
 
     return make

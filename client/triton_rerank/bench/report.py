@@ -118,6 +118,47 @@ def tiers_markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def families_markdown(report: dict) -> str:
+    """The speed per family: one row a family, PyTorch in process beside the served fp32 and int8."""
+    lines = [
+        "# Speed per model family",
+        "",
+        f"Machine: {report['machine']}. Data: {report['data']}, {report['documents_per_request']} documents a "
+        f"request, {report['clients']} client, {report['seconds_per_measurement']:.0f} s per measurement. "
+        "PyTorch: the family's in-process reference (CrossEncoder.predict, or the LLM reranker's model-card code).",
+        "",
+        "| family | model | non-embedding parameters | tokens a pair (mean) | PyTorch pairs/s | served fp32 pairs/s "
+        "| served int8 pairs/s |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in report["families"]:
+        rates = row["pairs_per_s"]
+        served = {
+            precision: f"{_rate(rates[precision])} ({_x(rates[precision] / rates['torch'])})"
+            if precision in rates
+            else "refused by its check"
+            for precision in ("fp32", "int8")
+        }
+        weights = " (random weights)" if row["random_weights"] else ""
+        model = Path(row["model"]).name if Path(row["model"]).exists() else row["model"]  # a folder: its name
+        lines.append(
+            f"| {row['family']} | {model}{weights} | {row['non_embedding_parameters'] / 1e6:.0f}M "
+            f"| {row['tokens_per_pair']['mean']:.0f} | {_rate(rates['torch'])} | {served['fp32']} | {served['int8']} |"
+        )
+    if any(row["random_weights"] for row in report["families"]):
+        lines += [
+            "",
+            "Random weights measure speed only: the arithmetic is that of the real checkpoint's sizes, but whether "
+            "int8 keeps such a model's ranking needs its real weights.",
+        ]
+    for name, reason in report["refused"].items():
+        lines += ["", f"{name} refused: {reason}"]
+    for row in report["families"]:
+        for variant, error in row["errors"].items():
+            lines += ["", f"{row['family']} {variant}: {error}"]
+    return "\n".join(lines) + "\n"
+
+
 def _rate(value: float | None) -> str:
     return f"{value:.1f}" if value else "—"
 

@@ -60,11 +60,13 @@ def synthetic_passages(count: int, rng: np.random.Generator | int = 0) -> list[s
     return [" ".join(rng.choice(WORDS, size=int(rng.integers(40, 121)))) for _ in range(count)]
 
 
-def tokens_per_pair(tokenizer_json: Path, requests: list[Request]) -> dict:
-    """Tokens per (query, document) pair as the served tokenizer counts them (truncated, unpadded)."""
+def tokens_per_pair(tokenizer_json: Path, requests: list[Request], render=None) -> dict:
+    """Tokens per (query, document) pair as the served tokenizer counts them (truncated, unpadded);
+    ``render(query, document)``: an LLM reranker's prompt, which the tokenizer step reads instead."""
     from tokenizers import Tokenizer
 
     tokenizer = Tokenizer.from_file(str(tokenizer_json))
     tokenizer.no_padding()
-    lengths = [len(e.ids) for r in requests for e in tokenizer.encode_batch([(r.query, d) for d in r.documents])]
+    rows = [render(r.query, d) if render else (r.query, d) for r in requests for d in r.documents]
+    lengths = [len(e.ids) for e in tokenizer.encode_batch(rows)]
     return {"mean": float(np.mean(lengths)), "p50": float(np.median(lengths)), "p95": float(np.percentile(lengths, 95))}

@@ -58,9 +58,14 @@ class ServerSettings:
     # (Triton's restricted APIs); clients send it with api_key= or $TRITON_RERANK_API_KEY.
     api_key: str | None = field(default=None, repr=False)
     exit_timeout_s: int = 30  # on SIGTERM, how long requests in flight may take to finish
+    cpus: frozenset[int] | None = None  # the cores the server and its models may run on (Linux); None: all
 
     def __post_init__(self) -> None:
         check_api_key(self.api_key)
+        if self.cpus is not None and not set(self.cpus) <= os.sched_getaffinity(0):
+            raise ValueError(
+                f"cpus {sorted(self.cpus)} are not all among this machine's {sorted(os.sched_getaffinity(0))}"
+            )
         if "PYTHONPATH" in self.env:  # tests/integration/test_server_env.py shows it
             raise ValueError(
                 "env PYTHONPATH would do nothing: Triton's Python backend stub ignores it and imports from "
@@ -222,8 +227,10 @@ class EmbeddedTritonServer:
         log_file = self.log_path.open("wb")
         shown = " ".join(command).replace(s.api_key, "***") if s.api_key else " ".join(command)
         log.info("starting %s", shown)
+        # The model processes Triton starts inherit its cores.
+        pin = (lambda: os.sched_setaffinity(0, s.cpus)) if s.cpus else None
         self._process = subprocess.Popen(
-            command, stdout=log_file, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            command, stdout=log_file, stderr=subprocess.STDOUT, env=env, start_new_session=True, preexec_fn=pin
         )
         log_file.close()
         try:
