@@ -193,7 +193,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the served reranker's format: with --precision int8, openvino is NNCF's static int8 (default: onnx)",
     )
     parser.add_argument("--instruction", help="an LLM reranker's instruction (default: the model card's)")
-    parser.add_argument("--cascade-model", help="a second reranker that reads the first one's best --cascade-k")
+    parser.add_argument(
+        "--cascade-model",
+        help=f"a second reranker that reads the first one's best --cascade-k, exported as {CASCADE_NAME!r} "
+        f"(with --triton-url: that server's {CASCADE_NAME!r} model)",
+    )
     parser.add_argument("--cascade-kind", choices=["cross-encoder", "llm-reranker"], default="cross-encoder")
     parser.add_argument(
         "--cascade-precision", choices=PRECISIONS, default="fp32", help="the second reranker's export precision"
