@@ -62,10 +62,10 @@ class ServerSettings:
 
     def __post_init__(self) -> None:
         check_api_key(self.api_key)
-        if self.cpus is not None and not set(self.cpus) <= os.sched_getaffinity(0):
-            raise ValueError(
-                f"cpus {sorted(self.cpus)} are not all among this machine's {sorted(os.sched_getaffinity(0))}"
-            )
+        if self.cpus is not None:  # core affinity is Linux's (os.sched_getaffinity)
+            usable = os.sched_getaffinity(0)
+            if not (self.cpus and set(self.cpus) <= usable):
+                raise ValueError(f"cpus must be some of this process's cores {sorted(usable)}, got {sorted(self.cpus)}")
         if "PYTHONPATH" in self.env:  # tests/integration/test_server_env.py shows it
             raise ValueError(
                 "env PYTHONPATH would do nothing: Triton's Python backend stub ignores it and imports from "
