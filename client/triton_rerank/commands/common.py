@@ -14,6 +14,8 @@ from triton_rerank.models import DEFAULT_EMBEDDER, DEFAULT_RERANKER
 
 # Where commands write generated models: ignored by git, so the main job never touches tracked files.
 GENERATED_REPOSITORY = Path("generated/model_repository")
+# Data and models beside a checkout, on the build machines (the benchmarks' defaults).
+SHARED = Path(__file__).resolve().parents[3].parent / "shared"
 
 
 def add_repository(parser: argparse.ArgumentParser, help_text: str = "model repository") -> None:
