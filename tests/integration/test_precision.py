@@ -173,6 +173,7 @@ def test_bf16_export_writes_openvino_ir_for_the_openvino_backend_and_reports_its
     config = (bf16_repository / "cross_encoder" / "config.pbtxt").read_text()
     assert 'backend: "openvino"' in config and 'default_model_filename: "model.xml"' in config
     assert 'key: "HINT_BF16"' in config and 'string_value: "YES"' in config
+    assert 'key: "runner_parallelism"' in config and 'string_value: "slices"' in config  # a slice per thread
     report = json.loads((weights / "export.json").read_text())
     assert report["precision"] == "bf16" and report["model_format"] == "openvino"
     assert report["max_abs_diff"] <= 1e-4  # the fp32 graph it was made from matched PyTorch
