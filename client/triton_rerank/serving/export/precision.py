@@ -53,17 +53,13 @@ def settings_for_precision(settings: repo.RepositorySettings, precision: str) ->
     21% at 4 than splitting each slice's operators, on 2 cores (docs/precision-tiers.md). bf16 does
     the same: 1% / 3% more on idle cores, 22% more while a test suite shared them."""
     if precision == "bf16":
-        parallelism = settings.runner_parallelism or "slices"
-        served = served_format(settings.model_format, precision)
-        return settings.replace(model_format=served, bf16=True, runner_parallelism=parallelism)
-    if precision != "int8":
+        settings = settings.replace(model_format=served_format(settings.model_format, precision), bf16=True)
+    elif precision != "int8":
         return settings
-    if settings.model_format == "openvino":  # static int8 batches as fp32 does, a slice per thread
-        return settings.replace(runner_parallelism=settings.runner_parallelism or "slices")
-    return settings.replace(
-        runner_slice_rows=1 if settings.runner_slice_rows is None else settings.runner_slice_rows,
-        runner_parallelism=settings.runner_parallelism or "slices",
-    )
+    elif settings.model_format != "openvino":  # OpenVINO's static int8 batches as fp32 does
+        rows = 1 if settings.runner_slice_rows is None else settings.runner_slice_rows
+        settings = settings.replace(runner_slice_rows=rows)
+    return settings.replace(runner_parallelism=settings.runner_parallelism or "slices")
 
 
 _FFN_MATMUL = re.compile(r"layer\.(\d+)/(intermediate|output)/dense/MatMul$")
