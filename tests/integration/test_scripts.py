@@ -267,6 +267,10 @@ def test_evaluate_compares_the_served_stack_with_the_in_process_reference(
             "FLAT",
             "--retrieve-k",
             "10",
+            "--peers",
+            "st-torch",
+            "--peers-python",
+            sys.executable,
             "--out",
             str(out),
         ),
@@ -276,14 +280,37 @@ def test_evaluate_compares_the_served_stack_with_the_in_process_reference(
     )
     assert result.returncode == 0, result.stderr
     assert "| nDCG@10 | MRR@10 | Recall@100 |" in result.stdout
-    rows = json.loads(out.read_text())["results"]
-    assert len(rows) == 5
+    report = json.loads(out.read_text())
+    rows = report["results"]
+    assert len(rows) == 6
     # FLAT search is exact, and the served reranking equals the in-process one on the same candidates.
     assert rows["first stage: Milvus FLAT (served)"] == rows["first stage: exact cosine (in-process)"]
     assert rows["reranked: Triton on Milvus top-10 (served)"] == pytest.approx(
         rows["reranked: CrossEncoder on Milvus top-10 (in-process)"], abs=1e-9
     )
     assert rows["first stage: exact cosine (in-process)"]["mrr@10"] == 1.0  # easy queries: all found first
+    # A peer (here sentence-transformers' torch backend, in a worker process) reranks those very candidates.
+    assert rows["reranked: ST PyTorch on Milvus top-10 (in-process peer)"] == pytest.approx(
+        rows["reranked: CrossEncoder on Milvus top-10 (in-process)"], abs=1e-9
+    )
+    assert report["peers"] == ["st-torch"] and report["timings"]["peers"]["st-torch"]["pairs"] == 30
+
+
+def test_evaluate_refuses_peers_it_cannot_run(tiny_model, sample_corpus, tmp_path):
+    beir = tiny_beir(tmp_path / "beir", sample_corpus)
+    for flags, code, message in (
+        (["--peers", "st-onnx,st-tensorrt"], 2, "unknown peers ['st-tensorrt']: choose from st-onnx,"),  # argparse's
+        (["--peers", "st-onnx", "--peers-python", str(tmp_path / "none")], 1, "run `make peers` first"),
+        (["--peers", "st-onnx", "--reranker-kind", "llm-reranker"], 1, "--peers are sentence-transformers"),
+    ):
+        refused = subprocess.run(
+            script("evaluate.py", "--data", str(beir), "--reranker-model", str(tiny_model), *flags),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert refused.returncode == code, refused.stderr
+        assert message in refused.stderr and "Traceback" not in refused.stderr
 
 
 def test_evaluate_an_llm_reranker_against_its_model_card_and_a_cascade_behind_it(

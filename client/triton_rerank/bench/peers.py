@@ -28,7 +28,14 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-PEERS = ("st-onnx", "st-onnx-int8", "st-openvino", "st-openvino-int8", "st-torch")
+PEER_NAMES = {  # kind -> its name in reports
+    "st-onnx": "ST ONNX fp32",
+    "st-onnx-int8": "ST ONNX int8",
+    "st-openvino": "ST OpenVINO (CPU default)",
+    "st-openvino-int8": "ST OpenVINO int8",
+    "st-torch": "ST PyTorch",
+}
+PEERS = tuple(PEER_NAMES)
 PREDICT_BATCH_SIZE = 32  # CrossEncoder.predict's default, and pymilvus' function's
 
 

@@ -45,10 +45,9 @@ from pathlib import Path
 
 from triton_rerank.base import DEFAULT_BATCH_SIZE
 from triton_rerank.bench.families import SHAPES
+from triton_rerank.bench.peers import PEER_NAMES
 from triton_rerank.commands.benchmark_scaling import QWEN3_TOKENIZER, core_counts, run_cpu_scaling, run_families
-from triton_rerank.commands.common import SHARED
-
-PEERS_PYTHON = Path(__file__).resolve().parents[3] / ".venv-peers" / "bin" / "python"  # make peers
+from triton_rerank.commands.common import PEERS_PYTHON, SHARED
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -236,9 +235,12 @@ def run(args: argparse.Namespace) -> int:
 
 # Tier -> its in-process peers (kind, name in the report) and its served exports (bench.servers.EXPORTS).
 TIERS = {
-    "exact": ([("st-onnx", "ST ONNX fp32")], ["fp32"]),
-    "near-exact": ([("st-openvino", "ST OpenVINO (CPU default)")], ["bf16"]),
-    "int8": ([("st-onnx-int8", "ST ONNX int8"), ("st-openvino-int8", "ST OpenVINO int8")], ["int8", "int8-openvino"]),
+    tier: ([(kind, PEER_NAMES[kind]) for kind in kinds], exports)
+    for tier, kinds, exports in (
+        ("exact", ["st-onnx"], ["fp32"]),
+        ("near-exact", ["st-openvino"], ["bf16"]),
+        ("int8", ["st-onnx-int8", "st-openvino-int8"], ["int8", "int8-openvino"]),
+    )
 }
 
 

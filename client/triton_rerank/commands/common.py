@@ -16,6 +16,7 @@ from triton_rerank.models import DEFAULT_EMBEDDER, DEFAULT_RERANKER
 GENERATED_REPOSITORY = Path("generated/model_repository")
 # Data and models beside a checkout, on the build machines (the benchmarks' defaults).
 SHARED = Path(__file__).resolve().parents[3].parent / "shared"
+PEERS_PYTHON = Path(__file__).resolve().parents[3] / ".venv-peers" / "bin" / "python"  # make peers
 
 
 def add_repository(parser: argparse.ArgumentParser, help_text: str = "model repository") -> None:

@@ -17,6 +17,11 @@ A cascade: ``--cascade-model M --cascade-k K`` exports a second reranker beside 
 alone. Both rows, and what each stage cost (pairs and seconds), go into the report. An LLM reranker
 takes ``--reranker-kind llm-reranker`` (or ``--cascade-kind``); its in-process reference is its
 model card's code.
+
+Peers: ``--peers st-onnx-int8,st-openvino-int8`` has sentence-transformers' own ONNX and OpenVINO
+backends (the benchmark's in-process peers, ``make peers``) rerank the very candidates the served
+reranker read, so that each peer's accuracy tier is measured on the collection, as the served
+precisions' are. NNCF's int8 peer calibrates on the export's built-in sample pairs.
 """
 
 from __future__ import annotations
@@ -32,8 +37,17 @@ from pathlib import Path
 
 import numpy as np
 
-from triton_rerank.client import rank
-from triton_rerank.commands.common import add_milvus, add_models, add_repository, add_triton_url, open_store, triton
+from triton_rerank.bench.peers import PEERS
+from triton_rerank.client import LONG_DOCUMENTS, rank
+from triton_rerank.commands.common import (
+    PEERS_PYTHON,
+    add_milvus,
+    add_models,
+    add_repository,
+    add_triton_url,
+    open_store,
+    triton,
+)
 from triton_rerank.ingest import ingest, read_documents
 from triton_rerank.metrics import evaluate
 from triton_rerank.serving.export_options import PRECISIONS
@@ -179,6 +193,37 @@ def reference_runs(args, documents, queries, served_candidates):
     return exact, rerank(exact), rerank(served_candidates), timings
 
 
+def peer_runs(args, queries: dict, first_stage: dict, texts: dict, timings: dict) -> dict:
+    """Each peer's ranking of the served first stage's very candidates (the collection's own texts),
+    one worker process at a time, so that no peer competes with another for the cores."""
+    from triton_rerank.bench.peers import PEER_NAMES, PeerProcess
+    from triton_rerank.bench.workload import Request
+    from triton_rerank.models import resolve_model
+    from triton_rerank.serving.export.precision import builtin_calibration_pairs
+
+    model = resolve_model(args.reranker_model)
+    runs = {}
+    with tempfile.TemporaryDirectory(prefix="triton-rerank-peers-") as work:
+        for kind in args.peers:
+            peer = PeerProcess(kind, Path(model), Path(work) / kind, args.peers_python).start(
+                builtin_calibration_pairs()
+            )
+            try:
+                started = time.perf_counter()
+                run = {}
+                for q, ids in first_stage.items():
+                    (scores,) = peer.score([Request(queries[q], [texts[d] for d in ids])])
+                    run[q] = ranked_ids(ids, scores)
+            finally:
+                peer.stop()
+            seconds = time.perf_counter() - started
+            pairs = sum(len(ids) for ids in first_stage.values())
+            timings[kind] = {"s": seconds, "pairs": pairs}
+            print(f"peer {PEER_NAMES[kind]}: reranked {pairs} pairs in {seconds:.0f} s", flush=True)
+            runs[PEER_NAMES[kind]] = run
+    return runs
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, required=True, help="a BEIR folder (corpus, queries.jsonl, qrels/)")
     parser.add_argument("--split", default="test", help="qrels split (default: %(default)s)")
@@ -217,21 +262,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--long-documents",
-        type=_policies,
+        type=_names_of("policies", LONG_DOCUMENTS),
         default=["first"],
         help="long-document policies to rerank with, comma-separated: first,max,mean (default: first)",
+    )
+    parser.add_argument(
+        "--peers",
+        type=_names_of("peers", PEERS),
+        default=[],
+        help=f"in-process peers that rerank the same candidates, comma-separated: {', '.join(PEERS)} "
+        "(sentence-transformers' backends; `make peers`)",
+    )
+    parser.add_argument(
+        "--peers-python",
+        type=Path,
+        default=PEERS_PYTHON,
+        help="the Python of the peers' environment, built by `make peers` (default: %(default)s)",
     )
     parser.add_argument("--out", type=Path, default=Path("generated/evaluation.json"), help="(default: %(default)s)")
 
 
-def _policies(value: str) -> list[str]:
-    from triton_rerank.client import LONG_DOCUMENTS
+def _names_of(what: str, choices):
+    """An argparse type: comma-separated names, each one of ``choices``."""
 
-    policies = value.split(",")
-    unknown = [p for p in policies if p not in LONG_DOCUMENTS]
-    if unknown:
-        raise argparse.ArgumentTypeError(f"unknown policies {unknown}: choose from {', '.join(LONG_DOCUMENTS)}")
-    return policies
+    def parse(value: str) -> list[str]:
+        names = value.split(",")
+        unknown = [name for name in names if name not in choices]
+        if unknown:
+            raise argparse.ArgumentTypeError(f"unknown {what} {unknown}: choose from {', '.join(choices)}")
+        return names
+
+    return parse
 
 
 def run(args: argparse.Namespace) -> int:
@@ -241,6 +302,16 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f"--cascade-k must be from 10 (nDCG@10 reads 10) to --retrieve-k, got {args.cascade_k}")
     if args.cascade_model and args.rerank_data:
         raise SystemExit("--cascade-model reranks the collection's own texts: leave out --rerank-data")
+    if args.peers and (args.rerank_data or args.reranker_kind != "cross-encoder"):
+        raise SystemExit(
+            "--peers are sentence-transformers cross-encoders on the collection's own texts: "
+            "leave out --rerank-data and --reranker-kind llm-reranker"
+        )
+    if args.peers and not args.peers_python.exists():
+        raise SystemExit(
+            f"--peers run in the peers' environment, and there is none at {args.peers_python}: "
+            "run `make peers` first (or name one with --peers-python)"
+        )
 
     def kind(kind: str) -> dict:  # an instruction is an LLM reranker's only
         return {
@@ -303,6 +374,11 @@ def run(args: argparse.Namespace) -> int:
             served_timings[f"gain_kept_{name}"] = kept
             print(f"long_documents={name}: keeps {kept:.0%} of the short documents' nDCG@10 gain", flush=True)
     timings = {"served": served_timings}
+    if args.peers:
+        texts = {d.id: d.text for d in documents}
+        timings["peers"] = {}
+        for name, run in peer_runs(args, queries, first_stage, texts, timings["peers"]).items():
+            rows[f"reranked: {name} on Milvus top-{args.retrieve_k} (in-process peer)"] = evaluate(run, qrels)
     if not args.no_reference:
         exact, exact_reranked, same_candidates, timings["reference"] = reference_runs(
             args, documents, queries, first_stage
@@ -346,6 +422,7 @@ def write_report(args: argparse.Namespace, queries: int, documents: int, rows: d
         "retrieve_k": args.retrieve_k,
         "rerank_data": str(args.rerank_data) if args.rerank_data else None,
         "long_documents": args.long_documents,
+        "peers": args.peers,
         "machine": f"{platform.machine()}, {platform.system()}, Python {platform.python_version()}",
         "results": rows,
         "timings": timings,

@@ -188,6 +188,11 @@ def calibration_id(path: str = "") -> str:
     return f"sha256:{hashlib.sha256(Path(path).read_bytes()).hexdigest()}" if path else "built-in sample pairs"
 
 
+def builtin_calibration_pairs() -> list[tuple[str, str]]:
+    """The pairs NNCF calibrates on when the user gives none: every sample query with every sample text."""
+    return [(query, text) for query in SAMPLE_QUERIES for text in sample_texts()]
+
+
 def calibration_batches(tokenizer, settings, path: str = "", slice_rows: int = 8) -> list[list[np.ndarray]]:
     """NNCF's calibration data: the pairs in ``path`` (JSON lines of query and document) or the
     built-in sample pairs, tokenized as the server will and cut into the runner's slices."""
@@ -206,7 +211,7 @@ def calibration_batches(tokenizer, settings, path: str = "", slice_rows: int = 8
         if not rows:
             raise ValueError(f"{path} holds no calibration pairs")
     else:
-        rows = [(query, text) for query in SAMPLE_QUERIES for text in sample_texts()]
+        rows = builtin_calibration_pairs()
     encoded = encode(tokenizer, _as_served(settings, rows), settings.model_inputs)
     return [batch for _, batch in length_slices(encoded, slice_rows)]
 
