@@ -58,3 +58,39 @@ def evaluate(runs: Mapping[str, Sequence[str]], qrels: Mapping[str, Mapping[str,
         totals["mrr@10"] += mrr_at_k(ranked, qrels[query], 10)
         totals["recall@100"] += recall_at_k(ranked, qrels[query], 100)
     return {name: value / len(queries) for name, value in totals.items()}
+
+
+def noise_band(
+    reference: Mapping[tuple[str, str], float],
+    other: Mapping[tuple[str, str], float],
+    runs: Mapping[str, Sequence[str]],
+    qrels: Mapping[str, Mapping[str, int]],
+    draws: int = 300,
+    seed: int = 0,
+) -> dict[str, float]:
+    """How far nDCG@10 moves by chance at ``other``'s score error: the ``reference`` scores of each
+    (query, document) pair in ``runs`` plus the ``other - reference`` differences in random order,
+    ``draws`` times. A lower precision whose nDCG@10 change lies inside this band has swapped near-ties,
+    not lost ranking quality; one far below it has. ``observed`` is ``other``'s own change."""
+    pairs = [(query, doc) for query, docs in runs.items() for doc in docs]
+    base = np.array([reference[pair] for pair in pairs])
+    errors = np.array([other[pair] for pair in pairs]) - base
+
+    def ndcg(scores: np.ndarray) -> float:
+        ranked, at = {}, 0
+        for query, docs in runs.items():
+            order = np.argsort(-scores[at : at + len(docs)], kind="stable")  # ties in list order, as rank() keeps them
+            ranked[query], at = [docs[i] for i in order], at + len(docs)
+        return evaluate(ranked, qrels)["ndcg@10"]
+
+    start, rng = ndcg(base), np.random.default_rng(seed)
+    deltas = np.array([ndcg(base + rng.permutation(errors)) - start for _ in range(draws)])
+    return {
+        "draws": draws,
+        "rms_error": float(np.sqrt(np.mean(errors**2))) if len(errors) else 0.0,
+        "observed": ndcg(base + errors) - start,
+        "mean": float(deltas.mean()),
+        "std": float(deltas.std()),
+        "p5": float(np.percentile(deltas, 5)),
+        "p95": float(np.percentile(deltas, 95)),
+    }

@@ -294,6 +294,10 @@ def test_evaluate_compares_the_served_stack_with_the_in_process_reference(
         rows["reranked: CrossEncoder on Milvus top-10 (in-process)"], abs=1e-9
     )
     assert report["peers"] == ["st-torch"] and report["timings"]["peers"]["st-torch"]["pairs"] == 30
+    # fp32 served equals the reference to float rounding: no score noise to move a ranking.
+    band = report["noise_band"]
+    assert band["rms_error"] < 1e-4 and band["observed"] == band["p5"] == band["p95"] == 0.0
+    assert "served - in-process scores: RMS" in result.stdout
 
 
 def test_evaluate_refuses_peers_it_cannot_run(tiny_model, sample_corpus, tmp_path):

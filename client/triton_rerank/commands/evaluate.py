@@ -22,6 +22,10 @@ Peers: ``--peers st-onnx-int8,st-openvino-int8`` has sentence-transformers' own 
 backends (the benchmark's in-process peers, ``make peers``) rerank the very candidates the served
 reranker read, so that each peer's accuracy tier is measured on the collection, as the served
 precisions' are. NNCF's int8 peer calibrates on the export's built-in sample pairs.
+
+Score noise: with the reference, the served scores' differences to it are put back in random order
+300 times (``metrics.noise_band``), which says how far nDCG@10 moves by chance at that error size:
+a reduced precision's change inside that band is near-ties changing places, not a ranking loss.
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ from triton_rerank.commands.common import (
     triton,
 )
 from triton_rerank.ingest import ingest, read_documents
-from triton_rerank.metrics import evaluate
+from triton_rerank.metrics import evaluate, noise_band
 from triton_rerank.serving.export_options import PRECISIONS
 from triton_rerank.serving.repository import RepositorySettings
 
@@ -95,12 +99,13 @@ def served_runs(args, documents, queries, url: str, milvus_uri: str, stats_url: 
         vectors = embed([queries[q] for q in query_ids])
         candidates = dict(zip(query_ids, store.search(vectors, limit=args.retrieve_k), strict=True))
         timings["retrieve_s"] = time.perf_counter() - started
-        reranked = {}
+        reranked, scores = {}, {}  # scores: the collection's own texts, read as the reference reads them
         if args.rerank_data is None:  # the collection's own texts, under each policy
             for policy in args.long_documents:
-                reranked[policy] = rerank_run(rerank, queries, candidates, None, policy, stats_url, timings)
+                kept = scores if policy == "first" else None
+                reranked[policy] = rerank_run(rerank, queries, candidates, None, policy, stats_url, timings, kept)
         else:  # the collection's own texts as they are (the short figure), then the other texts under each policy
-            reranked["short"] = rerank_run(rerank, queries, candidates, None, "first", stats_url, timings)
+            reranked["short"] = rerank_run(rerank, queries, candidates, None, "first", stats_url, timings, scores)
             texts = {d.id: d.text for d in read_documents(args.rerank_data)}
             for policy in args.long_documents:
                 reranked[policy] = rerank_run(rerank, queries, candidates, texts, policy, stats_url, timings)
@@ -109,7 +114,7 @@ def served_runs(args, documents, queries, url: str, milvus_uri: str, stats_url: 
                 first = next(iter(reranked.values()))
                 reranked.update(cascade_runs(strong, queries, candidates, first, args.cascade_k, timings))
     first_stage = {q: [m.id for m in matches] for q, matches in candidates.items()}
-    return first_stage, reranked, timings
+    return first_stage, reranked, scores, timings
 
 
 def cascade_runs(strong, queries, candidates, first: dict, keep: int, timings: dict) -> dict:
@@ -133,9 +138,12 @@ def cascade_runs(strong, queries, candidates, first: dict, keep: int, timings: d
     return runs
 
 
-def rerank_run(rerank, queries, candidates, texts: dict | None, policy: str, stats_url: str | None, timings: dict):
+def rerank_run(
+    rerank, queries, candidates, texts: dict | None, policy: str, stats_url: str | None, timings: dict, scores=None
+):
     """Each query's candidates reranked (with ``texts`` instead of theirs, when given) under one
-    long-document policy; records the seconds and the rows the cross-encoder scored."""
+    long-document policy; records the seconds and the rows the cross-encoder scored, and each
+    (query, document) pair's score in ``scores`` when given."""
     from triton_rerank.bench.stats import triton_stats
 
     name = policy if texts is not None else "short" if policy == "first" else f"short {policy}"
@@ -144,7 +152,10 @@ def rerank_run(rerank, queries, candidates, texts: dict | None, policy: str, sta
     run = {}
     for q, matches in candidates.items():
         documents = [texts.get(m.id, m.text) if texts else m.text for m in matches]
-        run[q] = ranked_ids([m.id for m in matches], rerank.score(queries[q], documents, long_documents=policy))
+        got = rerank.score(queries[q], documents, long_documents=policy)
+        run[q] = ranked_ids([m.id for m in matches], got)
+        if scores is not None:
+            scores.update({(q, m.id): float(score) for m, score in zip(matches, got, strict=True)})
     timings[f"rerank_{name}_s"] = time.perf_counter() - started
     pairs = sum(len(c) for c in candidates.values())
     if before is not None:
@@ -190,7 +201,7 @@ def reference_runs(args, documents, queries, served_candidates):
     def rerank(runs):
         return {q: ranked_ids(ids, [scores[(q, d)] for d in ids]) for q, ids in runs.items()}
 
-    return exact, rerank(exact), rerank(served_candidates), timings
+    return exact, rerank(exact), rerank(served_candidates), scores, timings
 
 
 def peer_runs(args, queries: dict, first_stage: dict, texts: dict, timings: dict) -> dict:
@@ -341,7 +352,9 @@ def run(args: argparse.Namespace) -> int:
     ):
         milvus_uri = args.milvus_uri or str(Path(workdir) / "evaluation.db")
         stats_url = server.http_url if server is not None else None
-        first_stage, reranked, served_timings = served_runs(args, documents, queries, url, milvus_uri, stats_url)
+        first_stage, reranked, served_scores, served_timings = served_runs(
+            args, documents, queries, url, milvus_uri, stats_url
+        )
     first_scores = evaluate(first_stage, qrels)
     scored = {name: evaluate(run, qrels) for name, run in reranked.items()}  # each run's metrics, once
     rows = {f"first stage: Milvus {args.index} (served)": first_scores}
@@ -380,7 +393,7 @@ def run(args: argparse.Namespace) -> int:
         for name, run in peer_runs(args, queries, first_stage, texts, timings["peers"]).items():
             rows[f"reranked: {name} on Milvus top-{args.retrieve_k} (in-process peer)"] = evaluate(run, qrels)
     if not args.no_reference:
-        exact, exact_reranked, same_candidates, timings["reference"] = reference_runs(
+        exact, exact_reranked, same_candidates, reference_scores, timings["reference"] = reference_runs(
             args, documents, queries, first_stage
         )
         reference = "CrossEncoder" if args.reranker_kind == "cross-encoder" else "the model card's code"
@@ -394,11 +407,21 @@ def run(args: argparse.Namespace) -> int:
     print("| --- | --- | --- | --- |")
     for name, scores in rows.items():
         print(f"| {name} | {scores['ndcg@10']:.4f} | {scores['mrr@10']:.4f} | {scores['recall@100']:.4f} |")
-    write_report(args, len(queries), len(documents), rows, timings)
+    band = None
+    if served_scores and not args.no_reference:  # the served scores against the reference's, same candidates
+        band = noise_band(reference_scores, served_scores, first_stage, qrels)
+        print(
+            f"\nserved - in-process scores: RMS {band['rms_error']:.2g}; nDCG@10 moves by {band['observed']:+.4f}. "
+            f"Those errors in random order ({band['draws']} draws) move it by {band['mean']:+.4f} on average "
+            f"(5-95%: {band['p5']:+.4f} to {band['p95']:+.4f}): a change inside that band is near-ties changing places."
+        )
+    write_report(args, len(queries), len(documents), rows, timings, band)
     return 0
 
 
-def write_report(args: argparse.Namespace, queries: int, documents: int, rows: dict, timings: dict) -> None:
+def write_report(
+    args: argparse.Namespace, queries: int, documents: int, rows: dict, timings: dict, band: dict | None
+) -> None:
     report = {
         "data": str(args.data),
         "split": args.split,
@@ -425,6 +448,7 @@ def write_report(args: argparse.Namespace, queries: int, documents: int, rows: d
         "peers": args.peers,
         "machine": f"{platform.machine()}, {platform.system()}, Python {platform.python_version()}",
         "results": rows,
+        "noise_band": band,
         "timings": timings,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
