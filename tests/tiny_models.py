@@ -120,7 +120,8 @@ def windowed_reference(
     scored alone by ``CrossEncoder.predict`` and folded here; returns (scores, the deciding spans)."""
     import numpy as np
 
-    from triton_rerank.serving.backends.tokenizer_model import DEFAULT_MAX_CHUNKS_PER_DOC, windowed_rows
+    from triton_rerank.protocol import DEFAULT_MAX_CHUNKS_PER_DOC
+    from triton_rerank.serving.backends.tokenizer_model import windowed_rows
 
     pairs = [(query, document) for document in documents]
     rows, owners, spans = windowed_rows(

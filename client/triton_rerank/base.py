@@ -1,7 +1,11 @@
-"""What the four clients (rerank and embed, blocking and asyncio) share: the options they take,
+"""What the four clients (rerank and embed, asyncio and blocking) share: the options they take,
 the transport they hold, and how a call's texts become requests: grouped by length, so that each
 request is padded only to its own longest row, cut to what the server takes per request, sent
-concurrently, and put back in input order. N texts in, N rows out, or an error."""
+concurrently, and put back in input order. N texts in, N rows out, or an error.
+
+The asyncio clients (``AsyncClient``) hold that logic; a blocking client (``BlockingClient``) is a
+thin driver that runs its asyncio twin's calls on the shared loop of ``triton_rerank.loop``. That
+makes the blocking clients safe to share between threads."""
 
 from __future__ import annotations
 
@@ -9,17 +13,11 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from triton_rerank import loop
 from triton_rerank.endpoints import DEFAULT_URL
 from triton_rerank.errors import RerankInputError
-from triton_rerank.transport import (
-    DEFAULT_MAX_IN_FLIGHT,
-    DEFAULT_RETRY_S,
-    MAX_ROWS_PARAMETER,
-    AsyncTransport,
-    Batch,
-    Output,
-    Transport,
-)
+from triton_rerank.protocol import MAX_ROWS_PER_REQUEST
+from triton_rerank.transport import DEFAULT_MAX_IN_FLIGHT, DEFAULT_RETRY_S, AsyncTransport, Batch, Output
 
 # Texts per request: the server's default max_rows_per_request. The dynamic batcher cannot merge
 # requests padded to different lengths, and the runner already runs each request in
@@ -88,8 +86,9 @@ def in_input_order(order: np.ndarray, parts: list[np.ndarray], *, flat: bool = T
     return out.reshape(-1) if flat else out
 
 
-class _Client:
-    """The options every client takes; see the concrete classes for what they call.
+class AsyncClient:
+    """The options every client takes; ``await`` on every call. See the concrete classes for what
+    they call.
 
     Args:
         url: Server URL; the scheme picks HTTP or gRPC (default: ``grpc://127.0.0.1:8001``).
@@ -106,7 +105,6 @@ class _Client:
     """
 
     DEFAULT_MODEL_NAME = ""
-    _transport_type: type = Transport
 
     def __init__(
         self,
@@ -121,7 +119,7 @@ class _Client:
         api_key: str | None = None,
     ) -> None:
         self.batch_size = check_batch_size(batch_size)
-        self._transport = self._transport_type(
+        self._transport = AsyncTransport(
             url,
             model_name or self.DEFAULT_MODEL_NAME,
             timeout_s=timeout_s,
@@ -130,49 +128,6 @@ class _Client:
             retry_s=retry_s,
             api_key=api_key,
         )
-
-    def _plan(self, encoded: list[bytes], limits: dict[str, int], make_batch: MakeBatch, costs: Costs | None):
-        server_limit = limits.get(MAX_ROWS_PARAMETER)
-        size = rows_per_request(self.batch_size, server_limit)
-        order, groups = length_groups(encoded, size, costs(limits) if costs else None, server_limit)
-        return order, [make_batch(group) for group in groups]
-
-
-class BlockingClient(_Client):
-    """A client whose calls block; a context manager."""
-
-    def _send(
-        self,
-        encoded: list[bytes],
-        make_batch: MakeBatch,
-        output: Output,
-        *,
-        flat: bool,
-        parameters: dict | None = None,
-        costs: Costs | None = None,
-    ) -> np.ndarray:
-        limits = self._transport.limits() if len(encoded) > 1 or costs else {}
-        order, batches = self._plan(encoded, limits, make_batch, costs)
-        return in_input_order(order, self._transport.infer_many(batches, output, parameters), flat=flat)
-
-    def is_ready(self) -> bool:
-        """True when a server answers and the model is ready there; False when none does."""
-        return self._transport.is_ready()
-
-    def close(self) -> None:
-        self._transport.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-class AsyncClient(_Client):
-    """The asyncio twin of ``BlockingClient``: the same options, ``await`` on every call."""
-
-    _transport_type = AsyncTransport
 
     async def _send(
         self,
@@ -185,10 +140,18 @@ class AsyncClient(_Client):
         costs: Costs | None = None,
     ) -> np.ndarray:
         limits = await self._transport.limits() if len(encoded) > 1 or costs else {}
-        order, batches = self._plan(encoded, limits, make_batch, costs)
+        server_limit = limits.get(MAX_ROWS_PER_REQUEST)
+        size = rows_per_request(self.batch_size, server_limit)
+        order, groups = length_groups(encoded, size, costs(limits) if costs else None, server_limit)
+        batches = [make_batch(group) for group in groups]
         return in_input_order(order, await self._transport.infer_many(batches, output, parameters), flat=flat)
 
+    async def limits(self) -> dict[str, int]:
+        """What the servers declare of ``protocol.LIMIT_PARAMETERS`` for this model (read once)."""
+        return await self._transport.limits()
+
     async def is_ready(self) -> bool:
+        """True when a server answers and the model is ready there; False when none does."""
         return await self._transport.is_ready()
 
     async def close(self) -> None:
@@ -199,3 +162,33 @@ class AsyncClient(_Client):
 
     async def __aexit__(self, *exc) -> None:
         await self.close()
+
+
+class BlockingClient:
+    """A blocking client: its asyncio twin (``ASYNC_TYPE``, made with the same arguments) run on the
+    shared loop; safe to call from several threads at once. A context manager."""
+
+    ASYNC_TYPE: type[AsyncClient] = AsyncClient
+
+    def __init__(self, *args, **kwargs) -> None:
+        self._async = self.ASYNC_TYPE(*args, **kwargs)
+
+    @property
+    def batch_size(self) -> int:
+        return self._async.batch_size
+
+    def limits(self) -> dict[str, int]:
+        return loop.run(self._async.limits())
+
+    def is_ready(self) -> bool:
+        """True when a server answers and the model is ready there; False when none does."""
+        return loop.run(self._async.is_ready())
+
+    def close(self) -> None:
+        loop.run(self._async.close())
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

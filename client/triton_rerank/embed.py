@@ -4,38 +4,39 @@
     vectors = embed(["first text", "second text"])       # float32 [2, dim], L2-normalised
 
 The vectors equal ``SentenceTransformer(model).encode(texts, normalize_embeddings=True)`` for the
-exported model. Options, batching and ordering are every client's (``base._Client``): N texts in,
-N vectors out, in input order.
+exported model. Options, batching and ordering are every client's (``base.AsyncClient``): N texts in,
+N vectors out, in input order. ``TritonEmbedFunction`` runs its asyncio twin on the shared loop.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from triton_rerank import loop, protocol
 from triton_rerank.base import AsyncClient, BlockingClient, check_strings
 
 
 def _texts(group: list[bytes]):
-    return {"TEXTS": group}, len(group)
+    return {protocol.TEXTS: group}, len(group)
 
 
-class TritonEmbedFunction(BlockingClient):
-    """Blocking embedding client; ``embed(texts)`` or ``embed.encode(texts)``."""
+class AsyncTritonEmbedFunction(AsyncClient):
+    """Embedding client, ``await embed(texts)``; a call's requests are sent concurrently."""
 
-    DEFAULT_MODEL_NAME = "embedder"
+    DEFAULT_MODEL_NAME = protocol.EMBEDDER
 
-    def encode(self, texts: list[str]) -> np.ndarray:
-        return self._send(check_strings(texts, "texts"), _texts, "EMBEDDINGS", flat=False)
+    async def encode(self, texts: list[str]) -> np.ndarray:
+        return await self._send(check_strings(texts, "texts"), _texts, protocol.EMBEDDINGS, flat=False)
 
     __call__ = encode
 
 
-class AsyncTritonEmbedFunction(AsyncClient):
-    """The asyncio twin of ``TritonEmbedFunction``; a call's requests are sent concurrently."""
+class TritonEmbedFunction(BlockingClient):
+    """The blocking twin of ``AsyncTritonEmbedFunction``; ``embed(texts)`` or ``embed.encode(texts)``."""
 
-    DEFAULT_MODEL_NAME = "embedder"
+    ASYNC_TYPE = AsyncTritonEmbedFunction
 
-    async def encode(self, texts: list[str]) -> np.ndarray:
-        return await self._send(check_strings(texts, "texts"), _texts, "EMBEDDINGS", flat=False)
+    def encode(self, texts: list[str]) -> np.ndarray:
+        return loop.run(self._async.encode(texts))
 
     __call__ = encode

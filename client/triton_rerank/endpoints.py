@@ -54,9 +54,11 @@ def check_timeout(timeout_s: object) -> float:
 # gRPC clients send it with Triton's prefix. The key itself comes from the caller or this variable.
 API_KEY_HEADER = "x-api-key"
 GRPC_API_KEY_HEADER = f"triton-grpc-protocol-{API_KEY_HEADER}"
-API_KEY_ENV = "TRITON_RERANK_API_KEY"
-# Where a Triton server listens by default (gRPC: the protocol the CLI, pipeline and benchmarks use).
+TRITON_API_KEY_ENV = "TRITON_RERANK_API_KEY"  # the rerank API has its own: api.settings.RERANK_API_KEY_ENV
+# Where a Triton server listens by default (gRPC: the protocol the CLI, pipeline and benchmarks use),
+# and the variable the command line reads it from.
 DEFAULT_URL = "grpc://127.0.0.1:8001"
+TRITON_URL_ENV = "TRITON_RERANK_URL"
 
 
 def check_retry(retry_s: object) -> float:

@@ -7,10 +7,10 @@
 
 The query is embedded by the ``embedder`` ensemble, Milvus returns the ``retrieve_k`` nearest
 documents (cosine), and the ``reranker`` ensemble scores each (query, document) pair; hits come
-back best rerank score first. ``AsyncRerankPipeline`` is the asyncio twin (Milvus calls run in a
-worker thread).
+back best rerank score first. ``AsyncRerankPipeline`` holds the logic (Milvus calls run in a worker
+thread); ``RerankPipeline`` runs it on the blocking clients' shared loop.
 
-Keywords after the three components are the reranker's request options (``client.request_options``):
+``options=RerankOptions(...)`` (or its fields as keywords) are the reranker's request options:
 ``RerankPipeline(store, embed, rerank, long_documents="max")`` reads documents longer than the model
 in windows and keeps each one's best, and its hits carry the ``span`` of text that decided.
 
@@ -27,9 +27,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from triton_rerank.client import AsyncTritonRerankFunction, TritonRerankFunction, rank, request_options
+from triton_rerank import loop
+from triton_rerank.base import BlockingClient
+from triton_rerank.client import AsyncTritonRerankFunction, TritonRerankFunction, rank
 from triton_rerank.embed import AsyncTritonEmbedFunction, TritonEmbedFunction
 from triton_rerank.errors import RerankInputError
+from triton_rerank.options import RerankOptions
 from triton_rerank.store import Match, MilvusStore
 
 
@@ -103,13 +106,6 @@ def _best(read: list[int], scores, keep: int) -> list[int]:
     return [read[r.index] for r in rank([""] * len(read), scores, keep)]
 
 
-def _check_options(options: dict) -> tuple[dict, bool]:
-    """The reranker's request options, checked now rather than at the first search; and whether
-    hits carry spans (they do when long documents are read in windows)."""
-    parameters = request_options(**options) or {}
-    return options, parameters.get("long_documents") in ("max", "mean")
-
-
 def _shared_timings(embed_ms: float, retrieve_ms: float, queries: int) -> dict[str, float]:
     """A batch embeds and retrieves once for all queries: each query gets its share."""
     return {"embed": embed_ms / queries, "retrieve": retrieve_ms / queries}
@@ -119,59 +115,9 @@ def _ms(since: float) -> float:
     return (time.perf_counter() - since) * 1e3
 
 
-class RerankPipeline:
-    """Two-stage search over one Milvus collection; see the module docstring."""
-
-    def __init__(
-        self,
-        store: MilvusStore,
-        embedder: TritonEmbedFunction,
-        reranker: TritonRerankFunction,
-        *,
-        cascade: list[tuple[TritonRerankFunction, int]] | None = None,
-        **rerank_options,
-    ) -> None:
-        self.store = store
-        self.embedder = embedder
-        self.reranker = reranker
-        self.cascade = _check_cascade(cascade)
-        self.rerank_options, self.spans = _check_options(rerank_options)
-
-    def search(self, query: str, *, retrieve_k: int = 100, top_k: int = 10, filter: str | None = None) -> SearchResult:
-        return self.search_batch([query], retrieve_k=retrieve_k, top_k=top_k, filter=filter)[0]
-
-    def search_batch(
-        self, queries: list[str], *, retrieve_k: int = 100, top_k: int = 10, filter: str | None = None
-    ) -> list[SearchResult]:
-        """Search several queries: one embedding call, one Milvus search, one rerank call each."""
-        check_search(queries, retrieve_k, top_k, self.cascade)
-        if not queries:
-            return []
-        started = time.perf_counter()
-        vectors = self.embedder.encode(queries)
-        embed_ms = _ms(started)
-        started = time.perf_counter()
-        candidate_lists = self.store.search(vectors, limit=retrieve_k, filter=filter)
-        retrieve_ms = _ms(started)
-        results = []
-        shared = _shared_timings(embed_ms, retrieve_ms, len(queries))
-        for query, candidates in zip(queries, candidate_lists, strict=True):
-            started = time.perf_counter()
-            read = list(range(len(candidates)))
-            found = self._score(self.reranker, query, candidates, read)
-            for reranker, keep in self.cascade:
-                read = _best(read, found.scores, keep)
-                found = self._score(reranker, query, candidates, read)
-            results.append(_result(query, candidates, read, found, top_k, {**shared, "rerank": _ms(started)}))
-        return results
-
-    def _score(self, reranker, query: str, candidates: list[Match], read: list[int]):
-        texts = [candidates[i].text for i in read]
-        return reranker.score_details(query, texts, spans=self.spans, **self.rerank_options)
-
-
 class AsyncRerankPipeline:
-    """The asyncio twin of ``RerankPipeline``; a batch's reranking calls run concurrently."""
+    """Two-stage search over one Milvus collection, ``await``; see the module docstring. A batch's
+    reranking calls run concurrently."""
 
     def __init__(
         self,
@@ -180,13 +126,14 @@ class AsyncRerankPipeline:
         reranker: AsyncTritonRerankFunction,
         *,
         cascade: list[tuple[AsyncTritonRerankFunction, int]] | None = None,
-        **rerank_options,
+        options: RerankOptions | None = None,
+        **keywords,
     ) -> None:
         self.store = store
         self.embedder = embedder
         self.reranker = reranker
         self.cascade = _check_cascade(cascade)
-        self.rerank_options, self.spans = _check_options(rerank_options)
+        self.options = RerankOptions.of(options, **keywords)  # checked now rather than at the first search
 
     async def search(
         self, query: str, *, retrieve_k: int = 100, top_k: int = 10, filter: str | None = None
@@ -196,6 +143,7 @@ class AsyncRerankPipeline:
     async def search_batch(
         self, queries: list[str], *, retrieve_k: int = 100, top_k: int = 10, filter: str | None = None
     ) -> list[SearchResult]:
+        """Search several queries: one embedding call, one Milvus search, one rerank call each."""
         check_search(queries, retrieve_k, top_k, self.cascade)
         if not queries:
             return []
@@ -204,21 +152,67 @@ class AsyncRerankPipeline:
         embed_ms = _ms(started)
         started = time.perf_counter()
         candidate_lists = await asyncio.to_thread(self.store.search, vectors, limit=retrieve_k, filter=filter)
-        retrieve_ms = _ms(started)
+        shared = _shared_timings(embed_ms, _ms(started), len(queries))
+        searches = (self._rerank(q, c, top_k, shared) for q, c in zip(queries, candidate_lists, strict=True))
+        return list(await asyncio.gather(*searches))
 
-        shared = _shared_timings(embed_ms, retrieve_ms, len(queries))
+    async def _rerank(self, query: str, candidates: list[Match], top_k: int, shared: dict) -> SearchResult:
+        """The candidates through the reranker and each cascade stage: hits from the last."""
+        started = time.perf_counter()
+        read = list(range(len(candidates)))
+        found = await self._score(self.reranker, query, candidates, read)
+        for reranker, keep in self.cascade:
+            read = _best(read, found.scores, keep)
+            found = await self._score(reranker, query, candidates, read)
+        return _result(query, candidates, read, found, top_k, {**shared, "rerank": _ms(started)})
 
-        async def score(reranker, query: str, candidates: list[Match], read: list[int]):
-            texts = [candidates[i].text for i in read]
-            return await reranker.score_details(query, texts, spans=self.spans, **self.rerank_options)
+    async def _score(self, reranker, query: str, candidates: list[Match], read: list[int]):
+        texts = [candidates[i].text for i in read]
+        return await reranker.score_details(query, texts, spans=self.options.windowed, options=self.options)
 
-        async def rerank(query: str, candidates: list[Match]) -> SearchResult:
-            started = time.perf_counter()
-            read = list(range(len(candidates)))
-            found = await score(self.reranker, query, candidates, read)
-            for reranker, keep in self.cascade:
-                read = _best(read, found.scores, keep)
-                found = await score(reranker, query, candidates, read)
-            return _result(query, candidates, read, found, top_k, {**shared, "rerank": _ms(started)})
 
-        return list(await asyncio.gather(*(rerank(q, c) for q, c in zip(queries, candidate_lists, strict=True))))
+class RerankPipeline:
+    """The blocking twin of ``AsyncRerankPipeline``, over blocking clients: the same arguments."""
+
+    def __init__(
+        self,
+        store: MilvusStore,
+        embedder: TritonEmbedFunction,
+        reranker: TritonRerankFunction,
+        *,
+        cascade: list[tuple[TritonRerankFunction, int]] | None = None,
+        options: RerankOptions | None = None,
+        **keywords,
+    ) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.reranker = reranker
+        self.cascade = _check_cascade(cascade)
+        self._async = AsyncRerankPipeline(
+            store,
+            _asynchronous(embedder),
+            _asynchronous(reranker),
+            cascade=[(_asynchronous(stage), keep) for stage, keep in self.cascade],
+            options=options,
+            **keywords,
+        )
+
+    @property
+    def options(self) -> RerankOptions:
+        return self._async.options
+
+    def search(self, query: str, *, retrieve_k: int = 100, top_k: int = 10, filter: str | None = None) -> SearchResult:
+        return self.search_batch([query], retrieve_k=retrieve_k, top_k=top_k, filter=filter)[0]
+
+    def search_batch(
+        self, queries: list[str], *, retrieve_k: int = 100, top_k: int = 10, filter: str | None = None
+    ) -> list[SearchResult]:
+        """Search several queries: one embedding call, one Milvus search, one rerank call each."""
+        return loop.run(self._async.search_batch(queries, retrieve_k=retrieve_k, top_k=top_k, filter=filter))
+
+
+def _asynchronous(client):
+    """The asyncio client a blocking one drives."""
+    if not isinstance(client, BlockingClient):
+        raise RerankInputError(f"expected a blocking triton_rerank client, got {type(client).__name__}")
+    return client._async

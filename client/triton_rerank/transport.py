@@ -9,11 +9,13 @@ ready is sent to the next one (inference is idempotent, so nothing is lost or do
 that failed is skipped for ``RETRY_DOWN_AFTER_S`` before it is tried again. When every replica
 fails that way (a restart, say), the request is tried again with exponential backoff for up to
 ``retry_s`` seconds (never longer than ``timeout_s``). A full queue (``ServerOverloadedError``), a
-missing API key (``RerankAuthError``) and bad input are never retried. ``Transport`` is
-blocking; ``AsyncTransport`` is its asyncio twin and creates its connections inside the running
-event loop, as aiohttp requires. ``infer_many`` keeps up to ``max_in_flight`` requests on the wire
-at once, so that the servers can batch them together and are never idle between the requests of
-one call.
+missing API key (``RerankAuthError``) and bad input are never retried. ``infer_many`` keeps up
+to ``max_in_flight`` requests on the wire at once, so that the servers can batch them together and
+are never idle between the requests of one call.
+
+It is asyncio only, and creates its connections inside the running event loop, as aiohttp and
+grpc.aio require; the blocking clients run it on the loop of ``triton_rerank.loop``, so the
+failover logic exists once. A failure becomes one of ``errors`` through ``triton_errors.translate``.
 """
 
 from __future__ import annotations
@@ -21,17 +23,15 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
-import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import Future
 
 import numpy as np
 
 from triton_rerank.endpoints import (
-    API_KEY_ENV,
     API_KEY_HEADER,
     GRPC_API_KEY_HEADER,
+    TRITON_API_KEY_ENV,
     check_retry,
     check_timeout,
     parse_url,
@@ -43,8 +43,9 @@ from triton_rerank.errors import (
     RerankInputError,
     ServerResponseError,
     ServerUnavailableError,
-    translate,
 )
+from triton_rerank.protocol import LIMIT_PARAMETERS, RESERVED_TOKENS
+from triton_rerank.triton_errors import translate
 
 # Requests of one call on the wire at once: enough to keep a server's batcher and instances fed.
 DEFAULT_MAX_IN_FLIGHT = 4
@@ -55,11 +56,6 @@ FAILOVER_ERRORS = (ServerUnavailableError, ModelNotReadyError)
 # How long a request keeps being tried again while no replica can serve it, and the waits between tries.
 DEFAULT_RETRY_S = 10.0
 RETRY_FIRST_DELAY_S, RETRY_MAX_DELAY_S = 0.25, 2.0
-# The ensemble parameters that clients plan their requests by: how many rows (documents, texts) one
-# request may hold, and how many tokens the model reads per row.
-MAX_ROWS_PARAMETER, MAX_LENGTH_PARAMETER = "max_rows_per_request", "max_length"
-RESERVED_TOKENS_PARAMETER = "reserved_tokens"  # a row's tokens besides its query and document
-LIMIT_PARAMETERS = (MAX_ROWS_PARAMETER, MAX_LENGTH_PARAMETER, RESERVED_TOKENS_PARAMETER)
 _UNKNOWN = object()  # no server has answered the question yet
 
 
@@ -67,8 +63,8 @@ Batch = tuple[dict[str, list[bytes]], int]  # string inputs by name, and the row
 Output = str | tuple[str, ...]  # the output to read, or several read side by side (as float32)
 
 
-class _Base:
-    """What both transports share: the request tensors, the checks on answers, error translation."""
+class AsyncTransport:
+    """One model on one or more replicas; see the module docstring."""
 
     def __init__(
         self,
@@ -92,7 +88,7 @@ class _Base:
         self.model_name = model_name
         self.headers = dict(headers or {})
         if api_key is None:  # the caller's key, else the environment's
-            api_key = os.environ.get(API_KEY_ENV) or None
+            api_key = os.environ.get(TRITON_API_KEY_ENV) or None
         if api_key is not None:
             if not isinstance(api_key, str) or not api_key:
                 raise RerankInputError("api_key must be a non-empty string")  # never echo a secret
@@ -101,6 +97,8 @@ class _Base:
         self._turn = itertools.count()
         self._down_until = [0.0] * len(self.urls)
         self._limits: dict[str, int] | object = _UNKNOWN  # read from the servers on first need
+        self._clients: list | None = None  # connected inside the running loop, on first need
+        self._module = None
 
     def _backoff(self):
         """Waits before each new pass over the replicas, while ``retry_s`` lasts."""
@@ -151,7 +149,7 @@ class _Base:
         )
         return kind(message, model_name=self.model_name) if kind else ServerUnavailableError(message)
 
-    def _request(
+    def _tensors(
         self, module, strings: dict[str, list[bytes]], output: Output, parameters: dict | None = None
     ) -> tuple[list, dict]:
         inputs = []
@@ -178,7 +176,7 @@ class _Base:
                 for name in LIMIT_PARAMETERS:
                     value = config.get("parameters", {}).get(name, {}).get("string_value")
                     if value and value.isdigit() and int(value) > 0:
-                        tightest = max if name == RESERVED_TOKENS_PARAMETER else min
+                        tightest = max if name == RESERVED_TOKENS else min
                         limits[name] = tightest(limits.get(name, int(value)), int(value))
             self._limits = limits
         return {} if self._limits is _UNKNOWN else self._limits
@@ -205,145 +203,8 @@ class _Base:
         where = f"Triton at {url or ', '.join(self.urls)}"
         return translate(err, where=where, model_name=self.model_name, timeout_s=self.timeout_s)
 
-
-class Transport(_Base):
-    """Blocking calls to one model, on one or more replicas."""
-
-    def __init__(self, url: str | Sequence[str], model_name: str, **options) -> None:
-        super().__init__(url, model_name, **options)  # options: those of _Base
-        if self.endpoint.protocol == "grpc":
-            import tritonclient.grpc as module
-
-            self._clients = [module.InferenceServerClient(e.address, ssl=e.ssl) for e in self.endpoints]
-        else:
-            import tritonclient.http as module
-
-            self._clients = [
-                module.InferenceServerClient(
-                    e.address,
-                    ssl=e.ssl,
-                    connection_timeout=self.timeout_s,
-                    network_timeout=self.timeout_s,
-                    concurrency=self.max_in_flight,  # connections, for infer_many
-                )
-                for e in self.endpoints
-            ]
-        self._module = module
-
-    def infer(
-        self, strings: dict[str, list[bytes]], output: Output, rows: int, parameters: dict | None = None
-    ) -> np.ndarray:
-        """``output`` for one request; ``parameters`` are Triton request parameters (the tokenizer's options)."""
-        inputs, kwargs = self._request(self._module, strings, output, parameters)
-        failures: dict[int, RerankError] = {}
-        waits = self._backoff()
-        while True:
-            for replica in self._order():
-                try:
-                    result = self._clients[replica].infer(self.model_name, inputs, **kwargs)
-                except Exception as err:
-                    self._failed(replica, err, failures)
-                    continue
-                self._succeeded(replica)
-                return self._output(result, output, rows)
-            delay = self._next_wait(waits, failures)
-            if delay is None:
-                raise self._all_failed(failures)
-            time.sleep(delay)
-
-    def infer_many(self, batches: list[Batch], output: Output, parameters: dict | None = None) -> list[np.ndarray]:
-        """``infer`` for each batch, up to ``max_in_flight`` at once, spread over the replicas;
-        results in batch order. A batch whose replica failed is sent again with ``infer``."""
-        if len(batches) <= 1 or self.max_in_flight == 1:
-            return [self.infer(strings, output, rows, parameters) for strings, rows in batches]
-        replicas = [self._order()[0] for _ in batches]
-        if self.endpoint.protocol == "grpc":
-            outcomes = self._grpc_many(batches, replicas, output, parameters)
-        else:  # the HTTP clients' own pools keep max_in_flight connections busy
-            pending = []
-            for (strings, _), replica in zip(batches, replicas, strict=True):
-                inputs, kwargs = self._request(self._module, strings, output, parameters)
-                try:
-                    pending.append(self._clients[replica].async_infer(self.model_name, inputs, **kwargs))
-                except Exception as err:
-                    pending.append(err)
-            outcomes = []
-            for request in pending:
-                try:
-                    outcomes.append(request if isinstance(request, Exception) else request.get_result())
-                except Exception as err:
-                    outcomes.append(err)
-        results = []
-        for outcome, replica, (strings, rows) in zip(outcomes, replicas, batches, strict=True):
-            if isinstance(outcome, Exception):
-                self._failed(replica, outcome, {})  # raises unless another replica may serve it
-                results.append(self.infer(strings, output, rows, parameters))
-            else:
-                self._succeeded(replica)
-                results.append(self._output(outcome, output, rows))
-        return results
-
-    def _grpc_many(self, batches: list[Batch], replicas: list[int], output: Output, parameters: dict | None) -> list:
-        """Each batch's result, or the exception it raised."""
-        slots = threading.BoundedSemaphore(self.max_in_flight)
-        futures: list[Future] = []
-        for (strings, _), replica in zip(batches, replicas, strict=True):
-            future: Future = Future()
-            futures.append(future)
-
-            def done(result, error, future=future) -> None:
-                slots.release()
-                future.set_result(error if error is not None else result)
-
-            inputs, kwargs = self._request(self._module, strings, output, parameters)
-            slots.acquire()
-            try:
-                self._clients[replica].async_infer(self.model_name, inputs, done, **kwargs)
-            except Exception as err:
-                slots.release()
-                future.set_result(err)
-        return [future.result() for future in futures]
-
-    def limits(self) -> dict[str, int]:
-        """The model's ``LIMIT_PARAMETERS`` on these servers (the smallest any declares), read once
-        from its config; those none declares are absent (it is then the server's to say)."""
-        if self._limits is not _UNKNOWN:
-            return self._limits
-        configs = []
-        for client in self._clients:
-            try:
-                configs.append(client.get_model_config(self.model_name, headers=self.headers, **self._config_kwargs()))
-            except Exception:  # down, or an older repository: requests will say what is wrong
-                continue
-        return self._settle_limits(configs)
-
-    def max_rows_per_request(self) -> int | None:
-        """The most rows one request may hold on these servers; None when none says."""
-        return self.limits().get(MAX_ROWS_PARAMETER)
-
-    def is_ready(self) -> bool:
-        """True when a server answers and the model is ready there; False when none does."""
-        for client in self._clients:
-            try:
-                if client.is_model_ready(self.model_name, headers=self.headers, **self._ready_kwargs()):
-                    return True
-            except Exception:
-                continue
-        return False
-
-    def close(self) -> None:
-        for client in self._clients:
-            client.close()
-
-
-class AsyncTransport(_Base):
-    """The asyncio twin of ``Transport``."""
-
-    def __init__(self, url: str | Sequence[str], model_name: str, **options) -> None:
-        super().__init__(url, model_name, **options)  # options: those of _Base
-        self._clients: list | None = None
-
     def _connect(self) -> list:
+        """tritonclient's asyncio clients, one per replica, made in the running loop on first use."""
         if self._clients is None:
             if self.endpoint.protocol == "grpc":
                 import tritonclient.grpc.aio as module
@@ -363,7 +224,7 @@ class AsyncTransport(_Base):
         self, strings: dict[str, list[bytes]], output: Output, rows: int, parameters: dict | None = None
     ) -> np.ndarray:
         clients = self._connect()
-        inputs, kwargs = self._request(self._module, strings, output, parameters)
+        inputs, kwargs = self._tensors(self._module, strings, output, parameters)
         failures: dict[int, RerankError] = {}
         waits = self._backoff()
         while True:
@@ -405,9 +266,6 @@ class AsyncTransport(_Base):
             except Exception:  # down, or an older repository: requests will say what is wrong
                 continue
         return self._settle_limits(configs)
-
-    async def max_rows_per_request(self) -> int | None:
-        return (await self.limits()).get(MAX_ROWS_PARAMETER)
 
     async def ready_models(self) -> dict[str, dict]:
         """The config of every ready model on the first server that answers: what a front end such

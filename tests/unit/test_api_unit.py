@@ -5,6 +5,8 @@ of a real Triton, with the real clients, is tests/integration/test_rerank_api.py
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import time
 
 import httpx
 import numpy as np
@@ -15,6 +17,7 @@ from triton_rerank.api.schemas import COHERE, JINA, STATUS, TEI, ApiError
 from triton_rerank.api.service import RerankService, ServedModel, api_error
 from triton_rerank.api.settings import ApiSettings
 from triton_rerank.errors import (
+    InvalidScoresError,
     ModelNotReadyError,
     RerankAuthError,
     RerankInputError,
@@ -36,12 +39,18 @@ class StandIn(RerankService):
         self.models = {"reranker": MODEL}
         self.failure, self.gate = failure, gate
         self.calls: list[dict] = []
+        self.refreshes = 0
 
     async def refresh(self):
+        self.refreshes += 1
+        self._refreshed_at = time.monotonic()
         return self.models
 
-    async def logits(self, model, query, documents, **truncation):
-        self.calls.append({"model": model.name, "documents": documents, **truncation})
+    async def ready(self) -> bool:
+        return True
+
+    async def logits(self, model, query, documents, options):
+        self.calls.append({"model": model.name, "documents": documents, **dataclasses.asdict(options)})
         if self.gate is not None:
             await self.gate.wait()
         if self.failure is not None:
@@ -67,6 +76,7 @@ TEI_BODY = {"query": "q", "texts": ["a", "bbb", "cc"]}
         (ModelNotReadyError("loading", model_name="reranker"), 503, "Unhealthy"),
         (RerankAuthError("key"), 500, "Backend"),
         (ServerResponseError("odd"), 500, "Backend"),
+        (InvalidScoresError("reranker scored 1 of 3 documents NaN"), 500, "Backend"),
         (RerankInputError("DOCUMENTS[0] is not valid UTF-8"), 400, "Validation"),
     ],
 )
@@ -128,7 +138,7 @@ async def test_requests_over_the_concurrency_limit_are_answered_429_at_once():
 
 async def test_a_bug_is_answered_500_and_the_service_goes_on():
     class Broken(StandIn):
-        async def logits(self, model, query, documents, **truncation):
+        async def logits(self, model, query, documents, options):
             raise KeyError("oops")
 
     async with client_for(Broken()) as client:
@@ -170,5 +180,74 @@ async def test_long_documents_come_from_the_request_or_else_the_service():
         await client.post("/rerank", json={**TEI_BODY, "long_documents": "first"})
         bad = await client.post("/v1/rerank", json={**COHERE_BODY, "long_documents": "sum"})
     assert service.calls[0]["long_documents"] == "max" and service.calls[0]["max_chunks_per_doc"] == 8
-    assert "long_documents" not in service.calls[1]  # first: today's path, no parameter sent
+    assert service.calls[1]["long_documents"] == "first"  # today's path
     assert bad.status_code == 422 and bad.json()["detail"].startswith("long_documents: Input should be")
+
+
+async def test_probes_and_scrapers_answer_while_the_rerank_routes_are_at_their_limit():
+    """A pod busy with reranks is not a dead pod: liveness (/metrics) and readiness (/health) answer."""
+    gate = asyncio.Event()
+    async with client_for(StandIn(gate=gate), max_concurrent_requests=1) as client:
+        busy = asyncio.create_task(client.post("/v2/rerank", json=COHERE_BODY))
+        await asyncio.sleep(0.05)
+        probes = [await client.get(path) for path in ("/metrics", "/health", "/info", "/v1/models")]
+        refused = await client.post("/rerank", json=TEI_BODY)
+        gate.set()
+        assert (await busy).status_code == 200
+    assert [p.status_code for p in probes] == [200, 200, 200, 200]
+    assert refused.status_code == 429 and refused.json()["error_type"] == "Overloaded"
+
+
+async def test_a_request_may_choose_only_the_long_document_policies_the_operator_allows():
+    service = StandIn()
+    async with client_for(service, allowed_long_documents="first,error") as client:
+        refused = await client.post("/v2/rerank", json={**COHERE_BODY, "long_documents": "max"})
+        tei = await client.post("/rerank", json={**TEI_BODY, "long_documents": "mean"})
+        allowed = await client.post("/v2/rerank", json={**COHERE_BODY, "long_documents": "error"})
+    assert refused.status_code == 400
+    assert "long_documents 'max' is not allowed by this service; allowed: first, error" in refused.json()["message"]
+    assert tei.status_code == 422 and tei.json()["error_type"] == "Validation"
+    assert allowed.status_code == 200 and [c["long_documents"] for c in service.calls] == ["error"]
+
+
+async def test_the_services_own_policy_is_always_allowed():
+    service = StandIn()
+    async with client_for(service, long_documents="max", allowed_long_documents="first") as client:
+        assert (await client.post("/v2/rerank", json=COHERE_BODY)).status_code == 200
+    assert service.calls[0]["long_documents"] == "max"
+
+
+async def test_a_request_that_may_become_more_rows_than_the_budget_is_refused_before_triton():
+    service = StandIn()
+    long = "many words " * 100  # 1,100 bytes: may be longer than the 512 tokens the model reads
+    body = {"model": "reranker", "query": "q", "long_documents": "max"}
+    async with client_for(service, max_rows_per_request=64, max_chunks_per_doc=8) as client:
+        fits = await client.post("/v2/rerank", json={**body, "documents": [long] * 8})  # 8 x 8 windows = 64
+        over = await client.post("/v2/rerank", json={**body, "documents": [long] * 8 + ["short"]})
+        truncated = await client.post("/v2/rerank", json={**COHERE_BODY, "documents": [long] * 100})
+    assert fits.status_code == 200 and truncated.status_code == 200
+    assert over.status_code == 400 and "as 65 windows" in over.json()["message"]
+    assert "at most 64 per request" in over.json()["message"]
+    assert len(service.calls) == 2  # the refused one never reached Triton
+
+
+def test_settings_refuse_unknown_policies_and_a_budget_below_one_document():
+    with pytest.raises(ValueError, match="unknown policies .'sum'."):
+        ApiSettings(allowed_long_documents="first,sum")
+    with pytest.raises(ValueError, match="must be at least --max-chunks-per-doc"):
+        ApiSettings(max_rows_per_request=8, max_chunks_per_doc=32)
+
+
+def test_the_api_key_never_shows_in_a_repr():
+    settings = ApiSettings(api_key="s3cret-key")
+    assert "s3cret-key" not in repr(settings) and "s3cret-key" not in str(settings)
+    assert settings.api_key == "s3cret-key"
+
+
+async def test_info_and_models_look_at_triton_at_most_once_per_refresh_interval():
+    service = StandIn()
+    async with client_for(service) as client:
+        for _ in range(20):
+            assert (await client.get("/info")).status_code == 200
+            assert (await client.get("/v1/models")).status_code == 200
+    assert service.refreshes == 1

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from triton_rerank import RerankInputError
 from triton_rerank.base import in_input_order, length_groups, rows_per_request
 from triton_rerank.client import check_request, rank
-from triton_rerank.transport import parse_urls
+from triton_rerank.endpoints import parse_urls
 
 texts = st.lists(st.text(max_size=60), max_size=60)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import subprocess
 import sys
 import time
@@ -19,7 +21,9 @@ from triton_rerank import (
 from triton_rerank.base import in_input_order, length_groups
 from triton_rerank.client import activate, check_request, rank
 from triton_rerank.serving.server import free_port
-from triton_rerank.transport import Transport, parse_url, parse_urls
+from triton_rerank.endpoints import parse_url, parse_urls
+from triton_rerank.options import RerankOptions
+from triton_rerank.transport import AsyncTransport
 
 
 @pytest.mark.parametrize(
@@ -171,13 +175,10 @@ def test_parse_urls_takes_a_list_or_commas_and_refuses_mixed_or_repeated_replica
 
 
 def test_replicas_take_turns_and_one_that_failed_is_tried_last():
-    transport = Transport(["grpc://127.0.0.1:1", "grpc://127.0.0.1:2", "grpc://127.0.0.1:3"], "reranker")
-    try:
-        assert [transport._order()[0] for _ in range(4)] == [0, 1, 2, 0]
-        transport._failed(1, ConnectionRefusedError("refused"), {})
-        assert [transport._order() for _ in range(2)] == [[2, 0, 1], [2, 0, 1]]  # turns 1 and 2; 1 is down
-    finally:
-        transport.close()
+    transport = AsyncTransport(["grpc://127.0.0.1:1", "grpc://127.0.0.1:2", "grpc://127.0.0.1:3"], "reranker")
+    assert [transport._order()[0] for _ in range(4)] == [0, 1, 2, 0]
+    transport._failed(1, ConnectionRefusedError("refused"), {})
+    assert [transport._order() for _ in range(2)] == [[2, 0, 1], [2, 0, 1]]  # turns 1 and 2; 1 is down
 
 
 @pytest.mark.parametrize("scheme", ["http", "grpc"])
@@ -213,34 +214,70 @@ def test_free_port_settings_never_gives_two_servers_one_port():
     ],
 )
 def test_request_options_are_checked_before_any_request(options, message):
-    from triton_rerank.client import request_options
-
     with pytest.raises(RerankInputError, match=message):
-        request_options(**options)
+        RerankOptions(**options)
+    with TritonRerankFunction(f"grpc://127.0.0.1:{free_port()}") as rf, pytest.raises(RerankInputError, match=message):
+        rf(query="q", documents=["a"], **options)
+
+
+def test_a_misspelt_option_is_refused_by_name_not_with_a_type_error():
+    with TritonRerankFunction(f"grpc://127.0.0.1:{free_port()}") as rf:
+        with pytest.raises(RerankInputError, match=r"unknown rerank option\(s\) \['long_document'\]"):
+            rf(query="q", documents=["a"], long_document="max")
+        with pytest.raises(RerankInputError, match="not both"):
+            rf(query="q", documents=["a"], options=RerankOptions(), truncate=False)
+        with pytest.raises(RerankInputError, match="options must be a RerankOptions"):
+            rf(query="q", documents=["a"], options={"long_documents": "max"})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        RerankOptions().truncate = False
 
 
 def test_default_truncation_sends_no_parameters_and_choices_become_request_parameters():
-    from triton_rerank.client import request_options
-
-    assert request_options() is None  # the request is the same as before these options existed
-    assert request_options(truncate=False, truncation_direction="left", max_tokens_per_doc=64) == {
+    assert RerankOptions().parameters() is None  # the request is the same as before these options existed
+    assert RerankOptions(truncate=False, truncation_direction="left", max_tokens_per_doc=64).parameters() == {
         "truncate": False,
         "truncation_direction": "left",
         "max_tokens_per_doc": 64,
     }
-    assert request_options(long_documents="max") == {"long_documents": "max", "max_chunks_per_doc": 32}
+    assert RerankOptions(long_documents="max").parameters() == {"long_documents": "max", "max_chunks_per_doc": 32}
 
 
 def test_windowed_calls_pack_requests_by_the_rows_their_documents_may_become():
     from triton_rerank.base import length_groups
-    from triton_rerank.client import request_options, row_costs
 
-    costs = row_costs("q", request_options(long_documents="max", max_chunks_per_doc=8))
+    costs = RerankOptions(long_documents="max", max_chunks_per_doc=8).row_costs("q")
     documents = [b"short"] * 20 + [b"long " * 100] * 5
     rows = costs({"max_rows_per_request": 32, "max_length": 64}, documents)
     assert rows == [1] * 20 + [8] * 5  # 5 bytes fit beside a 1-byte query in 64 tokens; 500 bytes may not
     _, groups = length_groups(documents, 128, rows, 32)
     assert [len(g) for g in groups] == [21, 4]  # 20 short + 1 long = 28 rows, then 4 long = 32 rows: never over 32
-    assert row_costs("q", request_options()) is None  # one row per document: nothing to plan
+    assert RerankOptions().row_costs("q") is None  # one row per document: nothing to plan
     with pytest.raises(RerankInputError, match="max_chunks_per_doc .64. is more than this server takes"):
-        row_costs("q", request_options(long_documents="mean", max_chunks_per_doc=64))({"max_rows_per_request": 32}, [])
+        RerankOptions(long_documents="mean", max_chunks_per_doc=64).row_costs("q")({"max_rows_per_request": 32}, [])
+
+
+async def test_a_nan_score_is_refused_with_the_documents_named_not_ranked():
+    """NaN compares false with everything, so sorting would put it anywhere: refused, as TEI does."""
+    from triton_rerank import InvalidScoresError
+
+    rf = AsyncTritonRerankFunction("grpc://127.0.0.1:1")
+
+    async def limits():
+        return {}
+
+    async def infer_many(batches, output, parameters):
+        return [np.array([[1.0], [np.nan], [0.5]], dtype=np.float32)]
+
+    rf._transport.limits, rf._transport.infer_many = limits, infer_many
+    with pytest.raises(InvalidScoresError, match=r"scored 1 of 3 documents NaN \(documents 1\)"):
+        await rf(query="q", documents=["a", "b", "c"])
+
+
+def test_a_blocking_client_called_on_its_own_loop_says_so_instead_of_hanging():
+    from triton_rerank import loop
+
+    async def inner():
+        return loop.run(asyncio.sleep(0))
+
+    with pytest.raises(RuntimeError, match="on its own event loop"):
+        loop.run(inner())

@@ -18,8 +18,8 @@ from triton_rerank.errors import (
     ServerOverloadedError,
     ServerResponseError,
     ServerUnavailableError,
-    translate,
 )
+from triton_rerank.triton_errors import translate
 
 CASES = json.loads((Path(__file__).parent / "data" / "triton_errors.json").read_text())["cases"]
 EXPECTED = {
@@ -59,7 +59,7 @@ def test_the_captured_cases_cover_both_protocols_for_every_failure_a_server_answ
         assert protocols[name] == {"grpc", "http"}, name
 
 
-@pytest.mark.parametrize("status", ["StatusCode.NOT_FOUND", "StatusCode.UNAVAILABLE", "400", "404", None])
+@pytest.mark.parametrize("status", ["StatusCode.NOT_FOUND", "StatusCode.UNAVAILABLE", "404", "503"])
 def test_a_model_that_is_loading_is_transient_and_an_unknown_one_is_not(status):
     """Seen while a server restarts: the model is known but has no version loaded yet."""
     loading = InferenceServerException("Request for unknown model: 'reranker' has no available versions", status)
@@ -79,3 +79,25 @@ def test_the_word_invalid_in_a_server_failure_does_not_make_it_an_input_error():
 def test_a_timeout_before_any_answer_is_a_timeout():
     error = translate(TimeoutError("timed out"), where="Triton", model_name="reranker", timeout_s=2)
     assert isinstance(error, RerankTimeoutError) and "within 2 s" in str(error)
+
+
+@pytest.mark.parametrize("words", ["has no available version", "is not ready", "Exceeds maximum queue size"])
+@pytest.mark.parametrize("status", ["400", "StatusCode.INVALID_ARGUMENT"])
+def test_request_text_in_a_bad_request_cannot_make_it_a_retried_model_failure(status, words):
+    """The tokenizer quotes request values in its messages; a bad request stays an input error (not
+    retried, its replica not marked down, answered 400 by the API) whatever the caller wrote."""
+    quoted = f"in ensemble 'reranker', parameter long_documents must be one of first, max, mean, error, got '{words}'"
+    error = translate(InferenceServerException(quoted, status), where="Triton", model_name="reranker", timeout_s=1)
+    assert type(error) is RerankInputError
+
+
+def test_a_request_id_cannot_steer_the_verdict_of_a_status_triton_reuses():
+    failure = InferenceServerException("[request id: x has no available version] connection reset", "503")
+    error = translate(failure, where="Triton", model_name="reranker", timeout_s=1)
+    assert type(error) is ServerUnavailableError
+
+
+def test_without_a_status_the_message_decides_nothing():
+    failure = InferenceServerException("unknown model: deadline timed out, connection refused", None)
+    error = translate(failure, where="Triton", model_name="reranker", timeout_s=1)
+    assert type(error) is ServerResponseError

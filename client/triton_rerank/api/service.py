@@ -1,6 +1,7 @@
 """What every route of the rerank API shares: which rerankers Triton serves under which names,
-and scoring a query against documents on one of them, with Triton's failures turned into the
-API's (``ApiError``). It holds no model: it calls Triton through the project's asyncio client, so
+what a request may ask of them (the operator's long-document policies and row budget), and scoring
+a query against documents on one of them, with Triton's failures turned into the API's
+(``ApiError``). It holds no model: it calls Triton through the project's asyncio client, so
 replicas, failover, retries and request splitting are the client's.
 """
 
@@ -14,9 +15,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from triton_rerank import protocol
 from triton_rerank.api.schemas import ApiError
+from triton_rerank.api.settings import ApiSettings
 from triton_rerank.client import AsyncTritonRerankFunction
 from triton_rerank.errors import (
+    InvalidScoresError,
     ModelNotReadyError,
     RerankAuthError,
     RerankError,
@@ -25,13 +29,10 @@ from triton_rerank.errors import (
     ServerOverloadedError,
     ServerUnavailableError,
 )
-from triton_rerank.transport import MAX_ROWS_PARAMETER, AsyncTransport
+from triton_rerank.options import RerankOptions
+from triton_rerank.transport import AsyncTransport
 
 log = logging.getLogger(__name__)
-
-# A reranker ensemble, as the repository writes it: these string inputs, this output (and, from the
-# release that added it, TOKENS).
-RERANKER_INPUTS, RERANKER_OUTPUT, TOKENS_OUTPUT = {"QUERY", "DOCUMENTS"}, "SCORES", "TOKENS"
 # How often an unknown model name makes the service look at Triton's models again.
 REFRESH_AFTER_S = 5.0
 
@@ -56,13 +57,15 @@ class RerankService:
         aliases: Other names for served models, e.g. ``{"rerank-v3.5": "reranker"}``.
         timeout_s: Triton request timeout.
         batch_size: Documents per Triton request (more are split, up to the server's limit).
+        limits: The operator's long-document policies and row budget (``ApiSettings``' fields).
     """
 
     triton_url: str | Sequence[str]
-    default_model: str = "reranker"
+    default_model: str = protocol.RERANKER
     aliases: dict[str, str] = field(default_factory=dict)
     timeout_s: float = 60.0
     batch_size: int | None = None
+    limits: ApiSettings = field(default_factory=ApiSettings)
     models: dict[str, ServedModel] = field(default_factory=dict, init=False)
     _clients: dict[str, AsyncTritonRerankFunction] = field(default_factory=dict, init=False)
     failure: RerankError | None = field(default=None, init=False)  # why Triton did not answer the last refresh
@@ -86,17 +89,29 @@ class RerankService:
         for name, config in configs.items():
             inputs = {tensor["name"] for tensor in config.get("input", [])}
             outputs = {tensor["name"] for tensor in config.get("output", [])}
-            if config.get("platform") != "ensemble" or inputs != RERANKER_INPUTS or RERANKER_OUTPUT not in outputs:
+            if config.get("platform") != "ensemble" or inputs != set(protocol.RERANKER_INPUTS):
+                continue
+            if protocol.SCORES not in outputs:
                 continue
             steps = config.get("ensemble_scheduling", {}).get("step", [])
             tokenizer = configs.get(steps[0]["model_name"], {}) if steps else {}
             models[name] = ServedModel(
                 name=name,
-                max_length=_int_parameter(tokenizer, "max_length"),
-                max_rows_per_request=_int_parameter(config, MAX_ROWS_PARAMETER),
-                counts_tokens=TOKENS_OUTPUT in outputs,
+                max_length=_int_parameter(tokenizer, protocol.MAX_LENGTH),
+                max_rows_per_request=_int_parameter(config, protocol.MAX_ROWS_PER_REQUEST),
+                counts_tokens=protocol.TOKENS in outputs,
             )
         self.models = models
+        return self.models
+
+    async def current(self) -> dict[str, ServedModel]:
+        """The served models, looked up again at most every ``REFRESH_AFTER_S`` (for /info and
+        /v1/models, which any caller may ask for as often as it likes)."""
+        if time.monotonic() - self._refreshed_at > REFRESH_AFTER_S:
+            self._refresh_lock = self._refresh_lock or asyncio.Lock()
+            async with self._refresh_lock:  # many requests at once: one look at Triton
+                if time.monotonic() - self._refreshed_at > REFRESH_AFTER_S:
+                    await self.refresh()
         return self.models
 
     def names(self) -> list[str]:
@@ -107,11 +122,8 @@ class RerankService:
         """The served model that ``requested`` (a name, an alias, or None for the default) means;
         404 naming the models served when there is none."""
         name = self.aliases.get(requested, requested) if requested else self.default_model
-        if name not in self.models and time.monotonic() - self._refreshed_at > REFRESH_AFTER_S:
-            self._refresh_lock = self._refresh_lock or asyncio.Lock()
-            async with self._refresh_lock:  # many requests for an unknown name: one look at Triton
-                if name not in self.models and time.monotonic() - self._refreshed_at > REFRESH_AFTER_S:
-                    await self.refresh()
+        if name not in self.models:  # new since the last look, perhaps
+            await self.current()
         if name not in self.models and self.failure is not None:
             raise api_error(self.failure)
         if name not in self.models:
@@ -119,14 +131,41 @@ class RerankService:
             raise ApiError("not_found", f"model {requested or name!r} is not served here; models served: {served}")
         return self.models[name]
 
+    def options(
+        self, model: ServedModel, query: str, documents: list[str], *, long_documents: str | None = None, **choices
+    ) -> RerankOptions:
+        """What a request asked for (``long_documents`` and the other ``RerankOptions`` fields), within
+        what the operator allows: a policy among ``limits.allowed_policies()``, at most
+        ``limits.max_rows_per_request`` rows on Triton. Anything else is refused before any call."""
+        policy = long_documents or self.limits.long_documents
+        if policy not in self.limits.allowed_policies():
+            allowed = ", ".join(self.limits.allowed_policies())
+            raise ApiError("invalid", f"long_documents {policy!r} is not allowed by this service; allowed: {allowed}")
+        chunks = {"max_chunks_per_doc": self.limits.max_chunks_per_doc} if policy in protocol.WINDOWED_POLICIES else {}
+        try:
+            options = RerankOptions(long_documents=policy, **chunks, **choices)
+        except RerankError as err:
+            raise ApiError("invalid", str(err)) from None
+        costs = options.row_costs(query)
+        if costs is not None:
+            rows = sum(costs({protocol.MAX_LENGTH: model.max_length or 0}, [d.encode("utf-8") for d in documents]))
+            if rows > self.limits.max_rows_per_request:
+                raise ApiError(
+                    "invalid",
+                    f"long_documents {policy!r} may read these {len(documents):,} documents as {rows:,} windows "
+                    f"(up to {options.chunks_per_doc} per document longer than the model reads); this service "
+                    f"takes at most {self.limits.max_rows_per_request:,} per request: send fewer or shorter documents",
+                )
+        return options
+
     async def logits(
-        self, model: ServedModel, query: str, documents: list[str], **truncation
+        self, model: ServedModel, query: str, documents: list[str], options: RerankOptions
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """One raw score (the model's logit) per document, in input order, and each pair's token
         count (None for a model exported without the TOKENS output)."""
         client = self._client(model.name)
         try:
-            found = await client.score_details(query, documents, tokens=model.counts_tokens, **truncation)
+            found = await client.score_details(query, documents, tokens=model.counts_tokens, options=options)
             return found.scores, found.tokens
         except RerankError as err:
             raise api_error(err) from err
@@ -162,6 +201,8 @@ def api_error(err: RerankError) -> ApiError:
         return ApiError("timeout", "the reranker did not answer in time")
     if isinstance(err, (ServerUnavailableError, ModelNotReadyError)):
         return ApiError("unavailable", "the reranker is unavailable; try again later")
+    if isinstance(err, InvalidScoresError):  # says what is wrong, and holds no address
+        return ApiError("backend", str(err))
     if isinstance(err, RerankAuthError):
         return ApiError("backend", "this service is not authorised by its Triton server (its API key is wrong)")
     return ApiError("backend", "the reranker failed on this request")

@@ -6,9 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from triton_rerank import protocol
 from triton_rerank.endpoints import DEFAULT_URL
 
-API_KEY_ENV = "RERANK_API_KEY"  # the key this service asks callers for (Authorization: Bearer ...)
+RERANK_API_KEY_ENV = "RERANK_API_KEY"  # the key this service asks callers for (Authorization: Bearer ...)
 COHERE_MAX_DOCUMENTS = 1000  # Cohere's documented limit per request
 
 
@@ -24,7 +25,7 @@ class ApiSettings:
     triton_url: str = _setting(DEFAULT_URL, "Triton server(s), grpc://... or http://...", cli=False)
     host: str = _setting("127.0.0.1", "address to bind (loopback only by default)")
     port: int = _setting(8080, "port to listen on")
-    default_model: str = _setting("reranker", "the Triton ensemble a request that names no model gets")
+    default_model: str = _setting(protocol.RERANKER, "the Triton ensemble a request that names no model gets")
     aliases: dict[str, str] = field(
         default_factory=dict,
         metadata={"help": "other names for served models (--model-alias NAME=MODEL)", "cli": False},
@@ -34,12 +35,46 @@ class ApiSettings:
     max_concurrent_requests: int = _setting(512, "requests handled at once; more are answered 429 at once")
     auto_truncate: bool = _setting(True, "TEI requests without 'truncate' are truncated (else refused when too long)")
     long_documents: Literal["first", "max", "mean", "error"] = _setting(
-        "first",
+        protocol.DEFAULT_LONG_DOCUMENTS,
         "a document longer than the model reads: first = truncated (CrossEncoder.predict's scores), max / mean = "
         "read in overlapping windows and scored by the best / the mean, error = refused; a request's "
-        "long_documents field overrides it",
+        "long_documents field overrides it, among --allowed-long-documents",
     )
-    max_chunks_per_doc: int = _setting(32, "most windows per document with max / mean")
+    allowed_long_documents: str = _setting(
+        ",".join(protocol.LONG_DOCUMENT_POLICIES),
+        "the long_documents policies a request may ask for, separated by commas (others: 400); the service's "
+        "own --long-documents is always allowed",
+    )
+    max_chunks_per_doc: int = _setting(protocol.DEFAULT_MAX_CHUNKS_PER_DOC, "most windows per document with max / mean")
+    max_rows_per_request: int = _setting(
+        4096,
+        "most rows a request may become on Triton: a document is one row, or up to --max-chunks-per-doc windows "
+        "when it may be longer than the model reads with max / mean (over it: 400)",
+    )
     timeout_s: float = _setting(60.0, "Triton request timeout")
     batch_size: int | None = _setting(None, "documents per Triton request (default: the client's, capped by Triton)")
-    api_key: str | None = _setting(None, f"the key callers must send (from ${API_KEY_ENV} only)", cli=False)
+    # Never in a repr: settings get logged.
+    api_key: str | None = field(
+        default=None,
+        repr=False,
+        metadata={"help": f"the key callers must send (from ${RERANK_API_KEY_ENV} only)", "cli": False},
+    )
+
+    def __post_init__(self) -> None:
+        unknown = set(self.allowed_policies()) - set(protocol.LONG_DOCUMENT_POLICIES)
+        if unknown:
+            policies = ", ".join(protocol.LONG_DOCUMENT_POLICIES)
+            raise ValueError(f"--allowed-long-documents: unknown policies {sorted(unknown)}; they are {policies}")
+        for name in ("max_documents", "max_body_bytes", "max_concurrent_requests", "max_chunks_per_doc"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.max_rows_per_request < self.max_chunks_per_doc:
+            raise ValueError(
+                f"--max-rows-per-request ({self.max_rows_per_request}) must be at least --max-chunks-per-doc "
+                f"({self.max_chunks_per_doc}): one long document would never fit"
+            )
+
+    def allowed_policies(self) -> tuple[str, ...]:
+        """The long-document policies a request may choose: the allowed ones and the service's own."""
+        listed = [p.strip() for p in self.allowed_long_documents.split(",") if p.strip()]
+        return tuple(dict.fromkeys([*listed, self.long_documents]))

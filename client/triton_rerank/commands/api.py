@@ -17,7 +17,7 @@ import dataclasses
 import os
 import sys
 
-from triton_rerank.api.settings import API_KEY_ENV, ApiSettings
+from triton_rerank.api.settings import RERANK_API_KEY_ENV, ApiSettings
 from triton_rerank.commands.common import add_triton_url
 from triton_rerank.flags import add_flags, from_flags
 
@@ -54,11 +54,11 @@ def run(args: argparse.Namespace) -> int:
         from_flags(ApiSettings, args),
         triton_url=args.triton_url,
         aliases=aliases,
-        api_key=os.environ.get(API_KEY_ENV) or None,
+        api_key=os.environ.get(RERANK_API_KEY_ENV) or None,
     )
     print(
         f"rerank API on http://{settings.host}:{settings.port} (routes /v2/rerank /v1/rerank /rerank) "
-        f"-> Triton {settings.triton_url}" + (f" | key required (${API_KEY_ENV})" if settings.api_key else ""),
+        f"-> Triton {settings.triton_url}" + (f" | key required (${RERANK_API_KEY_ENV})" if settings.api_key else ""),
         flush=True,
     )
     uvicorn.run(

@@ -387,7 +387,8 @@ def run_long_documents(args: argparse.Namespace) -> int:
     from triton_rerank.bench.harness import Cell, measure, served_scorer
     from triton_rerank.bench.servers import Served, export_repositories
     from triton_rerank.bench.workload import Request, load_requests
-    from triton_rerank.serving.backends.tokenizer_model import DEFAULT_MAX_CHUNKS_PER_DOC, windowed_rows
+    from triton_rerank.protocol import DEFAULT_MAX_CHUNKS_PER_DOC
+    from triton_rerank.serving.backends.tokenizer_model import windowed_rows
     from triton_rerank.serving.repository import TOKENIZER, load_config
 
     started = time.perf_counter()

@@ -8,9 +8,11 @@ import os
 import time
 from pathlib import Path
 
-from triton_rerank.endpoints import DEFAULT_URL
+from triton_rerank.endpoints import DEFAULT_URL, TRITON_URL_ENV
 from triton_rerank.errors import RerankError
 from triton_rerank.models import DEFAULT_EMBEDDER, DEFAULT_RERANKER
+from triton_rerank.options import RerankOptions
+from triton_rerank.protocol import DEFAULT_LONG_DOCUMENTS, LONG_DOCUMENT_POLICIES
 
 # Where commands write generated models: ignored by git, so the main job never touches tracked files.
 GENERATED_REPOSITORY = Path("generated/model_repository")
@@ -57,7 +59,7 @@ def add_triton_url(parser: argparse.ArgumentParser, *, embedded_default: bool = 
         return
     parser.add_argument(
         "--triton-url",
-        default=os.environ.get("TRITON_RERANK_URL", DEFAULT_URL),
+        default=os.environ.get(TRITON_URL_ENV, DEFAULT_URL),
         help="Triton server, http://... or grpc://...; replicas separated by commas "
         "(default: $TRITON_RERANK_URL or %(default)s)",
     )
@@ -77,22 +79,19 @@ def add_milvus(parser: argparse.ArgumentParser, *, uri_default: str | None = "do
 
 
 def add_long_documents(parser: argparse.ArgumentParser) -> None:
-    """How the reranker reads documents longer than the model does (``client.request_options``)."""
+    """How the reranker reads documents longer than the model does (``options.RerankOptions``)."""
     parser.add_argument(
         "--long-documents",
-        choices=["first", "max", "mean", "error"],
-        default="first",
+        choices=LONG_DOCUMENT_POLICIES,
+        default=DEFAULT_LONG_DOCUMENTS,
         help="a document longer than the model reads: first = truncated (as in-process), max / mean = read in "
         "overlapping windows, scored by the best / the mean, error = refused (default: %(default)s)",
     )
     parser.add_argument("--max-chunks-per-doc", type=int, help="most windows per document with max / mean (32)")
 
 
-def long_document_options(args: argparse.Namespace) -> dict:
-    options = {"long_documents": args.long_documents}
-    if args.max_chunks_per_doc is not None:
-        options["max_chunks_per_doc"] = args.max_chunks_per_doc
-    return options
+def long_document_options(args: argparse.Namespace) -> RerankOptions:
+    return RerankOptions(long_documents=args.long_documents, max_chunks_per_doc=args.max_chunks_per_doc)
 
 
 def add_running_services(parser: argparse.ArgumentParser) -> None:

@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from triton_rerank.bench.peers import PEERS
-from triton_rerank.client import LONG_DOCUMENTS, rank
+from triton_rerank.client import rank
 from triton_rerank.commands.common import (
     PEERS_PYTHON,
     add_milvus,
@@ -54,6 +54,7 @@ from triton_rerank.commands.common import (
 )
 from triton_rerank.ingest import ingest, read_documents
 from triton_rerank.metrics import evaluate, noise_band
+from triton_rerank.protocol import LONG_DOCUMENT_POLICIES
 from triton_rerank.serving.export_options import PRECISIONS
 from triton_rerank.serving.repository import RepositorySettings
 
@@ -273,7 +274,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--long-documents",
-        type=_names_of("policies", LONG_DOCUMENTS),
+        type=_names_of("policies", LONG_DOCUMENT_POLICIES),
         default=["first"],
         help="long-document policies to rerank with, comma-separated: first,max,mean (default: first)",
     )

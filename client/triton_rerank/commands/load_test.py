@@ -22,7 +22,7 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-from triton_rerank.endpoints import API_KEY_ENV
+from triton_rerank.endpoints import TRITON_API_KEY_ENV
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -74,7 +74,7 @@ def one_run(make_scorer, args: argparse.Namespace, requests: list) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from triton_rerank.api.process import ApiProcess
-    from triton_rerank.api.settings import API_KEY_ENV as RERANK_KEY_ENV
+    from triton_rerank.api.settings import RERANK_API_KEY_ENV
     from triton_rerank.bench.harness import api_scorer, served_scorer
     from triton_rerank.bench.workload import Request
     from triton_rerank.commands.common import triton
@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     if args.triton_url is None and args.model is None and args.repository is None:
         print("give --triton-url, or --model / --repository for the embedded server")
         return 2
-    api_key = os.environ.get(API_KEY_ENV) or None
+    api_key = os.environ.get(TRITON_API_KEY_ENV) or None
     corpus = sample_texts()
     documents = [corpus[i % len(corpus)] for i in range(args.documents)]
     requests = [Request(SAMPLE_QUERIES[i % len(SAMPLE_QUERIES)], documents) for i in range(args.clients)]
@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
         if args.through_api:
             api = stack.enter_context(ApiProcess(url))
             processes["api"] = api.pid
-            make_scorer = api_scorer(api.url, api_key=os.environ.get(RERANK_KEY_ENV) or None)
+            make_scorer = api_scorer(api.url, api_key=os.environ.get(RERANK_API_KEY_ENV) or None)
         report = {"url": url, "clients": args.clients, "duration_s": args.duration_s, "documents": args.documents}
         report["through_api"] = args.through_api
         report["cores"] = os.cpu_count()

@@ -58,19 +58,19 @@ def show_rerank_api(triton_url: str, query: str, documents: list[str]) -> None:
     """The same reranker over HTTP, as the retrieval ecosystem calls it: one curl, and its answer."""
     try:
         from triton_rerank.api.process import ApiProcess
-        from triton_rerank.api.settings import API_KEY_ENV
+        from triton_rerank.api.settings import RERANK_API_KEY_ENV
     except ImportError as err:
         print(f"\n(the rerank API needs the api extra: {err})")
         return
     body = json.dumps({"model": "reranker", "query": query, "documents": documents, "top_n": 2})
-    key = os.environ.get(API_KEY_ENV)
+    key = os.environ.get(RERANK_API_KEY_ENV)
     with ApiProcess(triton_url) as api:
         request = urllib.request.Request(f"{api.url}/v2/rerank", data=body.encode(), method="POST")
         request.add_header("content-type", "application/json")
         if key:
             request.add_header("authorization", f"Bearer {key}")
         answer = urllib.request.urlopen(request, timeout=60).read().decode()
-        auth = f' -H "Authorization: Bearer ${API_KEY_ENV}"' if key else ""
+        auth = f' -H "Authorization: Bearer ${RERANK_API_KEY_ENV}"' if key else ""
         print("\nThe same reranker over HTTP (triton-rerank api: Cohere /v2/rerank, Jina /v1/rerank, TEI /rerank):")
         print(f"  $ curl -s {api.url}/v2/rerank -H 'content-type: application/json'{auth} -d {shlex.quote(body)}")
         print(f"  {answer}")

@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
         TritonEmbedFunction(args.triton_url, timeout_s=args.timeout_s) as embed,
         TritonRerankFunction(args.triton_url, timeout_s=args.timeout_s) as rerank,
     ):
-        results = RerankPipeline(store, embed, rerank, **long_document_options(args)).search_batch(
+        results = RerankPipeline(store, embed, rerank, options=long_document_options(args)).search_batch(
             args.queries, retrieve_k=args.retrieve_k, top_k=args.top_k, filter=args.filter
         )
     for result in results:

@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 
 from triton_rerank.commands.common import add_repository
-from triton_rerank.endpoints import API_KEY_ENV
+from triton_rerank.endpoints import TRITON_API_KEY_ENV
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
             log_file=args.log_file,
             log_verbose=args.log_verbose,
             response_cache_bytes=args.response_cache_mb * 2**20,
-            api_key=os.environ.get(API_KEY_ENV) or None,  # from the environment only: argv shows in ps and history
+            api_key=os.environ.get(TRITON_API_KEY_ENV)
+            or None,  # from the environment only: argv shows in ps and history
         )
         server = EmbeddedTritonServer(args.repository, settings).start()
     except (ValueError, ServerStartError, FileNotFoundError, ImportError) as err:
@@ -57,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"Triton ready: models {', '.join(server.ready_models())} | {server.http_url} {server.grpc_url} "
         f"metrics {server.metrics_url} | log {server.log_path}"
-        + (f" | API key required (${API_KEY_ENV}) for all but health" if settings.api_key else ""),
+        + (f" | API key required (${TRITON_API_KEY_ENV}) for all but health" if settings.api_key else ""),
         flush=True,
     )
     while not stop.wait(0.5):

@@ -33,7 +33,7 @@ from typing import Literal
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from triton_rerank.transport import MAX_LENGTH_PARAMETER, MAX_ROWS_PARAMETER, RESERVED_TOKENS_PARAMETER
+from triton_rerank import protocol
 
 BERT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -44,6 +44,9 @@ OPENVINO_FILE = "model.xml"  # OpenVINO IR; its weights are model.bin beside it
 TOKENIZER_CODE = Path(__file__).parent / "backends" / "tokenizer_model.py"
 AGGREGATOR_CODE = Path(__file__).parent / "backends" / "aggregator_model.py"
 RUNNER_CODE = Path(__file__).parent / "backends" / "runner_model.py"
+# The wire contract, copied beside each Python backend's model.py under this name (they import it).
+PROTOCOL_CODE = Path(protocol.__file__)
+PROTOCOL_COPY = "rerank_protocol.py"
 
 # Native backends in the official container, and the runner that stands in for them here.
 _NATIVE = {
@@ -74,18 +77,30 @@ class Family:
 
 
 RERANK = Family(
-    "tokenizer", "cross_encoder", "reranker", (("QUERY", 1), ("DOCUMENTS", -1)), "SCORES", "logits", "aggregator"
+    protocol.TOKENIZER,
+    protocol.CROSS_ENCODER,
+    protocol.RERANKER,
+    ((protocol.QUERY, 1), (protocol.DOCUMENTS, -1)),
+    protocol.SCORES,
+    "logits",
+    protocol.AGGREGATOR,
 )
 # The reranker's rows, from its tokenizer to its aggregator (tensor, dtype, dims), and what the
 # aggregator makes of them for each document: the tokens the model read, the span that decided.
 ROW_TENSORS = (
-    ("num_tokens", mc.TYPE_INT64, [-1]),
-    ("row_document", mc.TYPE_INT64, [-1]),
-    ("row_span", mc.TYPE_INT64, [-1, 2]),
+    (protocol.TOKEN_COUNT, mc.TYPE_INT64, [-1]),
+    (protocol.ROW_DOCUMENT, mc.TYPE_INT64, [-1]),
+    (protocol.ROW_SPAN, mc.TYPE_INT64, [-1, 2]),
 )
-TOKEN_COUNT = ROW_TENSORS[0][0]
-DOCUMENT_OUTPUTS = (("TOKENS", mc.TYPE_INT64, [-1]), ("SPANS", mc.TYPE_INT64, [-1, 2]))
-EMBED = Family("embed_tokenizer", "bi_encoder", "embedder", (("TEXTS", -1),), "EMBEDDINGS", "embeddings")
+DOCUMENT_OUTPUTS = ((protocol.TOKENS, mc.TYPE_INT64, [-1]), (protocol.SPANS, mc.TYPE_INT64, [-1, 2]))
+EMBED = Family(
+    protocol.EMBED_TOKENIZER,
+    protocol.BI_ENCODER,
+    protocol.EMBEDDER,
+    ((protocol.TEXTS, -1),),
+    protocol.EMBEDDINGS,
+    "embeddings",
+)
 # An LLM reranker is served as a cross-encoder is: the same ensemble, its graph one score per row.
 FAMILIES = {"cross-encoder": RERANK, "llm-reranker": RERANK, "bi-encoder": EMBED}
 
@@ -289,7 +304,7 @@ def tokenizer_config(settings: RepositorySettings) -> mc.ModelConfig:
         config,
         max_length=settings.max_length,
         truncation="longest_first",
-        **{MAX_ROWS_PARAMETER: settings.max_rows_per_request},
+        **{protocol.MAX_ROWS_PER_REQUEST: settings.max_rows_per_request},
         max_document_bytes=settings.max_document_bytes,
     )
     if settings.prompt_template:
@@ -371,10 +386,11 @@ def ensemble_config(settings: RepositorySettings) -> mc.ModelConfig:
     # What clients plan their requests by: the most rows (documents, texts) one request may hold,
     # and the tokens the model reads per row (a reranker's long documents become several rows).
     _parameters(
-        config, **{MAX_ROWS_PARAMETER: settings.max_rows_per_request, MAX_LENGTH_PARAMETER: settings.max_length}
+        config,
+        **{protocol.MAX_ROWS_PER_REQUEST: settings.max_rows_per_request, protocol.MAX_LENGTH: settings.max_length},
     )
     if settings.reserved_tokens:
-        _parameters(config, **{RESERVED_TOKENS_PARAMETER: settings.reserved_tokens})
+        _parameters(config, **{protocol.RESERVED_TOKENS: settings.reserved_tokens})
     steps = config.ensemble_scheduling.step
     steps.add(
         model_name=family.tokenizer,
@@ -444,9 +460,12 @@ def write_configs(repository: Path, settings: RepositorySettings) -> None:
         (repository / name / "1").mkdir(parents=True, exist_ok=True)
         (repository / name / "config.pbtxt").write_text(to_pbtxt(config))
     for name, source in python_models(family).items():
-        code = repository / name / "1" / "model.py"
-        code.unlink(missing_ok=True)  # the committed repository links it to its source
-        shutil.copyfile(source, code)
+        for code, origin in (
+            (repository / name / "1" / "model.py", source),
+            (repository / name / "1" / PROTOCOL_COPY, PROTOCOL_CODE),
+        ):
+            code.unlink(missing_ok=True)  # the committed repository links it to its source
+            shutil.copyfile(origin, code)
     (repository / family.ensemble / "1" / ".gitkeep").touch()
 
 
@@ -491,9 +510,10 @@ def write_default_repository(repository: Path) -> None:
     for settings in (DEFAULT_RERANKER_SETTINGS, DEFAULT_EMBEDDER_SETTINGS):
         write_configs(repository, settings)
         for name, source in python_models(settings.family).items():
-            code = Path(repository) / name / "1" / "model.py"
-            code.unlink()
-            code.symlink_to(os.path.relpath(source.resolve(), code.parent.resolve()))
+            for code, origin in (("model.py", source), (PROTOCOL_COPY, PROTOCOL_CODE)):
+                code = Path(repository) / name / "1" / code
+                code.unlink()
+                code.symlink_to(os.path.relpath(origin.resolve(), code.parent.resolve()))
 
 
 if __name__ == "__main__":  # python -m triton_rerank.serving.repository model_repository

@@ -20,8 +20,11 @@ try:
     import triton_python_backend_utils as pb_utils
 except ImportError:  # imported outside Triton by the tests, which call fold() below
     pb_utils = None
+try:  # inside Triton: the wire contract, which the export copies beside this file
+    import rerank_protocol as protocol
+except ImportError:  # imported from the package
+    from triton_rerank import protocol
 
-LONG_DOCUMENTS = "long_documents"
 # The inputs, in the order fold() takes them (names from the repository's config).
 INPUTS = ("ROW_SCORES", "ROW_DOCUMENT", "NUM_TOKENS", "ROW_SPAN")
 
@@ -59,7 +62,7 @@ class TritonPythonModel:
         for request in requests:
             try:
                 rows = [pb_utils.get_input_tensor_by_name(request, name).as_numpy() for name in INPUTS]
-                policy = json.loads(request.parameters() or "{}").get(LONG_DOCUMENTS, "max")
+                policy = json.loads(request.parameters() or "{}").get(protocol.LONG_DOCUMENTS, "max")
                 folded = fold(*rows, policy=policy)
                 tensors = [pb_utils.Tensor(name, value) for name, value in zip(self.outputs, folded, strict=True)]
                 responses.append(pb_utils.InferenceResponse(output_tensors=tensors))

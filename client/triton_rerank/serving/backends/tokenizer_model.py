@@ -45,21 +45,13 @@ try:
     import triton_python_backend_utils as pb_utils
 except ImportError:  # imported outside Triton by the export, which tokenizes with encode() below
     pb_utils = None
+try:  # inside Triton: the wire contract, which the export copies beside this file
+    import rerank_protocol as protocol
+except ImportError:  # imported from the package
+    from triton_rerank import protocol
 
 # Model input name -> tokenizers.Encoding attribute.
 ENCODING_FIELDS = {"input_ids": "ids", "attention_mask": "attention_mask", "token_type_ids": "type_ids"}
-# Outputs that are not model inputs, per row: tokens after truncation (usage reports), the document
-# it belongs to and the characters of that document it holds (for the aggregator).
-TOKEN_COUNT, ROW_DOCUMENT, ROW_SPAN = "num_tokens", "row_document", "row_span"
-ROW_OUTPUTS = (TOKEN_COUNT, ROW_DOCUMENT, ROW_SPAN)
-# The request parameters this step reads (their meaning: the module docstring).
-TRUNCATE, TRUNCATION_DIRECTION, MAX_TOKENS_PER_DOC = "truncate", "truncation_direction", "max_tokens_per_doc"
-LONG_DOCUMENTS, MAX_CHUNKS_PER_DOC, WINDOW, STRIDE = "long_documents", "max_chunks_per_doc", "window", "stride"
-INSTRUCTION = "instruction"  # an LLM reranker's task line
-PAIR_PARAMETERS = (MAX_TOKENS_PER_DOC, LONG_DOCUMENTS, MAX_CHUNKS_PER_DOC, WINDOW, STRIDE, INSTRUCTION)  # pairs only
-DIRECTIONS = ("right", "left")
-POLICIES = ("first", "max", "mean", "error")
-DEFAULT_MAX_CHUNKS_PER_DOC = 32
 
 
 def encode(tokenizer, rows, names):
@@ -183,21 +175,21 @@ class TritonPythonModel:
         config = json.loads(args["model_config"])
         parameters = {key: value["string_value"] for key, value in config.get("parameters", {}).items()}
         self.output_names = [output["name"] for output in config["output"]]
-        self.pairs = any(tensor["name"] == "QUERY" for tensor in config["input"])
-        unknown = set(self.output_names) - set(ENCODING_FIELDS) - set(ROW_OUTPUTS)
+        self.pairs = any(tensor["name"] == protocol.QUERY for tensor in config["input"])
+        unknown = set(self.output_names) - set(ENCODING_FIELDS) - set(protocol.ROW_OUTPUTS)
         if unknown:
             raise pb_utils.TritonModelException(f"tokenizer cannot produce {sorted(unknown)}")
         path = f"{args['model_repository']}/{args['model_version']}/tokenizer.json"
         self.tokenizer = Tokenizer.from_file(path)
         if not self.tokenizer.padding:
             raise pb_utils.TritonModelException(f"{path} sets no padding; re-export the model")
-        self.max_length = int(parameters["max_length"])
+        self.max_length = int(parameters[protocol.MAX_LENGTH])
         strategy = parameters.get("truncation", "longest_first")
         self.direction = (self.tokenizer.truncation or {}).get("direction", "right").lower()  # the model's own
         # One tokenizer per truncation direction, and one that neither truncates nor pads: it
         # measures rows (truncate=false, long documents) and cuts documents (max_tokens_per_doc).
         self.truncating = {}
-        for direction in DIRECTIONS:
+        for direction in protocol.TRUNCATION_DIRECTIONS:
             self.truncating[direction] = Tokenizer.from_str(self.tokenizer.to_str())
             self.truncating[direction].enable_truncation(self.max_length, strategy=strategy, direction=direction)
         self.plain = Tokenizer.from_str(self.tokenizer.to_str())
@@ -205,7 +197,7 @@ class TritonPythonModel:
         self.plain.no_padding()
         template = parameters.get("prompt_template")
         self.prompt = Prompt(template, parameters.get("instruction", "")) if template else None
-        self.max_rows_per_request = int(parameters.get("max_rows_per_request", 0)) or None
+        self.max_rows_per_request = int(parameters.get(protocol.MAX_ROWS_PER_REQUEST, 0)) or None
         self.max_bytes = int(parameters.get("max_document_bytes", 0)) or None
 
     def execute(self, requests):
@@ -221,14 +213,14 @@ class TritonPythonModel:
         return responses
 
     def _read_pairs(self, request):
-        query = pb_utils.get_input_tensor_by_name(request, "QUERY").as_numpy().reshape(-1)
+        query = pb_utils.get_input_tensor_by_name(request, protocol.QUERY).as_numpy().reshape(-1)
         if query.size != 1:
             raise ValueError(f"QUERY must hold exactly one string, got {query.size}")
-        query = _decode(query[0], "QUERY", self.max_bytes)
-        return [(query, document) for document in self._read_strings(request, "DOCUMENTS")]
+        query = _decode(query[0], protocol.QUERY, self.max_bytes)
+        return [(query, document) for document in self._read_strings(request, protocol.DOCUMENTS)]
 
     def _read_texts(self, request):
-        return self._read_strings(request, "TEXTS")
+        return self._read_strings(request, protocol.TEXTS)
 
     def _read_strings(self, request, name):
         values = pb_utils.get_input_tensor_by_name(request, name).as_numpy().reshape(-1)
@@ -249,7 +241,7 @@ class TritonPythonModel:
         direction=None,
         max_tokens_per_doc=None,
         long_documents="first",
-        max_chunks_per_doc=DEFAULT_MAX_CHUNKS_PER_DOC,
+        max_chunks_per_doc=protocol.DEFAULT_MAX_CHUNKS_PER_DOC,
         window=None,
         stride=None,
         instruction=None,
@@ -269,15 +261,15 @@ class TritonPythonModel:
         names = [name for name in self.output_names if name in ENCODING_FIELDS]
         arrays = dict(zip(names, _arrays(encodings, names), strict=True))
         counts = arrays["attention_mask"].sum(axis=1)
-        if TOKEN_COUNT in self.output_names:
-            arrays[TOKEN_COUNT] = counts
-        if ROW_DOCUMENT in self.output_names:
-            arrays[ROW_DOCUMENT] = np.array(owners, dtype=np.int64)
-        if ROW_SPAN in self.output_names:
+        if protocol.TOKEN_COUNT in self.output_names:
+            arrays[protocol.TOKEN_COUNT] = counts
+        if protocol.ROW_DOCUMENT in self.output_names:
+            arrays[protocol.ROW_DOCUMENT] = np.array(owners, dtype=np.int64)
+        if protocol.ROW_SPAN in self.output_names:
             where = [
                 (0, 1) if not render else (len(text) - len(row[1]), 0) for row, text in zip(rows, texts, strict=True)
             ]
-            arrays[ROW_SPAN] = np.array(
+            arrays[protocol.ROW_SPAN] = np.array(
                 [
                     _kept(e, span, *at) if n >= self.max_length else span
                     for e, span, n, at in zip(encodings, spans, counts, where, strict=True)
@@ -290,7 +282,9 @@ class TritonPythonModel:
         """How a pair becomes the text the model reads: None for a cross-encoder (the pair itself)."""
         if self.prompt is None:
             if instruction is not None:
-                raise ValueError(f"parameter {INSTRUCTION} applies to LLM rerankers; this model reads plain pairs")
+                raise ValueError(
+                    f"parameter {protocol.INSTRUCTION} applies to LLM rerankers; this model reads plain pairs"
+                )
             return None
         return lambda query, document: self.prompt.render(query, document, instruction)
 
@@ -300,8 +294,8 @@ class TritonPythonModel:
         if limit and len(rows) > limit:
             raise ValueError(
                 f"these {len(pairs)} documents make {len(rows)} windows; this server takes at most {limit} rows per "
-                f"request (send fewer documents per request, or lower {MAX_CHUNKS_PER_DOC}; the triton_rerank client "
-                "does so itself)"
+                f"request (send fewer documents per request, or lower {protocol.MAX_CHUNKS_PER_DOC}; the "
+                "triton_rerank client does so itself)"
             )
         return rows, owners, spans
 
@@ -346,33 +340,46 @@ def _kept(encoding, span, begins=0, sequence=1):
 def read_options(parameters, pairs, max_length):
     """A request's parameters, checked: the keyword arguments of ``_tokenize``."""
     options = {}
-    if TRUNCATE in parameters:
-        options["truncate"] = _boolean(parameters[TRUNCATE], TRUNCATE)
-    if TRUNCATION_DIRECTION in parameters:
-        value = parameters[TRUNCATION_DIRECTION]
-        if not isinstance(value, str) or value.lower() not in DIRECTIONS:
-            raise ValueError(f"parameter {TRUNCATION_DIRECTION} must be 'right' or 'left', got {value!r}")
+    if protocol.TRUNCATE in parameters:
+        options["truncate"] = _boolean(parameters[protocol.TRUNCATE], protocol.TRUNCATE)
+    if protocol.TRUNCATION_DIRECTION in parameters:
+        value = parameters[protocol.TRUNCATION_DIRECTION]
+        if not isinstance(value, str) or value.lower() not in protocol.TRUNCATION_DIRECTIONS:
+            raise ValueError(f"parameter {protocol.TRUNCATION_DIRECTION} must be 'right' or 'left', got {value!r}")
         options["direction"] = value.lower()
-    if not pairs and any(name in parameters for name in PAIR_PARAMETERS):
-        raise ValueError(f"parameters {', '.join(PAIR_PARAMETERS)} apply to (query, document) pairs only")
-    if LONG_DOCUMENTS in parameters:
-        value = parameters[LONG_DOCUMENTS]
-        if value not in POLICIES:
-            raise ValueError(f"parameter {LONG_DOCUMENTS} must be one of {', '.join(POLICIES)}, got {value!r}")
+    if not pairs and any(name in parameters for name in protocol.PAIR_PARAMETERS):
+        raise ValueError(f"parameters {', '.join(protocol.PAIR_PARAMETERS)} apply to (query, document) pairs only")
+    if protocol.LONG_DOCUMENTS in parameters:
+        value = parameters[protocol.LONG_DOCUMENTS]
+        if value not in protocol.LONG_DOCUMENT_POLICIES:
+            raise ValueError(
+                f"parameter {protocol.LONG_DOCUMENTS} must be one of "
+                f"{', '.join(protocol.LONG_DOCUMENT_POLICIES)}, got {value!r}"
+            )
         options["long_documents"] = value
-    if INSTRUCTION in parameters:
-        if not isinstance(parameters[INSTRUCTION], str):
-            raise ValueError(f"parameter {INSTRUCTION} must be a string, got {parameters[INSTRUCTION]!r}")
-        options[INSTRUCTION] = parameters[INSTRUCTION]
-    for name, smallest in ((MAX_TOKENS_PER_DOC, 1), (MAX_CHUNKS_PER_DOC, 1), (WINDOW, 1), (STRIDE, 0)):
+    if protocol.INSTRUCTION in parameters:
+        if not isinstance(parameters[protocol.INSTRUCTION], str):
+            raise ValueError(
+                f"parameter {protocol.INSTRUCTION} must be a string, got {parameters[protocol.INSTRUCTION]!r}"
+            )
+        options[protocol.INSTRUCTION] = parameters[protocol.INSTRUCTION]
+    for name, smallest in (
+        (protocol.MAX_TOKENS_PER_DOC, 1),
+        (protocol.MAX_CHUNKS_PER_DOC, 1),
+        (protocol.WINDOW, 1),
+        (protocol.STRIDE, 0),
+    ):
         if name in parameters:
             options[name] = _integer(parameters[name], name, smallest)
-    if options.get(WINDOW, 0) > max_length:
-        raise ValueError(f"parameter {WINDOW}={options[WINDOW]} is larger than this model's max_length ({max_length})")
-    if STRIDE in options and options[STRIDE] >= options.get(WINDOW, max_length):
+    if options.get(protocol.WINDOW, 0) > max_length:
         raise ValueError(
-            f"parameter {STRIDE}={options[STRIDE]} (the tokens neighbouring windows share) must be smaller than the "
-            f"window ({options.get(WINDOW, max_length)} tokens)"
+            f"parameter {protocol.WINDOW}={options[protocol.WINDOW]} is larger than this model's max_length "
+            f"({max_length})"
+        )
+    if protocol.STRIDE in options and options[protocol.STRIDE] >= options.get(protocol.WINDOW, max_length):
+        raise ValueError(
+            f"parameter {protocol.STRIDE}={options[protocol.STRIDE]} (the tokens neighbouring windows share) must "
+            f"be smaller than the window ({options.get(protocol.WINDOW, max_length)} tokens)"
         )
     return options
 

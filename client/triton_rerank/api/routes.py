@@ -1,0 +1,272 @@
+"""The routes of the rerank API, one handler per API at module level. Each reads what it needs from
+``request.app.state`` (``settings``, ``service``, ``metrics``) and answers errors in its own API's
+format (``schemas.Dialect``): a handler raises ``ApiError``, ``answers_in`` turns it into that
+API's status and body, and turns a bug into a 500 that is logged, never fatal to the service.
+
+Bodies are parsed here, not by a framework, because ``/rerank`` takes two shapes. ``relevance_score``
+is the sigmoid of the model's logit, in [0, 1], as Cohere and Jina users expect; TEI's ``raw_scores``
+gives the logit. Every document is scored; ``top_n`` only cuts the answer.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import uuid
+from collections.abc import Awaitable, Callable
+
+import numpy as np
+import orjson
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from triton_rerank.api.schemas import (
+    COHERE,
+    JINA,
+    TEI,
+    ApiError,
+    Body,
+    CohereRerank,
+    Dialect,
+    JinaRerank,
+    TeiRerank,
+    describe,
+)
+from triton_rerank.api.service import ServedModel
+from triton_rerank.client import activate, rank
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def error_response(dialect: Dialect, err: ApiError) -> JSONResponse:
+    return JSONResponse(dialect.body(err.problem, err.message), status_code=dialect.status(err.problem))
+
+
+def answers_in(dialect: Dialect) -> Callable[[Handler], Handler]:
+    """A handler whose ``ApiError`` (and any bug) is answered in ``dialect``."""
+
+    def wrap(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        async def endpoint(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except ApiError as err:
+                return error_response(dialect, err)
+            except Exception:  # a bug of ours: answered, logged, never fatal to the service
+                log.exception("unexpected error on %s", request.url.path)
+                return JSONResponse(dialect.body("backend", "internal error"), status_code=500)
+
+        return endpoint
+
+    return wrap
+
+
+async def read_json(request: Request) -> dict:
+    """The body as a JSON object, read up to the size limit."""
+    limit = request.app.state.settings.max_body_bytes
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > limit:
+        raise ApiError("too_large", f"the body is {int(length):,} bytes; the limit is {limit:,}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError("too_large", f"the body is over the limit of {limit:,} bytes")
+        chunks.append(chunk)
+    try:
+        data = orjson.loads(b"".join(chunks))
+    except orjson.JSONDecodeError as err:
+        raise ApiError("malformed", f"the body is not valid JSON (UTF-8): {err}") from None
+    if not isinstance(data, dict):
+        raise ApiError("invalid", f"body: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def parse(schema: type[Body], data: dict) -> Body:
+    try:
+        return schema.model_validate(data)
+    except ValidationError as err:
+        raise ApiError("invalid", describe(err)) from None
+
+
+def check_document_count(request: Request, documents: list[str], field_name: str) -> None:
+    most = request.app.state.settings.max_documents
+    if len(documents) > most:
+        raise ApiError(
+            "invalid",
+            f"{field_name} holds {len(documents):,} documents; this service takes at most {most:,} per request",
+        )
+
+
+async def score(
+    request: Request, route: str, body: Body, model: ServedModel, query: str, documents: list[str], **choices
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """(logits, token counts or None), one per document, with the body's long-document policy and
+    instruction within what the service allows."""
+    service = request.app.state.service
+    if body.instruction is not None:
+        choices["instruction"] = body.instruction
+    options = service.options(model, query, documents, long_documents=body.long_documents, **choices)
+    request.app.state.metrics.documents.labels(route).inc(len(documents))
+    return await service.logits(model, query, documents, options)
+
+
+# --- the rerank routes -----------------------------------------------------------------------------
+
+
+@answers_in(COHERE)
+async def cohere_rerank(request: Request) -> Response:
+    """Cohere v2: {id, results: [{index, relevance_score}], meta}."""
+    body = parse(CohereRerank, await read_json(request))
+    model = await request.app.state.service.resolve(body.model)
+    if not body.documents:
+        raise ApiError("empty", "list of documents must not be empty")
+    check_document_count(request, body.documents, "documents")
+    truncation = {"max_tokens_per_doc": body.max_tokens_per_doc} if body.max_tokens_per_doc else {}
+    logits, _ = await score(request, "/v2/rerank", body, model, body.query, body.documents, **truncation)
+    results = rank(body.documents, activate(logits, "sigmoid"), body.top_n)
+    return JSONResponse(
+        {
+            "id": str(uuid.uuid4()),
+            "results": [{"index": r.index, "relevance_score": r.score} for r in results],
+            "meta": {
+                "api_version": {"version": "2"},
+                "billed_units": {"search_units": math.ceil(len(body.documents) / 100)},
+            },
+        }
+    )
+
+
+async def _jina_answer(request: Request, route: str, body: JinaRerank) -> Response:
+    """Jina / vLLM: {id, model, results: [{index, relevance_score, document?}], usage}."""
+    model = await request.app.state.service.resolve(body.model)
+    documents = body.texts()
+    check_document_count(request, documents, "documents")
+    limit = body.truncate_prompt_tokens
+    if limit not in (None, -1) and (model.max_length is None or limit < model.max_length):
+        raise ApiError(
+            "invalid",
+            f"truncate_prompt_tokens={limit} is not supported: pairs are truncated at the model's max_length "
+            f"({model.max_length}); send -1 or leave it out",
+        )
+    if documents:
+        logits, tokens = await score(request, route, body, model, body.query, documents)
+    else:
+        logits, tokens = np.empty(0), np.empty(0)
+    results = rank(documents, activate(logits, "sigmoid"), body.top_n or None)
+    answer = {
+        "id": f"rerank-{uuid.uuid4().hex}",
+        "model": body.model or model.name,
+        "results": [
+            {"index": r.index, "relevance_score": r.score}
+            | ({"document": {"text": r.text}} if body.return_documents else {})
+            for r in results
+        ],
+    }
+    if tokens is not None:  # the tokens the model read, as Jina and vLLM report them
+        answer["usage"] = {"total_tokens": int(tokens.sum())}
+    return JSONResponse(answer)
+
+
+@answers_in(JINA)
+async def jina_rerank(request: Request) -> Response:
+    return await _jina_answer(request, "/v1/rerank", parse(JinaRerank, await read_json(request)))
+
+
+@answers_in(TEI)
+async def tei_rerank(request: Request) -> Response:
+    """TEI: [{index, score, text?}]; a vLLM-shaped body (``documents``) gets vLLM's answer."""
+    data = await read_json(request)
+    if "texts" not in data and "documents" in data:  # vLLM's shape (Milvus' vllm provider posts it here)
+        return await _jina_answer(request, "/rerank", parse(JinaRerank, data))
+    body = parse(TeiRerank, data)
+    if not body.texts:
+        raise ApiError("empty", "`texts` cannot be empty")
+    check_document_count(request, body.texts, "texts")
+    model = await request.app.state.service.resolve(None)
+    truncate = request.app.state.settings.auto_truncate if body.truncate is None else body.truncate
+    direction = body.truncation_direction.lower()
+    logits, tokens = await score(
+        request, "/rerank", body, model, body.query, body.texts, truncate=truncate, truncation_direction=direction
+    )
+    scores = logits if body.raw_scores else activate(logits, "sigmoid")
+    headers = {"x-compute-tokens": str(int(tokens.sum()))} if tokens is not None else None  # as TEI
+    return JSONResponse(
+        [
+            {"index": r.index, "score": r.score} | ({"text": r.text} if body.return_text else {})
+            for r in rank(body.texts, scores, None)
+        ],
+        headers=headers,
+    )
+
+
+# --- the other routes ------------------------------------------------------------------------------
+
+
+@answers_in(TEI)
+async def health(request: Request) -> Response:
+    """200 when the default model is ready on Triton, else 503."""
+    if await request.app.state.service.ready():
+        return Response(status_code=200)
+    model = request.app.state.settings.default_model
+    raise ApiError("unavailable", f"the default model {model!r} is not ready on Triton")
+
+
+@answers_in(JINA)
+async def info(request: Request) -> Response:
+    settings, service = request.app.state.settings, request.app.state.service
+    models = await service.current()
+    default = models.get(settings.default_model)
+    return JSONResponse(
+        {
+            "models": [
+                {"name": m.name, "max_input_length": m.max_length, "max_rows_per_request": m.max_rows_per_request}
+                for m in models.values()
+            ],
+            "aliases": {a: t for a, t in settings.aliases.items() if t in models},
+            "default_model": settings.default_model,
+            "model_id": settings.default_model,
+            "model_type": {"reranker": {"id2label": {"0": "LABEL_0"}, "label2id": {"LABEL_0": 0}}},
+            "max_input_length": default.max_length if default else None,
+            "max_client_batch_size": settings.max_documents,
+            "max_concurrent_requests": settings.max_concurrent_requests,
+            "auto_truncate": settings.auto_truncate,
+            "long_documents": settings.long_documents,
+            "allowed_long_documents": list(settings.allowed_policies()),
+            "max_chunks_per_doc": settings.max_chunks_per_doc,
+            "max_rows_per_request": settings.max_rows_per_request,
+            "routes": sorted(ROUTES),
+        }
+    )
+
+
+@answers_in(JINA)
+async def v1_models(request: Request) -> Response:
+    service = request.app.state.service
+    await service.current()
+    models = [{"id": name, "object": "model", "created": 0, "owned_by": "triton"} for name in service.names()]
+    return JSONResponse({"object": "list", "data": models})
+
+
+async def prometheus(request: Request) -> Response:
+    return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+# path -> (method, handler, the API whose format its errors take). The rerank routes do the work, so
+# only they count against the concurrency limit; probes and scrapers always get an answer.
+ROUTES: dict[str, tuple[str, Handler, Dialect]] = {
+    "/v2/rerank": ("POST", cohere_rerank, COHERE),
+    "/v1/rerank": ("POST", jina_rerank, JINA),
+    "/rerank": ("POST", tei_rerank, TEI),
+    "/health": ("GET", health, TEI),
+    "/info": ("GET", info, JINA),
+    "/metrics": ("GET", prometheus, JINA),
+    "/v1/models": ("GET", v1_models, JINA),
+}
+RERANK_PATHS = frozenset({"/v2/rerank", "/v1/rerank", "/rerank"})
+OPEN_PATHS = frozenset({"/health", "/metrics"})  # probes and scrapers need no key

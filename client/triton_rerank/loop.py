@@ -1,0 +1,58 @@
+"""The event loop the blocking clients run on: one per process, on a daemon thread.
+
+The asyncio clients hold the only copy of the request logic (length grouping, failover between
+replicas, retries, limits, readiness, the pipeline's cascade). A blocking client hands each call to
+this loop and waits for the answer, so that logic is written once, and a blocking client may be
+called from several threads at once: every call runs on this one thread, where tritonclient's
+asyncio clients are used as they must be (tritonclient's blocking clients are not thread-safe).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+_lock = threading.Lock()
+_loop: asyncio.AbstractEventLoop | None = None
+_owner_pid: int | None = None  # a forked child starts a loop of its own: the parent's thread is not there
+
+
+def _serve(loop: asyncio.AbstractEventLoop, started: threading.Event) -> None:
+    asyncio.set_event_loop(loop)
+    loop.call_soon(started.set)
+    loop.run_forever()
+
+
+def _shared_loop() -> asyncio.AbstractEventLoop:
+    global _loop, _owner_pid
+    with _lock:
+        if _loop is None or _owner_pid != os.getpid():
+            loop = asyncio.new_event_loop()
+            started = threading.Event()
+            threading.Thread(target=_serve, args=(loop, started), name="triton-rerank-loop", daemon=True).start()
+            started.wait()
+            _loop, _owner_pid = loop, os.getpid()
+        return _loop
+
+
+def run(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run ``coroutine`` on the shared loop and return its result (or raise its exception) here."""
+    loop = _shared_loop()
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:  # no loop runs in this thread: the usual case
+        running = None
+    if running is loop:  # it would wait for itself forever
+        coroutine.close()
+        raise RuntimeError("a blocking triton_rerank client was called on its own event loop; use the async one")
+    future = asyncio.run_coroutine_threadsafe(coroutine, loop)
+    try:
+        return future.result()
+    except BaseException:  # KeyboardInterrupt while waiting: the call stops too
+        future.cancel()
+        raise

@@ -1,0 +1,1 @@
+../../../client/triton_rerank/protocol.py
