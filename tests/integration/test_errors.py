@@ -51,7 +51,7 @@ def test_a_batch_size_above_the_servers_limit_is_split_not_refused(url, triton_s
     reads that once and splits. A raw request above it is refused (test_bad_input.py)."""
     with TritonRerankFunction(url, batch_size=129) as rf:
         assert len(rf(query="q", documents=["a"] * 129, top_k=None)) == 129
-        assert rf._transport.max_rows_per_request() == 128
+        assert rf.limits()["max_rows_per_request"] == 128
 
 
 def test_a_tiny_timeout_raises_rerank_timeout(triton_server):

@@ -16,7 +16,7 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from triton_rerank import RerankAuthError, TritonEmbedFunction, TritonRerankFunction
-from triton_rerank.endpoints import API_KEY_ENV, API_KEY_HEADER
+from triton_rerank.endpoints import API_KEY_HEADER, TRITON_API_KEY_ENV
 from triton_rerank.serving.server import EmbeddedTritonServer, ServerSettings, free_port_settings
 
 pytestmark = pytest.mark.integration
@@ -79,7 +79,7 @@ def test_without_the_key_only_health_answers(locked_server, protocol):
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
 def test_the_client_sends_the_key_and_says_so_when_it_is_missing(locked_server, protocol, monkeypatch):
     url = locked_server.http_url if protocol == "http" else locked_server.grpc_url
-    monkeypatch.delenv(API_KEY_ENV, raising=False)
+    monkeypatch.delenv(TRITON_API_KEY_ENV, raising=False)
     with TritonRerankFunction(url, timeout_s=10) as rf:
         started = time.perf_counter()
         with pytest.raises(RerankAuthError, match=f"needs an API key \\(header '{API_KEY_HEADER}'\\)") as caught:
@@ -92,7 +92,7 @@ def test_the_client_sends_the_key_and_says_so_when_it_is_missing(locked_server, 
     with TritonRerankFunction(url, api_key=KEY) as rf:
         assert [r.index for r in rf(query="q", documents=["a", "b", "c"], top_k=3)] != []
         assert rf.is_ready()
-    monkeypatch.setenv(API_KEY_ENV, KEY)  # the environment is the default source
+    monkeypatch.setenv(TRITON_API_KEY_ENV, KEY)  # the environment is the default source
     with TritonRerankFunction(url) as rf, TritonEmbedFunction(url) as embed:
         assert len(rf(query="q", documents=["a", "b"])) == 2
         assert embed(["a text"]).shape == (1, 384)

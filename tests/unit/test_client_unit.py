@@ -20,9 +20,9 @@ from triton_rerank import (
 )
 from triton_rerank.base import in_input_order, length_groups
 from triton_rerank.client import activate, check_request, rank
-from triton_rerank.serving.server import free_port
 from triton_rerank.endpoints import parse_url, parse_urls
 from triton_rerank.options import RerankOptions
+from triton_rerank.serving.server import free_port
 from triton_rerank.transport import AsyncTransport
 
 

@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -131,17 +132,31 @@ def run_clients(
     return run
 
 
-def measure(cell: Cell, make_scorer, requests: list[Request], clients: int, stats_url: str | None = None) -> None:
-    """One run of the clients added to ``cell``; with a served variant's ``stats_url``, Triton's
-    statistics for the run too. ``make_scorer`` may be a ``PeerProcess``, which runs the same
-    clients in its own process."""
-    from triton_rerank.bench.peers import PeerProcess
+class Measurer(Protocol):
+    """What runs ``clients`` concurrent clients over ``requests`` and says how it went: scorers made
+    in this process (``LocalScorers``) or a peer in a process of its own (``peers.PeerProcess``)."""
 
+    def measure(self, requests: list[Request], clients: int) -> Run: ...
+
+
+@dataclass(frozen=True)
+class LocalScorers:
+    """Scorers made in this process by ``make_scorer``, one per client."""
+
+    make_scorer: Callable[[], Scorer]
+
+    def measure(self, requests: list[Request], clients: int) -> Run:
+        return run_clients(self.make_scorer, requests, clients)
+
+
+def measure(
+    cell: Cell, scorers: Measurer | Callable[[], Scorer], requests: list[Request], clients: int, stats_url=None
+) -> None:
+    """One run of the clients added to ``cell``; with a served variant's ``stats_url``, Triton's
+    statistics for the run too. ``scorers`` is a ``Measurer``, or a ``make_scorer`` for ``LocalScorers``."""
+    measurer = scorers if hasattr(scorers, "measure") else LocalScorers(scorers)
     before = triton_stats(stats_url) if stats_url else None
-    if isinstance(make_scorer, PeerProcess):
-        cell.add(make_scorer.measure(requests, clients))
-    else:
-        cell.add(run_clients(make_scorer, requests, clients))
+    cell.add(measurer.measure(requests, clients))
     if stats_url:
         add_stats(cell.triton, stats_delta(before, triton_stats(stats_url)))
 
