@@ -67,7 +67,7 @@ def two_rerankers_server(tiny_repository, second_model, tmp_path_factory):
     import shutil
 
     from triton_rerank.serving.export import export_cross_encoder
-    from triton_rerank.serving.repository import RepositorySettings
+    from triton_rerank.serving.layout import RepositorySettings
     from triton_rerank.serving.server import EmbeddedTritonServer, free_port_settings
 
     repository = tmp_path_factory.mktemp("two-rerankers") / "model_repository"

@@ -15,6 +15,7 @@ import pytest
 import tritonclient.http as httpclient
 from google.protobuf import json_format
 
+from triton_rerank.serving import layout
 from triton_rerank.serving import repository as repo
 from triton_rerank.serving.export import export_bi_encoder, export_cross_encoder
 from triton_rerank.serving.server import EmbeddedTritonServer, free_port_settings
@@ -26,8 +27,8 @@ ONNX_TYPES = {onnx.TensorProto.INT64: "TYPE_INT64", onnx.TensorProto.FLOAT: "TYP
 
 def export_for_container(tiny_model: Path, embedder_model: str, repository: Path, **settings) -> Path:
     """What the compose export job writes (scripts/export_model.py with these settings)."""
-    export_cross_encoder(str(tiny_model), repository, settings=repo.RepositorySettings(**settings))
-    export_bi_encoder(embedder_model, repository, settings=repo.RepositorySettings(**settings))
+    export_cross_encoder(str(tiny_model), repository, settings=layout.RepositorySettings(**settings))
+    export_bi_encoder(embedder_model, repository, settings=layout.RepositorySettings(**settings))
     return repository
 
 
@@ -79,13 +80,13 @@ def batching(config: dict) -> dict:
 def test_container_configs_parse_and_match_the_exported_onnx_graphs(device, cpu_repository, gpu_repository):
     repository = cpu_repository if device == "cpu" else gpu_repository
     parsed = configs(repository)
-    assert set(parsed) == set(repo.RERANK.names + repo.EMBED.names)
-    for name in (repo.CROSS_ENCODER, repo.EMBED.model):
+    assert set(parsed) == set(layout.RERANK.names + layout.EMBED.names)
+    for name in (layout.CROSS_ENCODER, layout.EMBED.model):
         config = parsed[name]
-        assert config.backend == "onnxruntime" and config.default_model_filename == repo.ONNX_FILE
+        assert config.backend == "onnxruntime" and config.default_model_filename == layout.ONNX_FILE
         kind = repo.mc.ModelInstanceGroup.KIND_GPU if device == "gpu" else repo.mc.ModelInstanceGroup.KIND_CPU
         assert [g.kind for g in config.instance_group] == [kind]
-        graph = onnx.load(str(repository / name / "1" / repo.ONNX_FILE)).graph
+        graph = onnx.load(str(repository / name / "1" / layout.ONNX_FILE)).graph
         for declared, actual in ((config.input, graph.input), (config.output, graph.output)):
             assert [t.name for t in declared] == [t.name for t in actual], name
             for tensor, value in zip(declared, actual, strict=True):
@@ -95,7 +96,7 @@ def test_container_configs_parse_and_match_the_exported_onnx_graphs(device, cpu_
                 fixed = [d.dim_value for d in dims[1:] if d.HasField("dim_value")]
                 assert fixed == [d for d in tensor.dims if d > 0], f"{name}.{tensor.name}"
     if device == "gpu":
-        (accelerator,) = parsed[repo.CROSS_ENCODER].optimization.execution_accelerators.gpu_execution_accelerator
+        (accelerator,) = parsed[layout.CROSS_ENCODER].optimization.execution_accelerators.gpu_execution_accelerator
         assert accelerator.name == "tensorrt"
 
 
@@ -116,7 +117,7 @@ def test_the_embedded_server_exposes_what_the_container_would(cpu_repository):
 
 
 def test_the_runner_stands_in_for_a_gpu_model_with_the_same_instances_and_accelerator(gpu_repository):
-    for name in (repo.CROSS_ENCODER, repo.EMBED.model):
+    for name in (layout.CROSS_ENCODER, layout.EMBED.model):
         native = repo.load_config(gpu_repository / name / "config.pbtxt")
         runner = repo.python_runner_config(native)
         assert container_metadata(runner) == container_metadata(native)
@@ -164,9 +165,9 @@ def test_the_containers_onnxruntime_loads_each_export_and_scores_the_same(
 
     repository = tmp_path / "models"
     export_cross_encoder(
-        str(tiny_model), repository, precision=precision, settings=repo.RepositorySettings(device="cpu")
+        str(tiny_model), repository, precision=precision, settings=layout.RepositorySettings(device="cpu")
     )
-    model = repository / repo.CROSS_ENCODER / "1" / repo.ONNX_FILE
+    model = repository / layout.CROSS_ENCODER / "1" / layout.ONNX_FILE
     session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(0)
     mask = (np.arange(24)[None, :] < rng.integers(4, 25, size=(6, 1))).astype(np.int64)
@@ -230,13 +231,13 @@ def test_the_containers_openvino_loads_each_openvino_export_and_scores_the_same(
     if not (target / "openvino").is_dir():
         pytest.skip(f"run `make test`, or pip install --no-deps --target {target} {CONTAINER_OPENVINO}")
     repository = tmp_path / "models"
-    settings = repo.RepositorySettings(device="cpu", model_format="openvino")
+    settings = layout.RepositorySettings(device="cpu", model_format="openvino")
     report = export_cross_encoder(
         str(tiny_model), repository, precision=precision, settings=settings, min_rank_correlation=0.5
     )
-    config = repo.load_config(repository / repo.CROSS_ENCODER / "config.pbtxt")
-    assert (config.backend, config.default_model_filename) == ("openvino", repo.OPENVINO_FILE)
-    model = repository / repo.CROSS_ENCODER / "1" / repo.OPENVINO_FILE
+    config = repo.load_config(repository / layout.CROSS_ENCODER / "config.pbtxt")
+    assert (config.backend, config.default_model_filename) == ("openvino", layout.OPENVINO_FILE)
+    model = repository / layout.CROSS_ENCODER / "1" / layout.OPENVINO_FILE
     rng = np.random.default_rng(0)
     mask = (np.arange(24)[None, :] < rng.integers(4, 25, size=(6, 1))).astype(np.int64)
     feeds = {"input_ids": rng.integers(5, 100, size=(6, 24)) * mask, "attention_mask": mask}

@@ -19,6 +19,7 @@ from tiny_models import (
     windowed_reference,
 )
 from triton_rerank import TritonRerankFunction
+from triton_rerank.serving import layout
 from triton_rerank.serving import repository as repo
 from triton_rerank.serving.export import ExportCheckError, ExportError, export_cross_encoder
 from triton_rerank.serving.export import graphs as export_module
@@ -31,7 +32,7 @@ def test_onnx_export_writes_named_dynamic_tensors_that_match_the_config(tiny_rep
     model = onnx.load(str(tiny_repository / "cross_encoder" / "1" / "model.onnx"))
     config = repo.load_config(tiny_repository / "cross_encoder" / "config.pbtxt")
     inputs = {i.name: i for i in model.graph.input}
-    assert list(inputs) == [t.name for t in config.input] == list(repo.BERT_INPUTS)
+    assert list(inputs) == [t.name for t in config.input] == list(layout.BERT_INPUTS)
     assert [o.name for o in model.graph.output] == [t.name for t in config.output] == ["logits"]
     for tensor in model.graph.input:
         dims = tensor.type.tensor_type.shape.dim
@@ -123,10 +124,10 @@ def test_a_model_without_token_type_ids_is_exported_and_served_with_two_inputs(t
     repository = tmp_path / "repo"
     report = export_cross_encoder(str(folder), repository)
     assert report.model_inputs == ["input_ids", "attention_mask"]
-    configs = {name: repo.load_config(repository / name / "config.pbtxt") for name in repo.MODEL_NAMES}
-    assert [t.name for t in configs[repo.CROSS_ENCODER].input] == ["input_ids", "attention_mask"]
-    rows = [name for name, _, _ in repo.ROW_TENSORS]  # what the tokenizer tells the aggregator
-    assert [t.name for t in configs[repo.TOKENIZER].output] == ["input_ids", "attention_mask", *rows]
+    configs = {name: repo.load_config(repository / name / "config.pbtxt") for name in layout.MODEL_NAMES}
+    assert [t.name for t in configs[layout.CROSS_ENCODER].input] == ["input_ids", "attention_mask"]
+    rows = [name for name, _, _ in layout.ROW_TENSORS]  # what the tokenizer tells the aggregator
+    assert [t.name for t in configs[layout.TOKENIZER].output] == ["input_ids", "attention_mask", *rows]
     query = "what is the capital of france"
     documents = [
         "paris is the capital",
@@ -154,7 +155,7 @@ def test_a_model_without_token_type_ids_is_exported_and_served_with_two_inputs(t
 
 
 def test_exported_configs_parse_with_tritons_schema_and_equal_the_generator(tiny_repository):
-    settings = repo.RepositorySettings(max_length=TINY_MAX_LENGTH, reserved_tokens=3)  # [CLS] [SEP] [SEP]
+    settings = layout.RepositorySettings(max_length=TINY_MAX_LENGTH, reserved_tokens=3)  # [CLS] [SEP] [SEP]
     for name, config in repo.build_configs(settings).items():
         assert repo.load_config(tiny_repository / name / "config.pbtxt") == config, name
 
@@ -167,7 +168,7 @@ def test_torchscript_export_is_bound_to_the_device_it_can_trace_on(tiny_model, t
             str(tiny_model),
             tmp_path / "gpu",
             model_format="torchscript",
-            settings=repo.RepositorySettings(device="gpu"),
+            settings=layout.RepositorySettings(device="gpu"),
         )
     export_cross_encoder(str(tiny_model), tmp_path / "auto", model_format="torchscript")
     config = repo.load_config(tmp_path / "auto" / "cross_encoder" / "config.pbtxt")

@@ -11,6 +11,7 @@ import torch
 import tritonclient.http as httpclient
 
 from triton_rerank import TritonRerankFunction
+from triton_rerank.serving import layout
 from triton_rerank.serving import repository as repo
 from triton_rerank.serving.server import EmbeddedTritonServer, free_port_settings
 
@@ -23,14 +24,14 @@ DOCUMENTS = ["berlin " * 40, "paris", "", "paris is the capital of france " * 3,
 def cached_server(tiny_repository, tmp_path_factory):
     """The tiny reranker with the response cache on and the runner's slicing off."""
     repository = tmp_path_factory.mktemp("repo-levers") / "model_repository"
-    for name in repo.MODEL_NAMES:
+    for name in layout.MODEL_NAMES:
         shutil.copytree(tiny_repository / name, repository / name)
-    ensemble = repo.load_config(repository / repo.RERANKER / "config.pbtxt")
+    ensemble = repo.load_config(repository / layout.RERANKER / "config.pbtxt")
     ensemble.response_cache.enable = True
-    (repository / repo.RERANKER / "config.pbtxt").write_text(repo.to_pbtxt(ensemble))
-    model = repo.load_config(repository / repo.CROSS_ENCODER / "config.pbtxt")
+    (repository / layout.RERANKER / "config.pbtxt").write_text(repo.to_pbtxt(ensemble))
+    model = repo.load_config(repository / layout.CROSS_ENCODER / "config.pbtxt")
     model.parameters["runner_slice_rows"].string_value = "0"
-    (repository / repo.CROSS_ENCODER / "config.pbtxt").write_text(repo.to_pbtxt(model))
+    (repository / layout.CROSS_ENCODER / "config.pbtxt").write_text(repo.to_pbtxt(model))
     with EmbeddedTritonServer(repository, free_port_settings(response_cache_bytes=16 * 2**20)) as server:
         yield server
 
@@ -38,7 +39,7 @@ def cached_server(tiny_repository, tmp_path_factory):
 def cache_hits(server) -> int:
     client = httpclient.InferenceServerClient(server.http_url.removeprefix("http://"))
     try:
-        stats = client.get_inference_statistics(repo.RERANKER)["model_stats"][0]["inference_stats"]
+        stats = client.get_inference_statistics(layout.RERANKER)["model_stats"][0]["inference_stats"]
     finally:
         client.close()
     return stats.get("cache_hit", {}).get("count", 0)

@@ -18,7 +18,7 @@ from triton_rerank.serving import repository as repo
 from triton_rerank.serving.backends.tokenizer_model import Prompt, windowed_rows
 from triton_rerank.serving.export import ExportError, export_model
 from triton_rerank.serving.export.llm import QWEN3_INSTRUCTION, QWEN3_TEMPLATE
-from triton_rerank.serving.repository import RepositorySettings
+from triton_rerank.serving.layout import RepositorySettings
 from triton_rerank.serving.server import EmbeddedTritonServer, free_port_settings
 
 # The model card pads with max_length but without padding="max_length"; transformers says so each time.

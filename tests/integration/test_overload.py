@@ -12,7 +12,7 @@ import tritonclient.http as httpclient
 
 from triton_rerank import RerankError, ServerOverloadedError, TritonRerankFunction
 from triton_rerank.serving.export import export_cross_encoder
-from triton_rerank.serving.repository import RepositorySettings
+from triton_rerank.serving.layout import RepositorySettings
 from triton_rerank.serving.server import EmbeddedTritonServer, free_port_settings
 
 pytestmark = pytest.mark.integration

@@ -13,8 +13,8 @@ import torch
 
 from triton_rerank.bench.peers import PeerProcess
 from triton_rerank.bench.report import tier_verdicts, tiers_markdown
+from triton_rerank.bench.tiers import TIERS
 from triton_rerank.bench.workload import Request
-from triton_rerank.commands.benchmark import TIERS
 
 REQUESTS = [
     Request("what is the capital of france", ["paris is the capital of france", "berlin", "", "café 🚀"]),

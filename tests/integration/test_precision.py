@@ -24,7 +24,7 @@ from triton_rerank.serving.export import (
 )
 from triton_rerank.serving.export import precision as precision_module
 from triton_rerank.serving.export.precision import bf16_support, quantize_first_token_apart
-from triton_rerank.serving.repository import RepositorySettings
+from triton_rerank.serving.layout import RepositorySettings
 from triton_rerank.serving.server import EmbeddedTritonServer, free_port_settings
 
 QUERY = "what is the capital of france"
@@ -265,7 +265,7 @@ def test_a_graph_past_protobufs_2_gb_keeps_its_weights_in_one_file_beside_it(
 
     from triton_rerank.serving.backends.tokenizer_model import encode
     from triton_rerank.serving.export import graphs
-    from triton_rerank.serving.repository import BERT_INPUTS
+    from triton_rerank.serving.layout import BERT_INPUTS
 
     for module in (graphs, precision_module):  # every graph counts as large
         monkeypatch.setattr(module, "PROTOBUF_LIMIT", 1000)

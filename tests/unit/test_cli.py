@@ -9,7 +9,7 @@ import pytest
 from triton_rerank.cli import COMMANDS, build_parser
 from triton_rerank.flags import from_flags
 from triton_rerank.serving.export_options import ExportOptions
-from triton_rerank.serving.repository import RepositorySettings
+from triton_rerank.serving.layout import RepositorySettings
 
 
 def test_every_subcommand_is_on_the_one_entry_point():

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from triton_rerank import protocol
-from triton_rerank.serving.repository import DEFAULT_RERANKER_SETTINGS, PROTOCOL_COPY, write_configs
+from triton_rerank.serving.layout import DEFAULT_RERANKER_SETTINGS, PROTOCOL_COPY
+from triton_rerank.serving.repository import write_configs
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "client" / "triton_rerank"

@@ -8,29 +8,30 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
+from triton_rerank.serving import layout
 from triton_rerank.serving import repository as repo
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = ROOT / "model_repository"
 
 ALL_SETTINGS = [
-    repo.RepositorySettings(),
-    repo.DEFAULT_EMBEDDER_SETTINGS,
-    repo.DEFAULT_EMBEDDER_SETTINGS.replace(model_inputs=("input_ids", "attention_mask"), device="cpu"),
-    repo.RepositorySettings(model_format="torchscript"),
-    repo.RepositorySettings(model_inputs=("input_ids", "attention_mask"), device="gpu", instances=2),
-    repo.RepositorySettings(device="cpu", intra_op_threads=2, max_rows_per_request=16, dynamic_batching=True),
+    layout.RepositorySettings(),
+    layout.DEFAULT_EMBEDDER_SETTINGS,
+    layout.DEFAULT_EMBEDDER_SETTINGS.replace(model_inputs=("input_ids", "attention_mask"), device="cpu"),
+    layout.RepositorySettings(model_format="torchscript"),
+    layout.RepositorySettings(model_inputs=("input_ids", "attention_mask"), device="gpu", instances=2),
+    layout.RepositorySettings(device="cpu", intra_op_threads=2, max_rows_per_request=16, dynamic_batching=True),
 ]
 
 
-DEFAULTS = [repo.DEFAULT_RERANKER_SETTINGS, repo.DEFAULT_EMBEDDER_SETTINGS]
+DEFAULTS = [layout.DEFAULT_RERANKER_SETTINGS, layout.DEFAULT_EMBEDDER_SETTINGS]
 
 
 @pytest.mark.parametrize("settings", DEFAULTS, ids=lambda s: s.kind)
 def test_committed_repository_equals_generated_configs_for_the_default_models(settings):
     for name, config in repo.build_configs(settings).items():
         assert (COMMITTED / name / "config.pbtxt").read_text() == repo.to_pbtxt(config), name
-    for name, source in repo.python_models(settings.family).items():  # links to the one source, never copies
+    for name, source in layout.python_models(settings.family).items():  # links to the one source, never copies
         code = COMMITTED / name / "1" / "model.py"
         assert code.is_symlink() and code.resolve() == source.resolve(), name
     assert (COMMITTED / settings.family.ensemble / "1" / ".gitkeep").exists()
@@ -38,7 +39,7 @@ def test_committed_repository_equals_generated_configs_for_the_default_models(se
 
 def test_every_committed_config_parses_with_tritons_schema_and_names_its_folder():
     configs = sorted(COMMITTED.glob("*/config.pbtxt"))
-    assert [p.parent.name for p in configs] == sorted(repo.RERANK.names + repo.EMBED.names)
+    assert [p.parent.name for p in configs] == sorted(layout.RERANK.names + layout.EMBED.names)
     for path in configs:
         config = text_format.Parse(path.read_text(), mc.ModelConfig())
         assert config.name == path.parent.name
@@ -85,31 +86,33 @@ def test_ensemble_tensors_line_up_with_each_member(settings):
 
 def test_runner_config_changes_only_the_backend():
     native = repo.build_configs(
-        repo.RepositorySettings(device="cpu", instances=2, intra_op_threads=1, dynamic_batching=True)
-    )[repo.CROSS_ENCODER]
+        layout.RepositorySettings(device="cpu", instances=2, intra_op_threads=1, dynamic_batching=True)
+    )[layout.CROSS_ENCODER]
     runner = repo.python_runner_config(native)
     assert runner.backend == "python" and native.backend == "onnxruntime"
-    assert runner.parameters[repo.RUNNER_FILE_PARAMETER].string_value == repo.ONNX_FILE
+    assert runner.parameters[layout.RUNNER_FILE_PARAMETER].string_value == layout.ONNX_FILE
     for field in ("name", "max_batch_size", "input", "output", "dynamic_batching", "instance_group"):
         assert getattr(runner, field) == getattr(native, field), field
 
 
 def test_runner_config_refuses_a_python_model():
-    tokenizer = repo.build_configs(repo.RepositorySettings())[repo.TOKENIZER]
+    tokenizer = repo.build_configs(layout.RepositorySettings())[layout.TOKENIZER]
     with pytest.raises(ValueError, match="not onnxruntime, pytorch or openvino"):
         repo.python_runner_config(tokenizer)
 
 
 def test_device_choice_sets_the_instance_group():
-    auto, cpu, gpu = (repo.model_config(repo.RepositorySettings(device=d, instances=3)) for d in ("auto", "cpu", "gpu"))
+    auto, cpu, gpu = (
+        repo.model_config(layout.RepositorySettings(device=d, instances=3)) for d in ("auto", "cpu", "gpu")
+    )
     assert len(auto.instance_group) == 0  # Triton: one instance per GPU if any, else CPU
     assert (cpu.instance_group[0].kind, cpu.instance_group[0].count) == (mc.ModelInstanceGroup.KIND_CPU, 3)
     assert (gpu.instance_group[0].kind, gpu.instance_group[0].count) == (mc.ModelInstanceGroup.KIND_GPU, 3)
 
 
 def test_tensorrt_accelerator_asks_the_onnxruntime_backend_for_its_tensorrt_provider():
-    assert not repo.model_config(repo.RepositorySettings(device="gpu")).HasField("optimization")  # CUDA provider
-    config = repo.model_config(repo.RepositorySettings(device="gpu", gpu_accelerator="tensorrt-fp16"))
+    assert not repo.model_config(layout.RepositorySettings(device="gpu")).HasField("optimization")  # CUDA provider
+    config = repo.model_config(layout.RepositorySettings(device="gpu", gpu_accelerator="tensorrt-fp16"))
     (accelerator,) = config.optimization.execution_accelerators.gpu_execution_accelerator
     assert accelerator.name == "tensorrt"
     assert accelerator.parameters["precision_mode"] == "FP16"
@@ -117,42 +120,42 @@ def test_tensorrt_accelerator_asks_the_onnxruntime_backend_for_its_tensorrt_prov
 
 
 def test_response_cache_is_enabled_on_the_ensemble_only_when_asked():
-    assert not repo.ensemble_config(repo.RepositorySettings()).HasField("response_cache")
-    cached = repo.build_configs(repo.RepositorySettings(response_cache=True))
-    assert cached[repo.RERANKER].response_cache.enable
-    assert not cached[repo.CROSS_ENCODER].HasField("response_cache")  # one lookup per request, at the top
+    assert not repo.ensemble_config(layout.RepositorySettings()).HasField("response_cache")
+    cached = repo.build_configs(layout.RepositorySettings(response_cache=True))
+    assert cached[layout.RERANKER].response_cache.enable
+    assert not cached[layout.CROSS_ENCODER].HasField("response_cache")  # one lookup per request, at the top
 
 
 def test_no_queue_policy_unless_a_limit_is_set():
     """Any queue policy turns off Triton's batch prefetching (a measured 15% at 16 clients), so the
     default repository has none; a limit puts the same policy on the tokenizer and on the model."""
-    for config in repo.build_configs(repo.RepositorySettings()).values():
+    for config in repo.build_configs(layout.RepositorySettings()).values():
         assert not config.dynamic_batching.HasField("default_queue_policy"), config.name
-    assert not repo.tokenizer_config(repo.RepositorySettings()).HasField("dynamic_batching")
-    limited = repo.build_configs(repo.RepositorySettings(max_queue_size=8, queue_timeout_s=2.5))
-    for name in (repo.TOKENIZER, repo.CROSS_ENCODER):
+    assert not repo.tokenizer_config(layout.RepositorySettings()).HasField("dynamic_batching")
+    limited = repo.build_configs(layout.RepositorySettings(max_queue_size=8, queue_timeout_s=2.5))
+    for name in (layout.TOKENIZER, layout.CROSS_ENCODER):
         policy = limited[name].dynamic_batching.default_queue_policy
         assert (policy.max_queue_size, policy.default_timeout_microseconds) == (8, 2_500_000), name
         assert policy.timeout_action == mc.ModelQueuePolicy.REJECT
-    assert limited[repo.TOKENIZER].max_batch_size == 0  # the policy's dynamic_batching batches nothing there
-    size_only = repo.model_config(repo.RepositorySettings(max_queue_size=8)).dynamic_batching.default_queue_policy
+    assert limited[layout.TOKENIZER].max_batch_size == 0  # the policy's dynamic_batching batches nothing there
+    size_only = repo.model_config(layout.RepositorySettings(max_queue_size=8)).dynamic_batching.default_queue_policy
     assert (size_only.max_queue_size, size_only.default_timeout_microseconds) == (8, 0)
 
 
 def test_the_dynamic_batcher_is_on_only_when_asked_or_a_queue_limit_needs_it():
     """Off by default: equal-shape merges are rare and Triton 2.51's batcher thread spins (measured)."""
-    for settings in (repo.DEFAULT_RERANKER_SETTINGS, repo.DEFAULT_EMBEDDER_SETTINGS):
+    for settings in (layout.DEFAULT_RERANKER_SETTINGS, layout.DEFAULT_EMBEDDER_SETTINGS):
         assert not repo.model_config(settings).HasField("dynamic_batching"), settings.kind
-    asked = repo.model_config(repo.RepositorySettings(dynamic_batching=True, max_queue_delay_us=0))
+    asked = repo.model_config(layout.RepositorySettings(dynamic_batching=True, max_queue_delay_us=0))
     assert asked.HasField("dynamic_batching") and asked.dynamic_batching.max_queue_delay_microseconds == 0
-    limited = repo.model_config(repo.RepositorySettings(queue_timeout_s=1, max_queue_delay_us=250))
+    limited = repo.model_config(layout.RepositorySettings(queue_timeout_s=1, max_queue_delay_us=250))
     assert limited.dynamic_batching.max_queue_delay_microseconds == 250
     assert limited.dynamic_batching.default_queue_policy.default_timeout_microseconds == 1_000_000
 
 
 def test_runner_parallelism_is_written_only_when_chosen():
-    assert "runner_parallelism" not in repo.model_config(repo.RepositorySettings()).parameters
-    config = repo.model_config(repo.RepositorySettings(runner_parallelism="slices"))
+    assert "runner_parallelism" not in repo.model_config(layout.RepositorySettings()).parameters
+    config = repo.model_config(layout.RepositorySettings(runner_parallelism="slices"))
     assert config.parameters["runner_parallelism"].string_value == "slices"
 
 
@@ -181,23 +184,23 @@ def test_runner_parallelism_is_written_only_when_chosen():
 )
 def test_settings_refuse_bad_values(changes, message):
     with pytest.raises(ValueError, match=message):
-        repo.RepositorySettings(**changes)
+        layout.RepositorySettings(**changes)
 
 
 def test_a_named_export_gets_its_own_models_that_line_up():
-    settings = repo.RepositorySettings(name="minilm")
+    settings = layout.RepositorySettings(name="minilm")
     assert settings.family.names == ("minilm_tokenizer", "minilm_model", "minilm", "minilm_aggregator")
     configs = repo.build_configs(settings)
     assert sorted(configs) == ["minilm", "minilm_aggregator", "minilm_model", "minilm_tokenizer"]
     steps = configs["minilm"].ensemble_scheduling.step
     assert [step.model_name for step in steps] == ["minilm_tokenizer", "minilm_model", "minilm_aggregator"]
-    assert repo.RepositorySettings(name="reranker").family == repo.RERANK  # the default name is the default
+    assert layout.RepositorySettings(name="reranker").family == layout.RERANK  # the default name is the default
 
 
 def test_tokenizer_instances_set_the_tokenizer_and_aggregator_instance_groups():
-    configs = repo.build_configs(repo.RepositorySettings(tokenizer_instances=3))
-    for name in (repo.TOKENIZER, repo.AGGREGATOR):
+    configs = repo.build_configs(layout.RepositorySettings(tokenizer_instances=3))
+    for name in (layout.TOKENIZER, layout.AGGREGATOR):
         (group,) = configs[name].instance_group
         assert (group.kind, group.count) == (mc.ModelInstanceGroup.KIND_CPU, 3), name
     with pytest.raises(ValueError, match="tokenizer_instances must be >= 1, got 0"):
-        repo.RepositorySettings(tokenizer_instances=0)
+        layout.RepositorySettings(tokenizer_instances=0)

@@ -43,9 +43,10 @@ def _dynamic_batching(us):
 
 
 def _queue_limits(name, config):  # this project's defaults until measured here; the policy needs the batcher
+    from triton_rerank.serving import layout
     from triton_rerank.serving import repository as repo
 
-    limits = repo.RepositorySettings(max_queue_size=512, queue_timeout_s=30)
+    limits = layout.RepositorySettings(max_queue_size=512, queue_timeout_s=30)
     if name == "tokenizer":
         config.dynamic_batching.default_queue_policy.CopyFrom(repo.queue_policy(limits))
     elif name == "cross_encoder":

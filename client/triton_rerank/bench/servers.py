@@ -44,7 +44,7 @@ def export_repositories(model: Path, work: Path, variants=("fp32", "int8")) -> d
     """Exports of ``model``, one per name in ``variants`` (``EXPORTS``), kept in ``work`` and reused
     when the model is the same."""
     from triton_rerank.serving.export import ensure_exported
-    from triton_rerank.serving.repository import RepositorySettings
+    from triton_rerank.serving.layout import RepositorySettings
 
     repositories = {}
     for variant in variants:

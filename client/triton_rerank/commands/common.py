@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
-import time
 from pathlib import Path
 
 from triton_rerank.endpoints import DEFAULT_URL, TRITON_URL_ENV
-from triton_rerank.errors import RerankError
 from triton_rerank.models import DEFAULT_EMBEDDER, DEFAULT_RERANKER
 from triton_rerank.options import RerankOptions
 from triton_rerank.protocol import DEFAULT_LONG_DOCUMENTS, LONG_DOCUMENT_POLICIES
 
 # Where commands write generated models: ignored by git, so the main job never touches tracked files.
 GENERATED_REPOSITORY = Path("generated/model_repository")
-# Data and models beside a checkout, on the build machines (the benchmarks' defaults).
-SHARED = Path(__file__).resolve().parents[3].parent / "shared"
-PEERS_PYTHON = Path(__file__).resolve().parents[3] / ".venv-peers" / "bin" / "python"  # make peers
+# Data and models for the benchmarks' and evaluations' defaults: $TRITON_RERANK_SHARED, else the
+# shared/ folder beside the checkout the commands are run from (the build machines' layout).
+SHARED = Path(os.environ.get("TRITON_RERANK_SHARED", "../shared"))
+# The Python of the in-process peers' environment (`make peers` builds it in the checkout).
+PEERS_PYTHON = Path(os.environ.get("TRITON_RERANK_PEERS_PYTHON", ".venv-peers/bin/python"))
 
 
 def add_repository(parser: argparse.ArgumentParser, help_text: str = "model repository") -> None:
@@ -108,30 +107,3 @@ def open_store(args: argparse.Namespace, uri: str | None = None, **options):
     if args.milvus_ca_file:
         options["client_options"] = {"server_pem_path": args.milvus_ca_file}
     return MilvusStore(uri or args.milvus_uri, token=args.milvus_token, **options)
-
-
-@contextlib.contextmanager
-def triton(url: str | None, repository: Path, exports: list[tuple[str, str, dict]], **server_settings):
-    """``(url, server)`` of the Triton to use: ``(url, None)`` when a URL is given; else each
-    ``(model, kind, options)`` is exported into ``repository`` unless it holds it already, and the
-    embedded server is started on free loopback ports (and stopped on leaving)."""
-    if url is not None:
-        yield url, None
-        return
-    from triton_rerank.serving.export import ensure_exported
-    from triton_rerank.serving.server import EmbeddedTritonServer, free_port_settings
-
-    for model, kind, options in exports:
-        print(f"{kind}: {model} ...", flush=True)
-        try:
-            report = ensure_exported(repository, model, kind, **options)
-        except OSError as err:  # not on disk, and the hub is out of reach
-            raise RerankError(f"cannot load {model}: {err}\nno hub access? pass a local folder instead") from err
-        if report is None:
-            print(f"{kind}: {repository} already holds it", flush=True)
-        else:
-            print(f"{kind}: exported to {repository}, max |difference to PyTorch| = {report.max_abs_diff:.1e}")
-    started = time.perf_counter()
-    with EmbeddedTritonServer(repository, free_port_settings(**server_settings)) as server:
-        print(f"Triton ready in {time.perf_counter() - started:.1f} s at {server.grpc_url}", flush=True)
-        yield server.grpc_url, server

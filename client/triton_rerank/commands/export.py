@@ -18,7 +18,7 @@ from triton_rerank.commands.common import add_repository
 from triton_rerank.flags import add_flags, from_flags
 from triton_rerank.models import DEFAULT_EMBEDDER, DEFAULT_RERANKER
 from triton_rerank.serving.export_options import ExportOptions
-from triton_rerank.serving.repository import RepositorySettings
+from triton_rerank.serving.layout import RepositorySettings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -88,7 +88,7 @@ def check_format(
 ) -> dict:
     from triton_rerank import RerankError
     from triton_rerank.serving.export import ExportError, export_cross_encoder
-    from triton_rerank.serving.repository import RepositorySettings
+    from triton_rerank.serving.layout import RepositorySettings
     from triton_rerank.serving.server import EmbeddedTritonServer, ServerStartError, free_port_settings
 
     repository = work / f"repo-{model_format}"

@@ -77,8 +77,8 @@ def run(args: argparse.Namespace) -> int:
     from triton_rerank.api.settings import RERANK_API_KEY_ENV
     from triton_rerank.bench.harness import api_scorer, served_scorer
     from triton_rerank.bench.workload import Request
-    from triton_rerank.commands.common import triton
     from triton_rerank.samples import SAMPLE_QUERIES, sample_texts
+    from triton_rerank.serving.server import triton_for
 
     if args.triton_url is None and args.model is None and args.repository is None:
         print("give --triton-url, or --model / --repository for the embedded server")
@@ -90,7 +90,10 @@ def run(args: argparse.Namespace) -> int:
     exports = [(args.model, "cross-encoder", {"precision": args.precision})] if args.model else []
     with (
         tempfile.TemporaryDirectory(prefix="triton-rerank-load-") as workdir,
-        triton(args.triton_url, args.repository or Path(workdir) / "models", exports, api_key=api_key) as (url, server),
+        triton_for(args.triton_url, args.repository or Path(workdir) / "models", exports, api_key=api_key) as (
+            url,
+            server,
+        ),
         contextlib.ExitStack() as stack,
     ):
         processes = {"server": server.pid} if server is not None else {}  # process-group leaders to read

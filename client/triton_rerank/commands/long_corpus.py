@@ -9,7 +9,7 @@ import argparse
 import json
 from pathlib import Path
 
-from triton_rerank.commands.benchmark import SHARED
+from triton_rerank.commands.common import SHARED
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -23,7 +23,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from triton_rerank.commands.common import add_milvus, add_models, add_repository, add_triton_url, open_store, triton
+from triton_rerank.commands.common import add_milvus, add_models, add_repository, add_triton_url, open_store
 from triton_rerank.errors import RerankError
 from triton_rerank.samples import SAMPLE_CORPUS, SAMPLE_QUERIES
 
@@ -80,12 +80,13 @@ def run(args: argparse.Namespace) -> int:
     from triton_rerank import TritonEmbedFunction, TritonRerankFunction
     from triton_rerank.ingest import ingest, read_documents
     from triton_rerank.pipeline import RerankPipeline
+    from triton_rerank.serving.server import triton_for
 
     exports = [(args.reranker_model, args.reranker_kind, {}), (args.embedder_model, "bi-encoder", {})]
     try:
         with (
             tempfile.TemporaryDirectory(prefix="triton-rerank-quickstart-") as workdir,
-            triton(args.triton_url, args.repository, exports) as (url, _),
+            triton_for(args.triton_url, args.repository, exports) as (url, _),
         ):
             milvus_uri = args.milvus_uri or str(Path(workdir) / "quickstart.db")
             with (

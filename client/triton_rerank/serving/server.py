@@ -28,8 +28,10 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from triton_rerank.endpoints import API_KEY_HEADER
+from triton_rerank.errors import RerankError
+from triton_rerank.serving import layout
 from triton_rerank.serving import repository as repo
-from triton_rerank.transport import API_KEY_HEADER
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +157,7 @@ def derive_repository(source: Path, target: Path) -> Path:
             (runner_dir / version_dir.name).mkdir()
             for item in version_dir.iterdir():
                 (runner_dir / version_dir.name / item.name).symlink_to(item)
-            shutil.copyfile(repo.RUNNER_CODE, runner_dir / version_dir.name / "model.py")
+            shutil.copyfile(layout.RUNNER_CODE, runner_dir / version_dir.name / "model.py")
     return target
 
 
@@ -310,3 +312,29 @@ class EmbeddedTritonServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+@contextlib.contextmanager
+def triton_for(url: str | None, repository: Path, exports: list[tuple[str, str, dict]], **server_settings):
+    """``(url, server)`` of the Triton to use: ``(url, None)`` when a URL is given; else each
+    ``(model, kind, options)`` is exported into ``repository`` unless it holds it already, and the
+    embedded server is started on free loopback ports (and stopped on leaving)."""
+    if url is not None:
+        yield url, None
+        return
+    from triton_rerank.serving.export import ensure_exported
+
+    for model, kind, options in exports:
+        print(f"{kind}: {model} ...", flush=True)
+        try:
+            report = ensure_exported(repository, model, kind, **options)
+        except OSError as err:  # not on disk, and the hub is out of reach
+            raise RerankError(f"cannot load {model}: {err}\nno hub access? pass a local folder instead") from err
+        if report is None:
+            print(f"{kind}: {repository} already holds it", flush=True)
+        else:
+            print(f"{kind}: exported to {repository}, max |difference to PyTorch| = {report.max_abs_diff:.1e}")
+    started = time.perf_counter()
+    with EmbeddedTritonServer(repository, free_port_settings(**server_settings)) as server:
+        print(f"Triton ready in {time.perf_counter() - started:.1f} s at {server.grpc_url}", flush=True)
+        yield server.grpc_url, server

@@ -1,38 +1,21 @@
 """Triton Python-backend tokenizer: strings -> the id tensors of a cross-encoder or a bi-encoder.
 
-Its config's inputs say which: ``QUERY`` + ``DOCUMENTS`` (model ``tokenizer``) tokenizes each
-(query, document) pair as sentence-transformers' ``CrossEncoder`` does; ``TEXTS`` (model
-``embed_tokenizer``) tokenizes each text as ``SentenceTransformer`` does. Both use the model's fast
-tokenizer (``tokenizer.json``, saved by the export with the model's padding settings), truncation
-longest-first at the ``max_length`` parameter of the config, and padding to the longest row of the
-request. It needs only the ``tokenizers`` library, reads its files from this model's version
-folder, and downloads nothing.
+Its config's inputs say which: ``QUERY`` + ``DOCUMENTS`` (pairs, as sentence-transformers'
+``CrossEncoder`` tokenizes them) or ``TEXTS`` (as ``SentenceTransformer`` does). Both use the
+model's fast tokenizer (``tokenizer.json`` in this model's version folder, saved by the export),
+truncation longest-first at the config's ``max_length``, and padding to the request's longest row.
 
-Each request may change that with Triton request parameters (an ensemble forwards them to this step):
+Each request may change that with the request parameters of ``protocol`` (an ensemble forwards
+them): ``truncate`` and ``truncation_direction``; for pairs, ``max_tokens_per_doc`` and
+``long_documents``: ``first`` truncates a document longer than the model's budget, ``error``
+refuses it, ``max`` and ``mean`` read it in windows (``document_windows``), one row each, which the
+ensemble's aggregator folds back into one score per document.
 
-- ``truncate`` (default true; false refuses a row over ``max_length`` tokens, naming its size,
-  instead of cutting it) and ``truncation_direction`` (``right`` or ``left``; by default the
-  model's own, which is right for every model we know);
-- for pairs, ``max_tokens_per_doc``: each document cut to that many tokens first, as Cohere's
-  rerank API promises;
-- for pairs, ``long_documents``: what becomes of a document longer than the model's budget (its
-  max_length less the query and the special tokens). ``first`` (the default) truncates it, as
-  ``CrossEncoder.predict`` does; ``error`` refuses it; ``max`` and ``mean`` split it into windows
-  (``document_windows``: at most ``window`` tokens, at least ``stride`` tokens shared by neighbours,
-  each starting at a paragraph, a sentence or a word, at most ``max_chunks_per_doc`` of them), one
-  row each, and the ensemble's aggregator folds the rows' scores back into one per document.
-
-An LLM reranker (a causal LM scored by its "yes" against its "no", Qwen3-Reranker style) has a
-``prompt_template`` parameter in its config: each pair is rendered into it (``Prompt``) and read as
-one text, which the saved tokenizer wraps in the prompt's fixed prefix and suffix tokens; a request
-may change the template's ``instruction``.
-
-Besides the model's inputs, the reranker's tokenizer outputs, per row: ``num_tokens`` (after
-truncation), ``row_document`` (which document the row belongs to: rows of a document are
-consecutive, documents in input order) and ``row_span`` (the characters of the document the row
-holds). Other parameters are ignored.
-
-The export copies this file to ``<repository>/<tokenizer>/1/model.py``.
+An LLM reranker (Qwen3-Reranker style) has a ``prompt_template`` config parameter: each pair is
+rendered into it (``Prompt``; a request may change its ``instruction``) and read as one text.
+Besides the model's inputs, it outputs ``protocol.ROW_OUTPUTS`` per row (rows of a document are
+consecutive, documents in input order). The export copies this file to ``<tokenizer>/1/model.py``,
+and ``protocol`` beside it.
 """
 
 import json
@@ -337,6 +320,14 @@ def _kept(encoding, span, begins=0, sequence=1):
     return (start + kept[0][0], start + kept[-1][1]) if kept else (start, start)
 
 
+SMALLEST = (
+    (protocol.MAX_TOKENS_PER_DOC, 1),
+    (protocol.MAX_CHUNKS_PER_DOC, 1),
+    (protocol.WINDOW, 1),
+    (protocol.STRIDE, 0),
+)
+
+
 def read_options(parameters, pairs, max_length):
     """A request's parameters, checked: the keyword arguments of ``_tokenize``."""
     options = {}
@@ -358,17 +349,11 @@ def read_options(parameters, pairs, max_length):
             )
         options["long_documents"] = value
     if protocol.INSTRUCTION in parameters:
-        if not isinstance(parameters[protocol.INSTRUCTION], str):
-            raise ValueError(
-                f"parameter {protocol.INSTRUCTION} must be a string, got {parameters[protocol.INSTRUCTION]!r}"
-            )
-        options[protocol.INSTRUCTION] = parameters[protocol.INSTRUCTION]
-    for name, smallest in (
-        (protocol.MAX_TOKENS_PER_DOC, 1),
-        (protocol.MAX_CHUNKS_PER_DOC, 1),
-        (protocol.WINDOW, 1),
-        (protocol.STRIDE, 0),
-    ):
+        instruction = parameters[protocol.INSTRUCTION]
+        if not isinstance(instruction, str):
+            raise ValueError(f"parameter {protocol.INSTRUCTION} must be a string, got {instruction!r}")
+        options[protocol.INSTRUCTION] = instruction
+    for name, smallest in SMALLEST:
         if name in parameters:
             options[name] = _integer(parameters[name], name, smallest)
     if options.get(protocol.WINDOW, 0) > max_length:

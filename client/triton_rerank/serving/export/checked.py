@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from triton_rerank.serving import layout
 from triton_rerank.serving import repository as repo
 from triton_rerank.serving.backends.tokenizer_model import encode
 from triton_rerank.serving.export import graphs, precision
@@ -66,7 +67,7 @@ class ExportJob:
     activation: str  # how the reference turns outputs into scores: recorded in export.json
     wrapper: Any  # a torch.nn.Module: positional ids in, outputs out
     tokenizer: Any  # the model's fast (transformers) tokenizer
-    settings: repo.RepositorySettings
+    settings: layout.RepositorySettings
     samples: list  # pairs or texts
     expected: np.ndarray  # the reference's outputs for the samples, one row each
     fuse_config: Any  # the model's config when ONNX Runtime may fuse its graph, else None
@@ -80,7 +81,7 @@ def servable_tokenizer(model: str, tokenizer) -> tuple:
         raise ExportError(f"{model}: the server needs a fast (Rust) tokenizer; {type(tokenizer).__name__} is not one")
     if tokenizer.pad_token is None:
         raise ExportError(f"{model}: the tokenizer has no pad token; batches cannot be padded")
-    return tokenizer, tuple(name for name in repo.BERT_INPUTS if name in tokenizer.model_input_names)
+    return tokenizer, tuple(name for name in layout.BERT_INPUTS if name in tokenizer.model_input_names)
 
 
 def save_tokenizer(tokenizer, folder: Path, max_length: int):
@@ -114,7 +115,7 @@ def write_checked(job: ExportJob, repository: Path) -> ExportReport:
         tokenizer = save_tokenizer(job.tokenizer, staging / family.tokenizer / "1", settings.max_length)
         # An OpenVINO (bf16, int8) export starts as the checked fp32 ONNX graph, converted after the check.
         traced_format = "onnx" if settings.model_format == "openvino" else settings.model_format
-        weights = staging / family.model / "1" / repo.weights_file(traced_format)
+        weights = staging / family.model / "1" / layout.weights_file(traced_format)
         example = encode(tokenizer, job.samples[:2], settings.model_inputs)
         if traced_format == "onnx":
             graphs.export_onnx(job.wrapper, example, weights, settings, job.fuse_config)
@@ -129,24 +130,7 @@ def write_checked(job: ExportJob, repository: Path) -> ExportReport:
             )
         reduced, calibration = None, []
         if options.precision != "fp32":
-            if settings.model_format == "torchscript":  # fp16: the same model traced again, in half precision
-                graphs.export_torchscript(job.wrapper.half(), example, weights, job.trace_device)
-            elif settings.model_format == "openvino":
-                if options.precision == "int8":  # its activation scales come from these (bf16 needs none)
-                    try:
-                        calibration = precision.calibration_batches(tokenizer, settings, options.calibration)
-                    except (OSError, ValueError) as err:
-                        raise ExportError(f"calibration pairs: {err}") from None
-                weights = precision.convert_openvino(weights, options.precision, calibration)
-            else:
-                precision.convert_onnx(weights, options.precision)
-            reduced = precision.measure(weights, options.precision, score, tokenizer, settings, job.trace_device)
-            if not reduced.rank_correlation >= options.rank_correlation_bar:
-                raise ExportCheckError(
-                    f"{options.precision} {weights.name} keeps a rank correlation of only "
-                    f"{reduced.rank_correlation:.4f} with fp32 on the sample queries (at least "
-                    f"{options.rank_correlation_bar:g} asked); nothing was written"
-                )
+            weights, reduced, calibration = _reduce_precision(job, weights, example, tokenizer, score)
         report = ExportReport(
             model=job.model,
             repository=str(repository),
@@ -165,6 +149,32 @@ def write_checked(job: ExportJob, repository: Path) -> ExportReport:
         _install(staging, repository, family.names)
     log.info("exported %s to %s (max |diff| %.2g)", job.model, repository, max_abs_diff)
     return report
+
+
+def _reduce_precision(job: ExportJob, weights: Path, example, tokenizer, score):
+    """The checked fp32 model in ``job.options.precision``: (its weights, what it costs against fp32,
+    the calibration batches int8 used); refused below the rank-correlation bar."""
+    settings, options = job.settings, job.options
+    calibration = []
+    if settings.model_format == "torchscript":  # fp16: the same model traced again, in half precision
+        graphs.export_torchscript(job.wrapper.half(), example, weights, job.trace_device)
+    elif settings.model_format == "openvino":
+        if options.precision == "int8":  # its activation scales come from these (bf16 needs none)
+            try:
+                calibration = precision.calibration_batches(tokenizer, settings, options.calibration)
+            except (OSError, ValueError) as err:
+                raise ExportError(f"calibration pairs: {err}") from None
+        weights = precision.convert_openvino(weights, options.precision, calibration)
+    else:
+        precision.convert_onnx(weights, options.precision)
+    reduced = precision.measure(weights, options.precision, score, tokenizer, settings, job.trace_device)
+    if not reduced.rank_correlation >= options.rank_correlation_bar:
+        raise ExportCheckError(
+            f"{options.precision} {weights.name} keeps a rank correlation of only "
+            f"{reduced.rank_correlation:.4f} with fp32 on the sample queries (at least "
+            f"{options.rank_correlation_bar:g} asked); nothing was written"
+        )
+    return weights, reduced, calibration
 
 
 def _difference(score, tokenizer, job: ExportJob) -> float:

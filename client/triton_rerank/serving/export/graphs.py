@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from triton_rerank.serving import repository as repo
+from triton_rerank.serving import layout
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ class PooledEmbeddings(torch.nn.Module):
         return torch.nn.functional.normalize(pooled, p=2, dim=1)
 
 
-def export_onnx(wrapper, example, path: Path, settings: repo.RepositorySettings, fuse_config) -> None:
+def export_onnx(wrapper, example, path: Path, settings: layout.RepositorySettings, fuse_config) -> None:
     """The legacy exporter's graph (named inputs, dynamic batch and sequence axes), then ONNX
     Runtime's fusions for the architectures it knows (``fuse_config`` None: no fusions)."""
     output = settings.family.model_output

@@ -18,7 +18,7 @@ import torch
 from tokenizers import processors
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from triton_rerank.serving import repository as repo
+from triton_rerank.serving import layout
 from triton_rerank.serving.backends.tokenizer_model import Prompt
 from triton_rerank.serving.export.checked import (
     SAMPLE_PAIRS,
@@ -49,13 +49,13 @@ def export_llm_reranker(
     model: str,
     repository: Path | str = "generated/model_repository",
     *,
-    settings: repo.RepositorySettings | None = None,
+    settings: layout.RepositorySettings | None = None,
     **options,
 ) -> ExportReport:
     """Export a causal LM (hub id or local folder) as an LLM reranker into ``repository``, checked
     against the model card's reference in PyTorch (``card_scores``) on the sample pairs."""
     options = ExportOptions(**options)
-    settings = settings or repo.DEFAULT_RERANKER_SETTINGS
+    settings = settings or layout.DEFAULT_RERANKER_SETTINGS
     if settings.model_format != "onnx":
         raise ExportError("an LLM reranker is exported as ONNX only: --model-format onnx")
     tokenizer, _ = servable_tokenizer(model, AutoTokenizer.from_pretrained(model))
@@ -71,7 +71,7 @@ def export_llm_reranker(
     settings = settings.replace(
         kind="llm-reranker",
         dimension=1,
-        model_inputs=repo.BERT_INPUTS[:2],
+        model_inputs=layout.BERT_INPUTS[:2],
         max_length=max_length,
         prompt_template=prompt.template,
         instruction=prompt.instruction,

@@ -14,6 +14,7 @@ from sentence_transformers import CrossEncoder, SentenceTransformer
 from transformers import AutoModel, AutoModelForSequenceClassification
 
 from triton_rerank.models import DEFAULT_EMBEDDER, DEFAULT_RERANKER, resolve_model
+from triton_rerank.serving import layout
 from triton_rerank.serving import repository as repo
 from triton_rerank.serving.export.checked import (
     SAMPLE_PAIRS,
@@ -36,7 +37,7 @@ def export_cross_encoder(
     repository: Path | str = "generated/model_repository",
     *,
     model_format: str | None = None,
-    settings: repo.RepositorySettings | None = None,
+    settings: layout.RepositorySettings | None = None,
     **options,
 ) -> ExportReport:
     """Export a cross-encoder (hub id or local folder) as the ``reranker`` into ``repository``.
@@ -56,7 +57,7 @@ def export_cross_encoder(
     hf_model = AutoModelForSequenceClassification.from_pretrained(model, attn_implementation="eager").eval()
     if hf_model.config.num_labels != 1:
         raise ExportError(f"{model} has {hf_model.config.num_labels} labels; a reranker must output one score per pair")
-    settings = (settings or repo.DEFAULT_RERANKER_SETTINGS).replace(
+    settings = (settings or layout.DEFAULT_RERANKER_SETTINGS).replace(
         kind="cross-encoder",
         dimension=1,
         model_format=model_format,
@@ -93,7 +94,7 @@ def export_bi_encoder(
     model: str = DEFAULT_EMBEDDER,
     repository: Path | str = "generated/model_repository",
     *,
-    settings: repo.RepositorySettings | None = None,
+    settings: layout.RepositorySettings | None = None,
     **options,
 ) -> ExportReport:
     """Export a sentence-transformers bi-encoder (hub id or local folder) as the ``embedder``.
@@ -113,7 +114,7 @@ def export_bi_encoder(
         raise ExportError(f"{model}: pooling {pooling!r} is not supported (mean or cls)")
     tokenizer, model_inputs = servable_tokenizer(model, reference.tokenizer)
     hf_model = AutoModel.from_pretrained(model, attn_implementation="eager").eval()
-    settings = (settings or repo.DEFAULT_EMBEDDER_SETTINGS).replace(
+    settings = (settings or layout.DEFAULT_EMBEDDER_SETTINGS).replace(
         kind="bi-encoder",
         model_format="onnx",
         model_inputs=model_inputs,
@@ -138,7 +139,7 @@ def export_bi_encoder(
 
 
 def export_model(
-    model: str, repository: Path | str, kind: str, *, settings: repo.RepositorySettings | None = None, **options
+    model: str, repository: Path | str, kind: str, *, settings: layout.RepositorySettings | None = None, **options
 ) -> ExportReport:
     """``export_cross_encoder``, ``export_llm_reranker`` or ``export_bi_encoder``, as ``kind`` says."""
     if kind == "bi-encoder":
@@ -169,7 +170,7 @@ def ensure_exported(
     model: str,
     kind: str,
     *,
-    settings: repo.RepositorySettings | None = None,
+    settings: layout.RepositorySettings | None = None,
     **options,
 ) -> ExportReport | None:
     """Export ``model`` (resolved by ``models.resolve_model``) as ``kind`` unless ``is_exported``
@@ -192,7 +193,7 @@ def is_exported(
     precision: str = "fp32",
     *,
     model_format: str = "onnx",
-    settings: repo.RepositorySettings | None = None,
+    settings: layout.RepositorySettings | None = None,
     calibration: str | None = None,
 ) -> bool:
     """Whether ``repository`` holds a complete export of ``source`` (a resolved model) as ``kind``
@@ -200,12 +201,12 @@ def is_exported(
     when ``settings`` are given, a model config that says what they say (device, accelerator, batching),
     Python models whose code is this package's (an upgrade re-exports rather than serve old code)
     and, when ``calibration`` is given ("" for the built-in pairs), an NNCF int8 export calibrated on it."""
-    family = (settings.replace(kind=kind) if settings else repo.RepositorySettings(kind=kind)).family
+    family = (settings.replace(kind=kind) if settings else layout.RepositorySettings(kind=kind)).family
     manifest = Path(repository) / family.model / "1" / "export.json"
     if not manifest.exists():
         return False
     report = json.loads(manifest.read_text())
-    weights = manifest.parent / repo.weights_file(report.get("model_format", "onnx"))
+    weights = manifest.parent / layout.weights_file(report.get("model_format", "onnx"))
     tokenizer_config = repo.load_config(Path(repository) / family.tokenizer / "config.pbtxt")
     if calibration is not None and report.get("calibration"):
         try:
@@ -221,7 +222,7 @@ def is_exported(
         and tokenizer_config.parameters["max_length"].string_value == str(report.get("max_length"))
         and all(
             _same_code(Path(repository) / name / "1" / "model.py", code)
-            for name, code in repo.python_models(family).items()
+            for name, code in layout.python_models(family).items()
         )
         and (settings is None or _config_matches(Path(repository) / family.model, settings, kind, report))
     )
@@ -231,7 +232,7 @@ def _same_code(copy: Path, source: Path) -> bool:
     return copy.exists() and copy.read_bytes() == source.read_bytes()
 
 
-def _config_matches(model_dir: Path, settings: repo.RepositorySettings, kind: str, report: dict) -> bool:
+def _config_matches(model_dir: Path, settings: layout.RepositorySettings, kind: str, report: dict) -> bool:
     """Whether the model's config.pbtxt is the one ``settings`` would write for this export."""
     on_disk = repo.load_config(model_dir / "config.pbtxt")
     wanted = settings.replace(
@@ -253,7 +254,7 @@ def _check_precision(precision: str, model_format: str) -> None:
         raise ExportError(f"model format openvino serves int8 or bf16 exports, not {precision}")
 
 
-def _trace_device(settings: repo.RepositorySettings, precision: str) -> tuple[repo.RepositorySettings, str]:
+def _trace_device(settings: layout.RepositorySettings, precision: str) -> tuple[layout.RepositorySettings, str]:
     """Where the model is traced: a TorchScript trace is bound to the device it ran on, so its
     instance group follows the export machine's device unless a GPU is asked for (and present)."""
     if settings.model_format != "torchscript":

@@ -16,7 +16,7 @@ import numpy as np
 
 from triton_rerank.metrics import rank_correlation, top_k_overlap
 from triton_rerank.samples import SAMPLE_QUERIES, sample_texts
-from triton_rerank.serving import repository as repo
+from triton_rerank.serving import layout
 from triton_rerank.serving.backends.runner_model import bf16_missing, length_slices, score_in_slices
 from triton_rerank.serving.backends.tokenizer_model import Prompt, encode
 from triton_rerank.serving.export.graphs import (
@@ -43,7 +43,7 @@ class PrecisionReport:
     pairs_checked: int
 
 
-def settings_for_precision(settings: repo.RepositorySettings, precision: str) -> repo.RepositorySettings:
+def settings_for_precision(settings: layout.RepositorySettings, precision: str) -> layout.RepositorySettings:
     """int8 runs row by row in the embedded runner unless asked otherwise: dynamic quantization
     takes one activation scale per tensor, so in a batch each score would depend on its batch-mates;
     one row per call keeps every score the pair's own, at almost no cost (no padding at all).
@@ -164,7 +164,7 @@ def convert_openvino(onnx_path: Path, precision: str, calibration: list[list[np.
     preset, which keeps softmax, layer norms and the like out of int8."""
     import openvino as ov
 
-    target = onnx_path.with_name(repo.OPENVINO_FILE)
+    target = onnx_path.with_name(layout.OPENVINO_FILE)
     model = ov.convert_model(str(onnx_path))
     if precision == "int8":
         import nncf

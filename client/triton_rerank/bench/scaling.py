@@ -1,33 +1,29 @@
-"""``benchmark --families`` and ``--cpu-scaling``: how the served speed scales with the model family
-and with the cores.
+"""How the served speed scales with the model family and with the cores (``benchmark --families``
+and ``--cpu-scaling``).
 
---families: each family's served pairs/s, fp32 and int8, beside its in-process PyTorch reference, on
+Families: each family's served pairs/s, fp32 and int8, beside its in-process PyTorch reference, on
 the same DL19 requests; XLM-R and Qwen3 at their checkpoints' sizes with random weights where no
 checkpoint is at hand (``bench.families``). Writes families-benchmark.json and .md.
 
---cpu-scaling 1,2,4,...: the served int8 with the server pinned to that many cores. Writes
+CPU scaling 1,2,4,...: the served int8 with the server pinned to that many cores. Writes
 cpu-scaling.json and .md.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
 
-from triton_rerank.commands.common import SHARED
-
-QWEN3_TOKENIZER = Path("generated/qwen3-tokenizer")  # make qwen3-tokenizer
+from triton_rerank.bench.config import BenchmarkConfig, data_description, machine
 
 FAMILY_PRECISIONS = ("fp32", "int8")
 FAMILY_N = 10  # documents a request: the big families read about 2 pairs/s on 2 cores
 
 
-def run_families(args: argparse.Namespace) -> int:
+def run_families(config: BenchmarkConfig) -> int:
     """Each family's served pairs/s, fp32 and int8, beside its in-process PyTorch reference, on
     the same DL19 requests, one client; random-weight shapes where no checkpoint is at hand."""
     from triton_rerank.bench.families import parse_family
@@ -36,17 +32,15 @@ def run_families(args: argparse.Namespace) -> int:
     from triton_rerank.bench.workload import load_requests
 
     started = time.perf_counter()
-    data = args.data if args.data.exists() else None
-    work = args.out / "work"
-    work.mkdir(parents=True, exist_ok=True)
+    data, work = config.dl19(), config.workdir()
     requests = load_requests(data, FAMILY_N, 43)
     repository = work / "families-repository"
-    if not args.family and not args.model.exists():
-        print(f"no model at {args.model}: pass --model, or the families with --family", file=sys.stderr)
+    if not config.family and not config.model.exists():
+        print(f"no model at {config.model}: pass --model, or the families with --family", file=sys.stderr)
         return 2
     try:
-        families = [parse_family(f) for f in args.family or [f"minilm-l6={args.model}", *DEFAULT_SHAPES]]
-        paths = {label: family_model(label, model, work, args.qwen3_tokenizer) for label, model, _ in families}
+        families = [parse_family(f) for f in config.family or [f"minilm-l6={config.model}", *DEFAULT_SHAPES]]
+        paths = {label: family_model(label, model, work, config) for label, model, _ in families}
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -58,30 +52,32 @@ def run_families(args: argparse.Namespace) -> int:
     served = Served("families", repository).start()
     try:
         rows = [
-            measure_family(label, *found, repository, served.url(args.protocol), requests, args, refused)
+            measure_family(label, *found, repository, served.url(config.protocol), requests, config, refused)
             for label, found in models.items()
         ]
     finally:
         served.stop()
     report = {
-        "machine": f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), {platform.system()}",
-        "data": "TREC DL 2019 BM25 top-100 passages" if data else "synthetic passages of 40-120 words",
+        "machine": machine(),
+        "data": data_description(data),
         "documents_per_request": FAMILY_N,
         "clients": 1,
-        "seconds_per_measurement": args.seconds,
+        "seconds_per_measurement": config.seconds,
         "families": rows,
         "refused": refused,
         "wall_s": time.perf_counter() - started,
     }
-    (args.out / "families-benchmark.json").write_text(json.dumps(report, indent=2) + "\n")
+    (config.out / "families-benchmark.json").write_text(json.dumps(report, indent=2) + "\n")
     table = families_markdown(report)
-    (args.out / "families-benchmark.md").write_text(table)
-    print(f"\n{table}\nwrote families-benchmark.json, families-benchmark.md to {args.out} in {report['wall_s']:.0f} s")
+    (config.out / "families-benchmark.md").write_text(table)
+    print(
+        f"\n{table}\nwrote families-benchmark.json, families-benchmark.md to {config.out} in {report['wall_s']:.0f} s"
+    )
     # An int8 export its accuracy check refused is a finding, reported; failed requests fail the run.
     return 1 if any(row["errors"] for row in rows) else 0
 
 
-def family_model(label: str, model: str, work: Path, qwen3_tokenizer: Path) -> str:
+def family_model(label: str, model: str, work: Path, config: BenchmarkConfig) -> str:
     """The folder or hub id to export: a ``shape:`` model is built once in ``work``."""
     from triton_rerank.bench.families import SHAPE_PREFIX, build_shape
 
@@ -90,7 +86,8 @@ def family_model(label: str, model: str, work: Path, qwen3_tokenizer: Path) -> s
     folder = work / "shapes" / label
     if not (folder / "config.json").exists():
         print(f"building {label} ({model}, random weights) ...", flush=True)
-        build_shape(model.removeprefix(SHAPE_PREFIX), folder, texts=vocabulary_texts(), qwen3_tokenizer=qwen3_tokenizer)
+        texts = vocabulary_texts(config.data.parent / "scifact")
+        build_shape(model.removeprefix(SHAPE_PREFIX), folder, texts=texts, qwen3_tokenizer=config.qwen3_tokenizer)
     return str(folder)
 
 
@@ -98,7 +95,7 @@ def export_family(label: str, model: str, kind: str, repository: Path, refused: 
     """``model`` exported as ``LABEL-fp32`` and ``LABEL-int8`` beside the other families; an int8
     export its check refuses is skipped, with the reason."""
     from triton_rerank.serving.export import ExportCheckError, ensure_exported
-    from triton_rerank.serving.repository import RepositorySettings
+    from triton_rerank.serving.layout import RepositorySettings
 
     for precision in FAMILY_PRECISIONS:
         name = f"{label}-{precision}"
@@ -111,7 +108,7 @@ def export_family(label: str, model: str, kind: str, repository: Path, refused: 
             refused[name] = str(err)
 
 
-def measure_family(label, model, path, kind, repository: Path, url: str, requests, args, refused: dict) -> dict:
+def measure_family(label, model, path, kind, repository: Path, url: str, requests, config, refused: dict) -> dict:
     """One family's row: its size, tokens per pair, and pairs/s in PyTorch and served."""
     from triton_rerank.bench.families import SHAPE_PREFIX, non_embedding_parameters
     from triton_rerank.bench.harness import Cell, run_clients, served_scorer
@@ -137,11 +134,11 @@ def measure_family(label, model, path, kind, repository: Path, url: str, request
     for precision in FAMILY_PRECISIONS:
         if f"{label}-{precision}" not in refused:
             name = f"{label}-{precision}"
-            variants[precision] = served_scorer(url, args.batch_size, model_name=name)
+            variants[precision] = served_scorer(url, config.batch_size, model_name=name)
     for variant, make_scorer in variants.items():
         make_scorer()(requests[0].query, requests[0].documents)  # warm-up: first calls allocate
         cell = Cell(f"{label} {variant}", FAMILY_N, 1)
-        cell.add(run_clients(make_scorer, requests[1:], 1, duration_s=args.seconds))
+        cell.add(run_clients(make_scorer, requests[1:], 1, duration_s=config.seconds))
         summary = cell.summary()
         row["pairs_per_s"][variant] = summary["pairs_per_s_median"]
         if summary["errors"]:
@@ -153,12 +150,12 @@ def measure_family(label, model, path, kind, repository: Path, url: str, request
 DEFAULT_SHAPES = ("xlmr-large=shape:xlm-roberta-large", "qwen3-0.6b=shape:qwen3-reranker-0.6b")
 
 
-def vocabulary_texts() -> list[str]:
-    """What the XLM-R shape's vocabulary is trained on: SciFact's abstracts (never benchmarked), or
-    synthetic passages without them."""
+def vocabulary_texts(scifact_folder: Path) -> list[str]:
+    """What the XLM-R shape's vocabulary is trained on: SciFact's abstracts (never benchmarked; the
+    folder beside the DL19 one), or synthetic passages without them."""
     import gzip
 
-    scifact = SHARED / "data" / "scifact" / "corpus.jsonl.gz"
+    scifact = scifact_folder / "corpus.jsonl.gz"
     if scifact.exists():
         with gzip.open(scifact, "rt") as lines:
             return [(row["title"] + " " + row["text"]) for row in map(json.loads, lines)]
@@ -167,17 +164,7 @@ def vocabulary_texts() -> list[str]:
     return synthetic_passages(2000)
 
 
-def core_counts(value: str) -> list[int]:
-    try:
-        counts = sorted({int(c) for c in value.split(",")})
-    except ValueError:
-        counts = []
-    if not counts or counts[0] < 1:
-        raise argparse.ArgumentTypeError(f"core counts are positive integers separated by commas, got {value!r}")
-    return counts
-
-
-def run_cpu_scaling(args: argparse.Namespace) -> int:
+def run_cpu_scaling(config: BenchmarkConfig) -> int:
     """Served int8 pairs/s on 1, 2, 4, ... cores: the server (and the Python models it starts)
     pinned to the first C cores with C intra-op threads, its clients on the other cores where there
     are others; the efficiency per core is pairs/s per core against one core's."""
@@ -185,29 +172,29 @@ def run_cpu_scaling(args: argparse.Namespace) -> int:
     from triton_rerank.bench.servers import Served
     from triton_rerank.bench.workload import load_requests
     from triton_rerank.serving.export import ensure_exported
-    from triton_rerank.serving.repository import RepositorySettings
+    from triton_rerank.serving.layout import RepositorySettings
 
     started = time.perf_counter()
     usable = sorted(os.sched_getaffinity(0))
-    if args.cpu_scaling[-1] > len(usable):
-        print(f"error: {args.cpu_scaling[-1]} cores asked, this process may use {len(usable)}", file=sys.stderr)
+    if config.cpu_scaling[-1] > len(usable):
+        print(f"error: {config.cpu_scaling[-1]} cores asked, this process may use {len(usable)}", file=sys.stderr)
         return 2
-    data = args.data if args.data.exists() else None
+    data = config.data if config.data.exists() else None
     requests = load_requests(data, 100, 64)
     rows = []
-    for cores in args.cpu_scaling:
+    for cores in config.cpu_scaling:
         settings = RepositorySettings(intra_op_threads=cores, tokenizer_instances=max(1, cores // 4))
-        repository = args.out / "work" / f"repository-int8-{cores}-cores"
-        ensure_exported(repository, str(args.model), "cross-encoder", settings=settings, precision="int8")
+        repository = config.out / "work" / f"repository-int8-{cores}-cores"
+        ensure_exported(repository, str(config.model), "cross-encoder", settings=settings, precision="int8")
         server_cpus, client_cpus = usable[:cores], usable[cores:] or usable
         clients = max(4, 2 * cores)
         served = Served(f"int8 on {cores} cores", repository).start(cpus=frozenset(server_cpus))
         os.sched_setaffinity(0, client_cpus)
         try:
-            make_scorer = served_scorer(served.url(args.protocol), args.batch_size)
+            make_scorer = served_scorer(served.url(config.protocol), config.batch_size)
             make_scorer()(requests[0].query, requests[0].documents)  # warm-up
             cell = Cell(served.name, 100, clients)
-            cell.add(run_clients(make_scorer, requests, clients, duration_s=args.seconds))
+            cell.add(run_clients(make_scorer, requests, clients, duration_s=config.seconds))
         finally:
             os.sched_setaffinity(0, usable)
             served.stop()
@@ -224,19 +211,24 @@ def run_cpu_scaling(args: argparse.Namespace) -> int:
             }
         )
         print(f"{cores:>3} cores: {summary['pairs_per_s_median']:8.1f} pairs/s, {clients} clients", flush=True)
+    return _scaling_report(config, data, rows, started)
+
+
+def _scaling_report(config: BenchmarkConfig, data, rows: list[dict], started: float) -> int:
+    """Writes cpu-scaling.json and .md; 1 when a request failed."""
     one_core = rows[0]["pairs_per_s"] / rows[0]["cores"]
     for row in rows:
         row["efficiency_per_core"] = row["pairs_per_s"] / (row["cores"] * one_core)
     report = {
-        "machine": f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), {platform.system()}",
-        "model": str(args.model.name),
-        "data": "TREC DL 2019 BM25 top-100 passages" if data else "synthetic passages of 40-120 words",
+        "machine": machine(),
+        "model": str(config.model.name),
+        "data": data_description(data),
         "documents_per_request": 100,
-        "seconds_per_measurement": args.seconds,
+        "seconds_per_measurement": config.seconds,
         "rows": rows,
         "wall_s": time.perf_counter() - started,
     }
-    (args.out / "cpu-scaling.json").write_text(json.dumps(report, indent=2) + "\n")
+    (config.out / "cpu-scaling.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = [
         "| server cores | client cores | clients | pairs/s | pairs/s per core | efficiency per core (vs the first) |",
         "| ---: | ---: | ---: | ---: | ---: | ---: |",
@@ -247,6 +239,6 @@ def run_cpu_scaling(args: argparse.Namespace) -> int:
             f"| {row['cores']} | {row['client_cores']}{shared} | {row['clients']} | {row['pairs_per_s']:.1f} "
             f"| {row['pairs_per_s'] / row['cores']:.1f} | {row['efficiency_per_core']:.0%} |"
         )
-    (args.out / "cpu-scaling.md").write_text("\n".join(lines) + "\n")
-    print("\n" + "\n".join(lines) + f"\nwrote cpu-scaling.json, cpu-scaling.md to {args.out}")
+    (config.out / "cpu-scaling.md").write_text("\n".join(lines) + "\n")
+    print("\n" + "\n".join(lines) + f"\nwrote cpu-scaling.json, cpu-scaling.md to {config.out}")
     return 1 if any(row["errors"] for row in rows) else 0

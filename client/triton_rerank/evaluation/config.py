@@ -1,0 +1,73 @@
+"""What one evaluation reads, serves and compares: a frozen, checked settings object, so that the
+evaluation runs the same from the command line and from Python."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from triton_rerank.models import DEFAULT_EMBEDDER, DEFAULT_RERANKER
+
+CASCADE_NAME = "cascade"  # the second reranker's ensemble in the evaluation's repository
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvaluationConfig:
+    """An evaluation of ``data``'s ``split`` (``triton-rerank evaluate --help`` says what each does)."""
+
+    data: Path
+    split: str = "test"
+    reranker_model: str = DEFAULT_RERANKER
+    reranker_kind: str = "cross-encoder"
+    embedder_model: str = DEFAULT_EMBEDDER
+    precision: str = "fp32"
+    model_format: str = "onnx"
+    instruction: str | None = None
+    cascade_model: str | None = None
+    cascade_kind: str = "cross-encoder"
+    cascade_precision: str = "fp32"
+    cascade_k: int = 20
+    repository: Path = Path("generated/model_repository")
+    triton_url: str | None = None  # None: export into ``repository`` and start the embedded server
+    milvus_uri: str | None = None  # None: a temporary Milvus Lite file
+    milvus_token: str | None = field(default=None, repr=False)
+    milvus_ca_file: str | None = None
+    index: str = "HNSW"
+    retrieve_k: int = 100
+    max_queries: int | None = None
+    no_reference: bool = False
+    rerank_data: Path | None = None
+    long_documents: tuple[str, ...] = ("first",)
+    peers: tuple[str, ...] = ()
+    peers_python: Path = Path(".venv-peers/bin/python")
+    out: Path = Path("generated/evaluation.json")
+
+    def __post_init__(self) -> None:
+        if self.cascade_model and not 10 <= self.cascade_k <= self.retrieve_k:
+            raise ValueError(f"--cascade-k must be from 10 (nDCG@10 reads 10) to --retrieve-k, got {self.cascade_k}")
+        if self.cascade_model and self.rerank_data:
+            raise ValueError("--cascade-model reranks the collection's own texts: leave out --rerank-data")
+        if self.peers and (self.rerank_data or self.reranker_kind != "cross-encoder"):
+            raise ValueError(
+                "--peers are sentence-transformers cross-encoders on the collection's own texts: "
+                "leave out --rerank-data and --reranker-kind llm-reranker"
+            )
+        if self.peers and not Path(self.peers_python).exists():
+            raise ValueError(
+                f"--peers run in the peers' environment, and there is none at {self.peers_python}: "
+                "run `make peers` first (or name one with --peers-python)"
+            )
+
+    @classmethod
+    def from_namespace(cls, namespace) -> EvaluationConfig:
+        """The fields of an ``argparse.Namespace`` that has them (the evaluate command's flags)."""
+        values = {f.name: getattr(namespace, f.name) for f in dataclasses.fields(cls) if hasattr(namespace, f.name)}
+        return cls(**values | {"long_documents": tuple(values["long_documents"]), "peers": tuple(values["peers"])})
+
+    def open_store(self, uri: str):
+        """The evaluation's Milvus collection at ``uri``."""
+        from triton_rerank.store import MilvusStore
+
+        options = {"client_options": {"server_pem_path": self.milvus_ca_file}} if self.milvus_ca_file else {}
+        return MilvusStore(uri, token=self.milvus_token, collection="evaluation", index=self.index, **options)
