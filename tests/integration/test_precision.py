@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from triton_rerank import TritonRerankFunction
-from triton_rerank.models import resolve_model
+from triton_rerank.model_sources import resolve_model
 from triton_rerank.serving.backends.runner_model import bf16_missing
 from triton_rerank.serving.export import (
     ExportCheckError,

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from triton_rerank.endpoints import DEFAULT_URL, TRITON_URL_ENV
-from triton_rerank.models import DEFAULT_EMBEDDER, DEFAULT_RERANKER
+from triton_rerank.model_sources import DEFAULT_EMBEDDER, DEFAULT_RERANKER
 from triton_rerank.options import RerankOptions
 from triton_rerank.protocol import DEFAULT_LONG_DOCUMENTS, LONG_DOCUMENT_POLICIES
 

@@ -16,7 +16,7 @@ from dataclasses import asdict
 
 from triton_rerank.commands.common import add_repository
 from triton_rerank.flags import add_flags, from_flags
-from triton_rerank.models import DEFAULT_EMBEDDER, DEFAULT_RERANKER
+from triton_rerank.model_sources import DEFAULT_EMBEDDER, DEFAULT_RERANKER
 from triton_rerank.serving.export_options import ExportOptions
 from triton_rerank.serving.layout import RepositorySettings
 
@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from triton_rerank.models import resolve_model
+    from triton_rerank.model_sources import resolve_model
     from triton_rerank.serving.export import ExportError, export_model, is_exported
 
     logging.getLogger("triton_rerank").setLevel(logging.INFO)

@@ -7,7 +7,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from triton_rerank.models import DEFAULT_EMBEDDER, DEFAULT_RERANKER
+from triton_rerank.model_sources import DEFAULT_EMBEDDER, DEFAULT_RERANKER
 
 CASCADE_NAME = "cascade"  # the second reranker's ensemble in the evaluation's repository
 

@@ -18,7 +18,7 @@ def reference_runs(config: EvaluationConfig, documents, queries, served_candidat
     served ones: (exact, exact reranked, served candidates reranked, pair scores, timings)."""
     from sentence_transformers import SentenceTransformer
 
-    from triton_rerank.models import resolve_model
+    from triton_rerank.model_sources import resolve_model
     from triton_rerank.serving.export import reference_reranker
 
     timings = {}
@@ -55,7 +55,7 @@ def peer_runs(config: EvaluationConfig, queries: dict, first_stage: dict, texts:
     one worker process at a time, so that no peer competes with another for the cores."""
     from triton_rerank.bench.peers import PEER_NAMES, PeerProcess
     from triton_rerank.bench.workload import Request
-    from triton_rerank.models import resolve_model
+    from triton_rerank.model_sources import resolve_model
     from triton_rerank.serving.export.precision import builtin_calibration_pairs
 
     model = resolve_model(config.reranker_model)

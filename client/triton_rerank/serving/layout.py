@@ -86,7 +86,6 @@ FAMILIES = {"cross-encoder": RERANK, "llm-reranker": RERANK, "bi-encoder": EMBED
 
 # The reranker's names, used throughout.
 TOKENIZER, CROSS_ENCODER, RERANKER, AGGREGATOR = RERANK.names
-ONNX_OUTPUT = RERANK.model_output
 MODEL_NAMES = RERANK.names
 
 

@@ -13,7 +13,7 @@ import torch
 from sentence_transformers import CrossEncoder, SentenceTransformer
 from transformers import AutoModel, AutoModelForSequenceClassification
 
-from triton_rerank.models import DEFAULT_EMBEDDER, DEFAULT_RERANKER, resolve_model
+from triton_rerank.model_sources import DEFAULT_EMBEDDER, DEFAULT_RERANKER, resolve_model
 from triton_rerank.serving import layout
 from triton_rerank.serving import repository as repo
 from triton_rerank.serving.export.checked import (
