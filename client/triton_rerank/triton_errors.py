@@ -50,7 +50,10 @@ TRITON_ERROR_TABLE: tuple[tuple[frozenset[str], str | None, str], ...] = (
 )
 # Failures before any answer: no status, only the exception's type.
 UNAVAILABLE_TYPES = (OSError,)  # refused, reset, DNS: all are "cannot reach"
-UNAVAILABLE_TYPE_NAMES = ("HTTPConnectionClosed",)  # geventhttpclient: the server went away mid-request
+# The server went away mid-request: aiohttp's ServerDisconnectedError and its kin (the asyncio HTTP
+# client), geventhttpclient's HTTPConnectionClosed (the blocking one). Matched by name along the class
+# hierarchy, so that neither library is imported here.
+UNAVAILABLE_TYPE_NAMES = ("ClientConnectionError", "HTTPConnectionClosed")
 _REQUEST_ID = re.compile(r"\[request id: [^\]]*\]")
 
 
@@ -74,7 +77,7 @@ def translate(err: BaseException, *, where: str, model_name: str, timeout_s: flo
         verdict = classify(str(err.status() or ""), message)
     elif isinstance(err, TimeoutError):
         message, verdict = "", "timeout"
-    elif isinstance(err, UNAVAILABLE_TYPES) or type(err).__name__ in UNAVAILABLE_TYPE_NAMES:
+    elif isinstance(err, UNAVAILABLE_TYPES) or any(c.__name__ in UNAVAILABLE_TYPE_NAMES for c in type(err).__mro__):
         message, verdict = f"{type(err).__name__}: {err}", "unavailable"
     else:
         message, verdict = f"unexpected {type(err).__name__}: {err}", None

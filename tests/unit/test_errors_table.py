@@ -101,3 +101,12 @@ def test_without_a_status_the_message_decides_nothing():
     failure = InferenceServerException("unknown model: deadline timed out, connection refused", None)
     error = translate(failure, where="Triton", model_name="reranker", timeout_s=1)
     assert type(error) is ServerResponseError
+
+
+def test_a_server_that_goes_away_mid_request_is_unavailable_so_the_request_is_tried_again():
+    """aiohttp (the asyncio HTTP client every call now runs on) says so with its own exceptions."""
+    import aiohttp
+
+    for err in (aiohttp.ServerDisconnectedError(), aiohttp.ClientConnectionError("reset")):
+        error = translate(err, where="Triton", model_name="reranker", timeout_s=1)
+        assert type(error) is ServerUnavailableError
