@@ -36,7 +36,7 @@ def create_app(settings: ApiSettings, service: RerankService | None = None) -> S
         timeout_s=settings.timeout_s,
         batch_size=settings.batch_size,
     )
-    service.limits = settings  # the operator's policies and row budget, for a service given too
+    service.settings = settings  # the operator's policies and row budget, for a service given too
     metrics = Metrics()
     middleware = [Middleware(MetricsMiddleware, metrics=metrics)]
     if settings.api_key:

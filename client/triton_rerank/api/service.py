@@ -57,7 +57,7 @@ class RerankService:
         aliases: Other names for served models, e.g. ``{"rerank-v3.5": "reranker"}``.
         timeout_s: Triton request timeout.
         batch_size: Documents per Triton request (more are split, up to the server's limit).
-        limits: The operator's long-document policies and row budget (``ApiSettings``' fields).
+        settings: The operator's long-document policies and row budget (``ApiSettings``).
     """
 
     triton_url: str | Sequence[str]
@@ -65,7 +65,7 @@ class RerankService:
     aliases: dict[str, str] = field(default_factory=dict)
     timeout_s: float = 60.0
     batch_size: int | None = None
-    limits: ApiSettings = field(default_factory=ApiSettings)
+    settings: ApiSettings = field(default_factory=ApiSettings)
     models: dict[str, ServedModel] = field(default_factory=dict, init=False)
     _clients: dict[str, AsyncTritonRerankFunction] = field(default_factory=dict, init=False)
     failure: RerankError | None = field(default=None, init=False)  # why Triton did not answer the last refresh
@@ -135,13 +135,14 @@ class RerankService:
         self, model: ServedModel, query: str, documents: list[str], *, long_documents: str | None = None, **choices
     ) -> RerankOptions:
         """What a request asked for (``long_documents`` and the other ``RerankOptions`` fields), within
-        what the operator allows: a policy among ``limits.allowed_policies()``, at most
-        ``limits.max_rows_per_request`` rows on Triton. Anything else is refused before any call."""
-        policy = long_documents or self.limits.long_documents
-        if policy not in self.limits.allowed_policies():
-            allowed = ", ".join(self.limits.allowed_policies())
+        what the operator allows: a policy among ``settings.allowed_policies()``, at most
+        ``settings.max_rows_per_request`` rows on Triton. Anything else is refused before any call."""
+        settings = self.settings
+        policy = long_documents or settings.long_documents
+        if policy not in settings.allowed_policies():
+            allowed = ", ".join(settings.allowed_policies())
             raise ApiError("invalid", f"long_documents {policy!r} is not allowed by this service; allowed: {allowed}")
-        chunks = {"max_chunks_per_doc": self.limits.max_chunks_per_doc} if policy in protocol.WINDOWED_POLICIES else {}
+        chunks = {"max_chunks_per_doc": settings.max_chunks_per_doc} if policy in protocol.WINDOWED_POLICIES else {}
         try:
             options = RerankOptions(long_documents=policy, **chunks, **choices)
         except RerankError as err:
@@ -149,12 +150,12 @@ class RerankService:
         costs = options.row_costs(query)
         if costs is not None:
             rows = sum(costs({protocol.MAX_LENGTH: model.max_length or 0}, [d.encode("utf-8") for d in documents]))
-            if rows > self.limits.max_rows_per_request:
+            if rows > settings.max_rows_per_request:
                 raise ApiError(
                     "invalid",
                     f"long_documents {policy!r} may read these {len(documents):,} documents as {rows:,} windows "
                     f"(up to {options.chunks_per_doc} per document longer than the model reads); this service "
-                    f"takes at most {self.limits.max_rows_per_request:,} per request: send fewer or shorter documents",
+                    f"takes at most {settings.max_rows_per_request:,} per request: send fewer or shorter documents",
                 )
         return options
 

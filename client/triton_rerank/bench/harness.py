@@ -35,7 +35,7 @@ def served_scorer(
     url: str, batch_size: int = DEFAULT_BATCH_SIZE, api_key: str | None = None, model_name: str | None = None, **options
 ) -> Callable[[], Scorer]:
     """A factory: each client thread gets its own connection, as separate processes would.
-    ``options``: each call's ``request_options`` (long_documents, ...)."""
+    ``options``: each call's ``RerankOptions`` fields (long_documents, ...)."""
     from triton_rerank import TritonRerankFunction
 
     def make() -> Scorer:
