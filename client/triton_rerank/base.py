@@ -9,6 +9,7 @@ makes the blocking clients safe to share between threads."""
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -172,6 +173,9 @@ class BlockingClient:
 
     def __init__(self, *args, **kwargs) -> None:
         self._async = self.ASYNC_TYPE(*args, **kwargs)
+        # A client its user never closed still closes its connections (when collected, or at exit),
+        # so aiohttp has no unclosed session to warn about.
+        self._finalizer = weakref.finalize(self, loop.close_soon, self._async.close)
 
     @property
     def batch_size(self) -> int:
@@ -185,6 +189,7 @@ class BlockingClient:
         return loop.run(self._async.is_ready())
 
     def close(self) -> None:
+        self._finalizer.detach()
         loop.run(self._async.close())
 
     def __enter__(self):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -56,3 +56,18 @@ def run(coroutine: Coroutine[Any, Any, T]) -> T:
     except BaseException:  # KeyboardInterrupt while waiting: the call stops too
         future.cancel()
         raise
+
+
+def close_soon(close: Callable[[], Coroutine[Any, Any, Any]], timeout_s: float = 5.0) -> None:
+    """Run a clean-up coroutine (``close()``) on the shared loop, from a finalizer: wait for it (a
+    bounded time) unless called on the loop's own thread, where it is only scheduled. Its errors are
+    dropped: there is no caller left to tell."""
+    loop = _loop
+    if loop is None or _owner_pid != os.getpid() or not loop.is_running():
+        return  # nothing ever ran on a loop here: nothing is open
+    future = asyncio.run_coroutine_threadsafe(close(), loop)
+    if threading.current_thread().name != "triton-rerank-loop":
+        try:
+            future.result(timeout_s)
+        except Exception:  # noqa: S110 - a finalizer has no one to report to
+            pass

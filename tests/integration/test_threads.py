@@ -40,3 +40,22 @@ def test_the_embedder_too(triton_server):
         with ThreadPoolExecutor(6) as pool:
             together = list(pool.map(lambda i: embed(texts[i : i + 10]), range(0, 40, 10)))
     np.testing.assert_allclose(np.concatenate(together), alone, atol=1e-6)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_a_client_never_closed_closes_its_connections_quietly(triton_server, protocol):
+    """Collected, or still open at exit: its connections are closed on the loop, so aiohttp has no
+    unclosed session to complain about."""
+    import subprocess
+    import sys
+
+    url = triton_server.http_url if protocol == "http" else triton_server.grpc_url
+    code = (
+        "import gc; from triton_rerank import TritonRerankFunction as F; "
+        f"a = F({url!r}); a.score('q', ['d']); del a; gc.collect(); "
+        f"b = F({url!r}); print(b.score('q', ['d']).shape)"  # b: open at exit
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.strip() == "(1,)"
+    assert "Unclosed" not in done.stderr and "Traceback" not in done.stderr, done.stderr
