@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from triton_rerank import loop
+import triton_rerank.loop as loop
 from triton_rerank.endpoints import DEFAULT_URL
 from triton_rerank.errors import RerankInputError
 from triton_rerank.protocol import MAX_ROWS_PER_REQUEST

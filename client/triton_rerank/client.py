@@ -24,7 +24,8 @@ from typing import Literal, NamedTuple
 
 import numpy as np
 
-from triton_rerank import loop, protocol
+import triton_rerank.loop as loop
+import triton_rerank.protocol as protocol
 from triton_rerank.base import AsyncClient, BlockingClient, check_strings, utf8
 from triton_rerank.endpoints import DEFAULT_URL
 from triton_rerank.errors import InvalidScoresError, RerankInputError

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from triton_rerank import loop, protocol
+import triton_rerank.loop as loop
+import triton_rerank.protocol as protocol
 from triton_rerank.base import AsyncClient, BlockingClient, check_strings
 
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from triton_rerank import protocol
+import triton_rerank.protocol as protocol
 from triton_rerank.errors import RerankInputError
 
 LongDocuments = Literal["first", "max", "mean", "error"]

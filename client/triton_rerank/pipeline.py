@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from triton_rerank import loop
+import triton_rerank.loop as loop
 from triton_rerank.base import BlockingClient
 from triton_rerank.client import AsyncTritonRerankFunction, TritonRerankFunction, rank
 from triton_rerank.embed import AsyncTritonEmbedFunction, TritonEmbedFunction

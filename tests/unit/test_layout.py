@@ -26,15 +26,15 @@ MODULES = {module_name(path): path for path in PACKAGE.rglob("*.py")}
 
 
 def imported_modules(path: Path) -> set[str]:
-    """The package's modules that ``path`` imports anywhere (at the top or inside a function):
-    ``from pkg import name`` is ``pkg.name`` when that is a module."""
+    """The package's modules that ``path`` imports anywhere (at the top or inside a function).
+    ``from pkg import name`` runs ``pkg``'s ``__init__`` first, so it imports ``pkg``, and also
+    ``pkg.name`` when that is a module."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found |= {f"{node.module}.{alias.name}" if f"{node.module}.{alias.name}" in MODULES else node.module
-                      for alias in node.names}  # fmt: skip
+            found |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
     return {name for name in found if name in MODULES}
 
 

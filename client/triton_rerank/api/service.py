@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from triton_rerank import protocol
+import triton_rerank.protocol as protocol
 from triton_rerank.api.schemas import ApiError
 from triton_rerank.api.settings import ApiSettings
 from triton_rerank.client import AsyncTritonRerankFunction

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from triton_rerank import protocol
+import triton_rerank.protocol as protocol
 from triton_rerank.endpoints import DEFAULT_URL
 
 RERANK_API_KEY_ENV = "RERANK_API_KEY"  # the key this service asks callers for (Authorization: Bearer ...)

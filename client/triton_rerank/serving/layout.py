@@ -13,7 +13,7 @@ from typing import Literal
 
 from tritonclient.grpc import model_config_pb2 as mc
 
-from triton_rerank import protocol
+import triton_rerank.protocol as protocol
 
 BERT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 

@@ -30,7 +30,7 @@ from pathlib import Path
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from triton_rerank import protocol
+import triton_rerank.protocol as protocol
 from triton_rerank.serving.layout import (
     _NATIVE,
     DEFAULT_EMBEDDER_SETTINGS,

@@ -23,7 +23,7 @@ except ImportError:  # imported outside Triton by the tests, which call fold() b
 try:  # inside Triton: the wire contract, which the export copies beside this file
     import rerank_protocol as protocol
 except ImportError:  # imported from the package
-    from triton_rerank import protocol
+    import triton_rerank.protocol as protocol
 
 # The inputs, in the order fold() takes them (names from the repository's config).
 INPUTS = ("ROW_SCORES", "ROW_DOCUMENT", "NUM_TOKENS", "ROW_SPAN")

@@ -31,7 +31,7 @@ except ImportError:  # imported outside Triton by the export, which tokenizes wi
 try:  # inside Triton: the wire contract, which the export copies beside this file
     import rerank_protocol as protocol
 except ImportError:  # imported from the package
-    from triton_rerank import protocol
+    import triton_rerank.protocol as protocol
 
 # Model input name -> tokenizers.Encoding attribute.
 ENCODING_FIELDS = {"input_ids": "ids", "attention_mask": "attention_mask", "token_type_ids": "type_ids"}
