@@ -212,7 +212,20 @@ class RerankPipeline:
 
 
 def _asynchronous(client):
-    """The asyncio client a blocking one drives."""
-    if not isinstance(client, BlockingClient):
-        raise RerankInputError(f"expected a blocking triton_rerank client, got {type(client).__name__}")
-    return client._async
+    """The asyncio side of a blocking component: a triton_rerank client's own asyncio twin; any other
+    (an embedder with ``encode``, a reranker with ``score_details``, as before) is called in a worker
+    thread, so that it never blocks the shared loop."""
+    return client._async if isinstance(client, BlockingClient) else _InWorkerThread(client)
+
+
+class _InWorkerThread:
+    """A blocking embedder or reranker of another kind, awaited from the loop through a worker thread."""
+
+    def __init__(self, component) -> None:
+        self.component = component
+
+    async def encode(self, texts: list[str]):
+        return await asyncio.to_thread(self.component.encode, texts)
+
+    async def score_details(self, query: str, documents: list[str], **keywords):
+        return await asyncio.to_thread(self.component.score_details, query, documents, **keywords)

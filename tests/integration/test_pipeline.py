@@ -233,3 +233,24 @@ def test_the_pipeline_runs_against_a_real_milvus_server(milvus_server, clients, 
             assert len(result.hits) == 3 and result.candidates[0].id.startswith("vaccines")
         finally:
             store.drop()
+
+
+def test_the_blocking_pipeline_takes_components_of_another_kind_too(tmp_path):
+    """An in-process embedder (``encode``) or reranker (``score_details``) still works beside the
+    shared loop: it is called in a worker thread."""
+    from triton_rerank.client import Scores
+
+    class Embedder:
+        def encode(self, texts):
+            return np.array([[1.0, 0.0] if "a" in text else [0.0, 1.0] for text in texts], np.float32)
+
+    class ByLength:
+        def score_details(self, query, documents, **options):
+            return Scores(np.array([len(d) for d in documents], np.float32))
+
+    texts = {"1": "a b", "2": "a bbbbb", "3": "c"}
+    with MilvusStore(str(tmp_path / "other.db"), collection="other", dimension=2) as store:
+        store.upsert([Document(i, t) for i, t in texts.items()], Embedder().encode(list(texts.values())))
+        result = RerankPipeline(store, Embedder(), ByLength()).search("a", retrieve_k=3, top_k=2)
+    assert [hit.id for hit in result.hits] == ["2", "1"]
+    assert [hit.rerank_score for hit in result.hits] == [7.0, 3.0]
