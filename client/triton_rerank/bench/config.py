@@ -3,9 +3,9 @@ Python), and the facts every report states: the machine and the data."""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import platform
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,19 +26,11 @@ class BenchmarkConfig:
     rounds: int = 2
     perf_analyzer: str | None = None
     no_perf_analyzer: bool = False
-    family: tuple[str, ...] | None = None
+    family: Sequence[str] | None = None
     qwen3_tokenizer: Path = Path("generated/qwen3-tokenizer")  # make qwen3-tokenizer
     seconds: float = 30.0
-    cpu_scaling: tuple[int, ...] | None = None
+    cpu_scaling: Sequence[int] | None = None
     peers_python: Path = Path(".venv-peers/bin/python")
-
-    @classmethod
-    def from_namespace(cls, namespace) -> BenchmarkConfig:
-        """The fields of an ``argparse.Namespace`` that has them (the benchmark command's flags)."""
-        values = {f.name: getattr(namespace, f.name) for f in dataclasses.fields(cls) if hasattr(namespace, f.name)}
-        for name in ("family", "cpu_scaling"):
-            values[name] = tuple(values[name]) if values.get(name) else None
-        return cls(**values)
 
     def dl19(self) -> Path | None:
         """The DL19 folder, or None for synthetic passages."""

@@ -20,6 +20,7 @@ from triton_rerank.base import DEFAULT_BATCH_SIZE
 from triton_rerank.bench.config import BenchmarkConfig
 from triton_rerank.bench.families import SHAPES
 from triton_rerank.commands.common import PEERS_PYTHON, SHARED
+from triton_rerank.flags import from_flags
 
 QWEN3_TOKENIZER = BenchmarkConfig.__dataclass_fields__["qwen3_tokenizer"].default
 
@@ -97,7 +98,7 @@ def core_counts(value: str) -> list[int]:
 def run(args: argparse.Namespace) -> int:
     from triton_rerank.bench import api_overhead, long_documents, scaling, served_benchmark, tiers
 
-    config = BenchmarkConfig.from_namespace(args)
+    config = from_flags(BenchmarkConfig, args)
     if args.families:
         return scaling.run_families(config)
     if not config.model.exists():

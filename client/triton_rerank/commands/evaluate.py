@@ -10,6 +10,7 @@ from pathlib import Path
 from triton_rerank.bench.peers import PEERS
 from triton_rerank.commands.common import PEERS_PYTHON, add_milvus, add_models, add_repository, add_triton_url
 from triton_rerank.evaluation.config import CASCADE_NAME, EvaluationConfig
+from triton_rerank.flags import from_flags
 from triton_rerank.protocol import LONG_DOCUMENT_POLICIES
 from triton_rerank.serving.export_options import PRECISIONS
 
@@ -89,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     from triton_rerank.evaluation import run_evaluation
 
     try:
-        config = EvaluationConfig.from_namespace(args)
+        config = from_flags(EvaluationConfig, args)
     except ValueError as err:
         raise SystemExit(str(err)) from None
     run_evaluation(config)

@@ -3,7 +3,7 @@ evaluation runs the same from the command line and from Python."""
 
 from __future__ import annotations
 
-import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,8 +38,8 @@ class EvaluationConfig:
     max_queries: int | None = None
     no_reference: bool = False
     rerank_data: Path | None = None
-    long_documents: tuple[str, ...] = ("first",)
-    peers: tuple[str, ...] = ()
+    long_documents: Sequence[str] = ("first",)
+    peers: Sequence[str] = ()
     peers_python: Path = Path(".venv-peers/bin/python")
     out: Path = Path("generated/evaluation.json")
 
@@ -58,12 +58,6 @@ class EvaluationConfig:
                 f"--peers run in the peers' environment, and there is none at {self.peers_python}: "
                 "run `make peers` first (or name one with --peers-python)"
             )
-
-    @classmethod
-    def from_namespace(cls, namespace) -> EvaluationConfig:
-        """The fields of an ``argparse.Namespace`` that has them (the evaluate command's flags)."""
-        values = {f.name: getattr(namespace, f.name) for f in dataclasses.fields(cls) if hasattr(namespace, f.name)}
-        return cls(**values | {"long_documents": tuple(values["long_documents"]), "peers": tuple(values["peers"])})
 
     def open_store(self, uri: str):
         """The evaluation's Milvus collection at ``uri``."""
