@@ -43,11 +43,7 @@ def _shared_loop() -> asyncio.AbstractEventLoop:
 def run(coroutine: Coroutine[Any, Any, T]) -> T:
     """Run ``coroutine`` on the shared loop and return its result (or raise its exception) here."""
     loop = _shared_loop()
-    try:
-        running = asyncio.get_running_loop()
-    except RuntimeError:  # no loop runs in this thread: the usual case
-        running = None
-    if running is loop:  # it would wait for itself forever
+    if _on(loop):  # it would wait for itself forever
         coroutine.close()
         raise RuntimeError("a blocking triton_rerank client was called on its own event loop; use the async one")
     future = asyncio.run_coroutine_threadsafe(coroutine, loop)
@@ -66,8 +62,16 @@ def close_soon(close: Callable[[], Coroutine[Any, Any, Any]], timeout_s: float =
     if loop is None or _owner_pid != os.getpid() or not loop.is_running():
         return  # nothing ever ran on a loop here: nothing is open
     future = asyncio.run_coroutine_threadsafe(close(), loop)
-    if threading.current_thread().name != "triton-rerank-loop":
+    if not _on(loop):
         try:
             future.result(timeout_s)
         except Exception:  # noqa: S110 - a finalizer has no one to report to
             pass
+
+
+def _on(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether this thread is the one running ``loop``."""
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:  # no loop runs in this thread: the usual case
+        return False
