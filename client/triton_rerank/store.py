@@ -91,6 +91,8 @@ class MilvusStore:
         client_options: Passed on to ``pymilvus.MilvusClient``: TLS with a private CA, say
             ``{"server_pem_path": "ca.pem", "server_name": "milvus.example.com"}`` (an ``https://``
             URI alone turns TLS on with the system's CAs).
+        ca_file: The CA certificate (PEM) of a server with TLS by a private CA: ``client_options``'
+            ``server_pem_path``, as the command line's ``--milvus-ca-file`` gives it.
     """
 
     def __init__(
@@ -103,6 +105,7 @@ class MilvusStore:
         token: str | None = None,
         consistency: str = "Strong",
         client_options: dict | None = None,
+        ca_file: str | None = None,
     ) -> None:
         if index not in INDEX_PARAMS:
             raise RerankInputError(f"index must be one of {sorted(INDEX_PARAMS)}, got {index!r}")
@@ -112,8 +115,9 @@ class MilvusStore:
         self.dimension = dimension
         self.index = index
         self.consistency = consistency
+        client_options = {**({"server_pem_path": ca_file} if ca_file else {}), **(client_options or {})}
         try:
-            self._client = MilvusClient(uri=uri, token=token or "", **(client_options or {}))
+            self._client = MilvusClient(uri=uri, token=token or "", **client_options)
         except Exception as err:
             message = str(err).replace(token, "***") if token else str(err)
             raise StoreError(f"cannot open Milvus at {self._shown_uri}: {message}") from err

@@ -80,3 +80,22 @@ def test_documents_milvus_cannot_hold_are_refused_not_cut(tmp_path):
         check_documents([Document("big", "x" * 70_000)])
     with pytest.raises(RerankInputError, match="must be a non-empty str"):
         check_documents([Document("", "empty id")])
+
+
+def test_a_private_ca_reaches_pymilvus_as_its_server_pem_path(monkeypatch):
+    """--milvus-ca-file (commands and the evaluation alike) is one MilvusStore argument."""
+    from triton_rerank import store as store_module
+
+    seen = {}
+
+    class Refused(Exception):
+        pass
+
+    def client(**kwargs):
+        seen.update(kwargs)
+        raise Refused("stop here")
+
+    monkeypatch.setattr(store_module, "MilvusClient", client)
+    with pytest.raises(store_module.StoreError):
+        store_module.MilvusStore("https://milvus.example:19530", ca_file="ca.pem", client_options={"server_name": "m"})
+    assert seen["server_pem_path"] == "ca.pem" and seen["server_name"] == "m"

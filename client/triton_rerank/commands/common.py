@@ -104,6 +104,4 @@ def add_running_services(parser: argparse.ArgumentParser) -> None:
 def open_store(args: argparse.Namespace, uri: str | None = None, **options):
     from triton_rerank.store import MilvusStore
 
-    if args.milvus_ca_file:
-        options["client_options"] = {"server_pem_path": args.milvus_ca_file}
-    return MilvusStore(uri or args.milvus_uri, token=args.milvus_token, **options)
+    return MilvusStore(uri or args.milvus_uri, token=args.milvus_token, ca_file=args.milvus_ca_file, **options)

@@ -63,5 +63,6 @@ class EvaluationConfig:
         """The evaluation's Milvus collection at ``uri``."""
         from triton_rerank.store import MilvusStore
 
-        options = {"client_options": {"server_pem_path": self.milvus_ca_file}} if self.milvus_ca_file else {}
-        return MilvusStore(uri, token=self.milvus_token, collection="evaluation", index=self.index, **options)
+        return MilvusStore(
+            uri, token=self.milvus_token, ca_file=self.milvus_ca_file, collection="evaluation", index=self.index
+        )
