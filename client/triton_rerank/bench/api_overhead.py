@@ -9,7 +9,7 @@ import json
 import time
 
 from triton_rerank.bench.config import BenchmarkConfig, data_description, machine
-from triton_rerank.bench.grid import Workload, measure_grid
+from triton_rerank.bench.grid import Workload, measure_grid, never
 
 API_GRID = [(n, c) for n in (10, 100) for c in (1, 4, 16)]
 
@@ -27,7 +27,6 @@ def run_api_benchmark(config: BenchmarkConfig) -> int:
     int8 = Served("served int8", export_repositories(config.model, work)["int8"]).start()
     try:
         with ApiProcess(int8.url("grpc")) as api:
-            never = lambda n, c: False  # noqa: E731
             variants = {
                 "direct gRPC": (served_scorer(int8.url("grpc"), config.batch_size), int8.server.http_url, never),
                 "via API": (api_scorer(api.url), int8.server.http_url, never),

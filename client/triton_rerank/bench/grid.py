@@ -43,6 +43,11 @@ class Workload:
         return self.pool[100 if 100 in self.pool else min(self.pool)]
 
 
+def never(n: int, clients: int) -> bool:
+    """A variant's skip rule when it measures every cell."""
+    return False
+
+
 def measure_grid(variants: dict[str, tuple], workload: Workload, rounds: int) -> list:
     """Interleaved rounds over every (N, clients) cell and variant; returns the cells measured."""
     from triton_rerank.bench.harness import Cell, measure

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from triton_rerank.bench.config import BenchmarkConfig, data_description, machine
-from triton_rerank.bench.grid import Workload, measure_grid
+from triton_rerank.bench.grid import Workload, measure_grid, never
 
 
 def run_served_benchmark(config: BenchmarkConfig) -> int:
@@ -48,7 +48,6 @@ def _measure(config: BenchmarkConfig, workload: Workload, work: Path, fp32, int8
     from triton_rerank.bench.perf_analyzer import run_perf_analyzer
 
     baseline = baseline_scorer(config.model)
-    never = lambda n, c: False  # noqa: E731
     variants = {
         # In the quick run the baseline's 16-client cell (a minute of its own) is left out.
         "baseline": (lambda: baseline, None, (lambda n, c: c > 4) if config.quick else never),

@@ -13,7 +13,7 @@ import sys
 import time
 
 from triton_rerank.bench.config import BenchmarkConfig, data_description, machine
-from triton_rerank.bench.grid import Workload, measure_grid
+from triton_rerank.bench.grid import Workload, measure_grid, never
 from triton_rerank.bench.peers import PEER_NAMES
 
 # Tier -> its in-process peers (kind, name in the report) and its served exports (bench.servers.EXPORTS).
@@ -78,7 +78,6 @@ def _variants(config: BenchmarkConfig, baseline, served: dict, peers: dict, skip
     from triton_rerank.bench.peers import PeerProcess
     from triton_rerank.serving.export.precision import bf16_support
 
-    never = lambda n, c: False  # noqa: E731
     variants = {"pymilvus (torch)": (lambda: baseline, None, never)}
     for tier_peers, tier_exports in TIERS.values():
         for kind, name in tier_peers:
