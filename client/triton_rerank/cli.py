@@ -8,6 +8,7 @@ rerank, and measure quality and speed.
     triton-rerank ingest path/to/corpus.jsonl --milvus-uri documents.db
     triton-rerank search "how do vaccines work?" --milvus-uri documents.db
     triton-rerank evaluate --data path/to/beir-folder
+    triton-rerank train --data path/to/beir-folder --model M --output my-reranker --max-minutes 15
     triton-rerank benchmark --quick
 
 Generated models go to generated/model_repository unless --repository says otherwise. Commands that
@@ -35,6 +36,7 @@ COMMANDS = {
     "ingest": "triton_rerank.commands.ingest",
     "search": "triton_rerank.commands.search",
     "evaluate": "triton_rerank.commands.evaluate",
+    "train": "triton_rerank.commands.train",
     "long-corpus": "triton_rerank.commands.long_corpus",
     "benchmark": "triton_rerank.commands.benchmark",
     "load-test": "triton_rerank.commands.load_test",

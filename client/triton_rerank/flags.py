@@ -21,6 +21,10 @@ def add_flags(parser: argparse.ArgumentParser, cls: type, title: str | None = No
             continue
         flag = "--" + field.name.replace("_", "-")
         help_text = field.metadata.get("help", "")
+        required = field.default is dataclasses.MISSING
+        if required:
+            group.add_argument(flag, type=_base_type(hints[field.name]), required=True, help=help_text)
+            continue
         if "(default:" not in help_text:  # a help that says its default in words keeps them
             help_text += " (default: %(default)s)"
         kind = _base_type(hints[field.name])

@@ -1,0 +1,206 @@
+"""What a training run learns from: judged queries over a corpus, read from a BEIR folder, from a
+JSONL file of ``{"query", "positives", "negatives"}`` (the format hosted rerank fine-tuning took),
+or made from the corpus itself (documents' titles as pseudo-queries, no labels).
+
+Every reader checks what it reads and names the line, query or document that is wrong: a training
+set with a hole in it would train quietly on less than the user gave.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import random
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from triton_rerank.errors import RerankInputError
+from triton_rerank.ingest import read_documents
+
+# Cohere's retired fine-tuning format names the same fields otherwise: both are read.
+POSITIVE_KEYS = ("positives", "relevant_passages")
+NEGATIVE_KEYS = ("negatives", "hard_negatives")
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+class TrainingDataError(RerankInputError):
+    """The training data is missing, malformed or names what is not there."""
+
+
+@dataclass
+class TrainingData:
+    """Queries judged over a corpus. A grade of 0 is a judged negative; the rest are positives."""
+
+    corpus: dict[str, str]  # document id -> the text the reranker reads
+    queries: dict[str, str]  # query id -> text
+    judgments: dict[str, dict[str, int]]  # query id -> {document id: grade}
+
+    @property
+    def max_grade(self) -> int:
+        return max(g for judged in self.judgments.values() for g in judged.values())
+
+    def subset(self, query_ids) -> TrainingData:
+        return TrainingData(
+            self.corpus, {q: self.queries[q] for q in query_ids}, {q: self.judgments[q] for q in query_ids}
+        )
+
+    def split(self, fraction: float, seed: int) -> tuple[TrainingData, TrainingData]:
+        """(train, dev): a seeded ``fraction`` of the queries, at least one, held out as dev."""
+        ids = sorted(self.queries)
+        if len(ids) < 2:
+            raise TrainingDataError(f"{len(ids)} judged query: a dev split needs at least 2 (or name --dev-split)")
+        dev = set(random.Random(seed).sample(ids, max(1, round(len(ids) * fraction))))
+        return self.subset([q for q in ids if q not in dev]), self.subset(sorted(dev))
+
+
+def load_beir(folder: Path, split: str, *, skip_unknown_documents: bool = False) -> TrainingData:
+    """The queries judged in ``folder/qrels/<split>.tsv``, with the folder's corpus."""
+    corpus = {d.id: d.text for d in read_documents(folder)}
+    return judged_beir(folder, split, corpus, skip_unknown_documents=skip_unknown_documents)
+
+
+def judged_beir(folder: Path, split: str, corpus: dict[str, str], *, skip_unknown_documents: bool) -> TrainingData:
+    qrels_path, queries_path = folder / "qrels" / f"{split}.tsv", folder / "queries.jsonl"
+    for path in (qrels_path, queries_path):
+        if not path.is_file():
+            raise TrainingDataError(f"{path} is missing: a BEIR folder holds corpus.jsonl, queries.jsonl, qrels/")
+    queries = {}
+    for number, row in _jsonl_rows(queries_path):
+        if not isinstance(row.get("_id"), str | int) or not isinstance(row.get("text"), str):
+            raise TrainingDataError(f"{queries_path}:{number}: needs '_id' and 'text'")
+        queries[str(row["_id"])] = row["text"]
+    judgments: dict[str, dict[str, int]] = {}
+    unknown_queries, unknown_documents = [], []
+    with qrels_path.open(encoding="utf-8") as lines:
+        reader = csv.DictReader(lines, delimiter="\t")
+        if not {"query-id", "corpus-id", "score"} <= set(reader.fieldnames or ()):
+            raise TrainingDataError(f"{qrels_path}: needs the header query-id, corpus-id, score (tab-separated)")
+        for number, row in enumerate(reader, 2):
+            try:
+                grade = int(row["score"])
+            except (TypeError, ValueError):
+                raise TrainingDataError(f"{qrels_path}:{number}: score {row['score']!r} is not an integer") from None
+            if grade < 0:
+                raise TrainingDataError(f"{qrels_path}:{number}: score {grade} is negative")
+            query, document = row["query-id"], row["corpus-id"]
+            if query not in queries:
+                unknown_queries.append(query)
+            elif document not in corpus:
+                unknown_documents.append(document)
+            else:
+                judgments.setdefault(query, {})[document] = grade
+    if unknown_queries:
+        raise TrainingDataError(
+            f"{qrels_path} names {len(unknown_queries)} queries not in {queries_path}: {_some(unknown_queries)}"
+        )
+    if unknown_documents and not skip_unknown_documents:
+        raise TrainingDataError(
+            f"{qrels_path} names {len(unknown_documents)} documents not in the corpus: {_some(unknown_documents)} "
+            "(a corpus that is a pool of a larger one: pass --skip-unknown-documents to train without them)"
+        )
+    return _checked(TrainingData(corpus, {q: queries[q] for q in judgments}, judgments), str(qrels_path))
+
+
+def load_jsonl(path: Path) -> TrainingData:
+    """``{"query", "positives": [...], "negatives": [...]}`` per line (negatives optional); the
+    passages become the corpus, each once. A query on several lines has their passages together."""
+    corpus: dict[str, str] = {}
+    queries: dict[str, str] = {}
+    judgments: dict[str, dict[str, int]] = {}
+    for number, row in _jsonl_rows(path):
+        where = f"{path}:{number}"
+        query = row.get("query")
+        if not isinstance(query, str) or not query.strip():
+            raise TrainingDataError(f"{where}: needs a non-empty 'query' string")
+        positives = _passages(row, POSITIVE_KEYS, where, required=True)
+        negatives = _passages(row, NEGATIVE_KEYS, where, required=False)
+        query_id = _text_id("q", query)
+        queries[query_id] = query
+        judged = judgments.setdefault(query_id, {})
+        for grade, passages in ((0, negatives), (1, positives)):  # a passage given as both counts as positive
+            for passage in passages:
+                corpus[_text_id("p", passage)] = passage
+                judged[_text_id("p", passage)] = grade
+    return _checked(TrainingData(corpus, queries, judgments), str(path))
+
+
+def pseudo_queries(source: Path, limit: int, seed: int) -> TrainingData:
+    """Each sampled document's title (else its first sentence) as a query for its own text, which is
+    read without that title or sentence; every document is read so, as corpus and negatives alike."""
+    corpus, queries, judgments = {}, {}, {}
+    for document in read_documents(source):
+        title = str(document.metadata.get("title") or "").strip()
+        text = document.text[len(title) :].strip() if title and document.text.startswith(title) else document.text
+        if not title:
+            title, text = _first_sentence(text)
+        if not text.strip():
+            continue
+        corpus[document.id] = text
+        if title.strip():
+            queries[document.id] = title
+    if not queries:
+        raise TrainingDataError(f"{source}: no document has a title or more than one sentence to make a query of")
+    chosen = sorted(random.Random(seed).sample(sorted(queries), min(limit, len(queries))))
+    for query_id in chosen:
+        judgments[query_id] = {query_id: 1}
+    return TrainingData(corpus, {q: queries[q] for q in chosen}, judgments)
+
+
+def _first_sentence(text: str) -> tuple[str, str]:
+    """(first sentence, the rest); ("", text) for a text of one sentence."""
+    parts = SENTENCE_END.split(text.strip(), maxsplit=1)
+    return (parts[0], parts[1]) if len(parts) == 2 else ("", text)
+
+
+def _jsonl_rows(path: Path):
+    if not path.is_file():
+        raise TrainingDataError(f"{path} does not exist")
+    rows = 0
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise TrainingDataError(f"{path}:{number}: not JSON: {err}") from err
+            if not isinstance(row, dict):
+                raise TrainingDataError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
+            rows += 1
+            yield number, row
+    if not rows:
+        raise TrainingDataError(f"{path} is empty")
+
+
+def _passages(row: dict, keys: tuple[str, str], where: str, *, required: bool) -> list[str]:
+    present = [key for key in keys if key in row]
+    if not present:
+        if required:
+            raise TrainingDataError(f"{where}: needs '{keys[0]}', a non-empty list of passages")
+        return []
+    passages = row[present[0]]
+    if not isinstance(passages, list) or not all(isinstance(p, str) and p.strip() for p in passages):
+        raise TrainingDataError(f"{where}: '{present[0]}' must be a list of non-empty strings")
+    if required and not passages:
+        raise TrainingDataError(f"{where}: '{present[0]}' is empty: a query needs at least one positive")
+    return passages
+
+
+def _text_id(prefix: str, text: str) -> str:
+    return prefix + hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def _checked(data: TrainingData, source: str) -> TrainingData:
+    if not data.judgments:
+        raise TrainingDataError(f"{source}: no judged query")
+    without = [q for q, judged in data.judgments.items() if not any(g > 0 for g in judged.values())]
+    if without:
+        raise TrainingDataError(f"{source}: {len(without)} queries have no positive judgment: {_some(without)}")
+    return data
+
+
+def _some(names: list[str], shown: int = 5) -> str:
+    names = list(dict.fromkeys(names))
+    return ", ".join(map(repr, names[:shown])) + (f" and {len(names) - shown} more" if len(names) > shown else "")

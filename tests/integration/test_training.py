@@ -1,0 +1,172 @@
+"""`triton-rerank train` end to end on tiny models: negatives mined from a real Milvus Lite
+collection through the served embedder, dev evaluation, the refusal when not better, nothing
+half-written, and the trained folder exported and served with the scores CrossEncoder.predict gives."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from triton_rerank import TritonEmbedFunction, TritonRerankFunction
+from triton_rerank.cli import main
+from triton_rerank.errors import RerankInputError
+from triton_rerank.ingest import ingest, read_documents
+from triton_rerank.store import MilvusStore
+from triton_rerank.training import TrainConfig, train
+from triton_rerank.training.runner import NotBetterError
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def beir_folder(tmp_path_factory, sample_corpus):
+    """The sample corpus, with each document's title as a judged query for it."""
+    folder = tmp_path_factory.mktemp("beir")
+    shutil.copy(sample_corpus, folder / "corpus.jsonl")
+    rows = [json.loads(line) for line in sample_corpus.read_text().splitlines() if line.strip()]
+    (folder / "queries.jsonl").write_text(
+        "".join(json.dumps({"_id": f"q-{r['_id']}", "text": r["title"]}) + "\n" for r in rows)
+    )
+    (folder / "qrels").mkdir()
+    (folder / "qrels" / "train.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n" + "".join(f"q-{r['_id']}\t{r['_id']}\t1\n" for r in rows)
+    )
+    return folder
+
+
+@pytest.fixture(scope="module")
+def collection(tmp_path_factory, triton_server, beir_folder):
+    uri = str(tmp_path_factory.mktemp("milvus") / "documents.db")
+    with MilvusStore(uri, index="FLAT") as store, TritonEmbedFunction(triton_server.grpc_url) as embed:
+        ingest(read_documents(beir_folder), store, embed.encode)
+        assert store.count() == 32
+    return uri
+
+
+def config(beir_folder, tiny_model, output, **changes) -> TrainConfig:
+    settings = dict(
+        data=beir_folder,
+        model=str(tiny_model),
+        output=output,
+        max_minutes=0.1,
+        evaluations=2,
+        dev_fraction=0.25,
+        mining_depth=10,
+        dev_depth=10,
+        hard_negatives=3,
+        batch_size=8,
+        max_length=48,
+    )
+    return TrainConfig(**{**settings, **changes})
+
+
+def test_trained_from_a_milvus_collection_exports_and_serves_its_own_scores(
+    beir_folder, collection, triton_server, tiny_model, tmp_path
+):
+    from sentence_transformers.cross_encoder import CrossEncoder
+
+    from triton_rerank.serving.export import export_cross_encoder
+    from triton_rerank.serving.server import EmbeddedTritonServer, free_port_settings
+
+    output = tmp_path / "trained"
+    report = train(
+        config(beir_folder, tiny_model, output, milvus_uri=collection, triton_url=triton_server.grpc_url, force=True)
+    )
+    assert "Milvus collection 'documents'" in report["first_stage"]
+    mining = report["mining"]
+    assert mining["positives"] == 24 and mining["candidates"] == 240  # 3/4 of 32 queries train, 10 hits each
+    assert mining["judged_positive"] == 24  # every title finds its own document in its top 10
+    assert mining["hard"] + mining["over_margin"] == 240 - 24
+    assert report["recipe"]["steps"] >= 10 and len(report["dev_results"]["curve"]) == 2
+    assert json.loads((output / "train-report.json").read_text()) == report
+    assert "Dev nDCG@10 during training" in (output / "README.md").read_text()
+
+    trained = CrossEncoder(str(output), device="cpu")
+    assert trained.max_length == 48
+    base = CrossEncoder(str(tiny_model), device="cpu")
+    pairs = [("how vaccines work", "the immune system learns"), ("paris", "the capital of france is paris")]
+    assert not np.allclose(trained.predict(pairs), base.predict(pairs))  # it did train
+
+    repository = tmp_path / "model_repository"
+    export_cross_encoder(str(output), repository)
+    documents = [d for _, d in pairs] + ["a quick brown fox", ""]
+    expected = trained.predict([("paris", d) for d in documents], activation_fn=torch.nn.Identity())
+    with EmbeddedTritonServer(repository, free_port_settings()) as server, TritonRerankFunction(server.grpc_url) as rf:
+        served = rf.score("paris", documents)
+    np.testing.assert_allclose(served, expected, atol=1e-4)
+
+
+def test_a_model_that_does_not_beat_its_base_is_not_written(beir_folder, tiny_model, tmp_path):
+    output = tmp_path / "unchanged"
+    with pytest.raises(NotBetterError, match=r"does not beat its base on dev \(nDCG@10 .* against .*\): nothing"):
+        train(config(beir_folder, tiny_model, output, learning_rate=1e-12, blend=False))
+    assert list(tmp_path.iterdir()) == []  # no output, no staging folder
+
+
+def test_a_budget_too_small_for_one_step_is_refused_before_training(beir_folder, tiny_model, tmp_path):
+    with pytest.raises(RerankInputError, match=r"--max-minutes 1e-05 is too small: .* give at least"):
+        train(config(beir_folder, tiny_model, tmp_path / "out", max_minutes=1e-5))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_existing_output_is_refused_before_any_work(beir_folder, tiny_model, tmp_path):
+    (tmp_path / "out").mkdir()
+    with pytest.raises(RerankInputError, match="exists: name a new folder"):
+        train(config(beir_folder, "no-such-model", tmp_path / "out"))
+
+
+def test_the_command_trains_an_encoder_on_pseudo_queries_in_process(beir_folder, tmp_path, capsys):
+    """From a plain encoder (a new head), no labels, the corpus searched in-process."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from tiny_models import build_tiny_bert_cross_encoder
+
+    encoder = tmp_path / "encoder"
+    tokenizer = AutoTokenizer.from_pretrained(build_tiny_bert_cross_encoder(tmp_path / "ce"))
+    BertModel(
+        BertConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=128,
+        )
+    ).save_pretrained(encoder)
+    tokenizer.save_pretrained(encoder)
+    code = main(
+        [
+            "train",
+            "--data",
+            str(beir_folder),
+            "--model",
+            str(encoder),
+            "--output",
+            str(tmp_path / "out"),
+            "--pseudo-queries",
+            "titles",
+            "--max-minutes",
+            "0.1",
+            "--evaluations",
+            "2",
+            "--dev-fraction",
+            "0.25",
+            "--dev-depth",
+            "10",
+            "--max-length",
+            "48",
+            "--force",
+        ]
+    )
+    assert code == 0
+    report = json.loads((tmp_path / "out" / "train-report.json").read_text())
+    assert report["base_kind"] == "encoder" and report["pseudo_queries"] == "titles"
+    assert report["first_stage"].startswith("dense (sentence-transformers/all-MiniLM-L6-v2, in-process)")
+    assert report["recipe"]["learning_rates"] == {"encoder": 7e-05, "head": 7e-05 * 5}
+    assert "wrote" in capsys.readouterr().out
+    code = main(["train", "--data", str(beir_folder), "--model", str(encoder), "--output", str(tmp_path / "out")])
+    assert code == 1 and "exists: name a new folder" in capsys.readouterr().err
