@@ -9,6 +9,7 @@ rerank, and measure quality and speed.
     triton-rerank search "how do vaccines work?" --milvus-uri documents.db
     triton-rerank evaluate --data path/to/beir-folder
     triton-rerank train --data path/to/beir-folder --model M --output my-reranker --max-minutes 15
+    triton-rerank deploy --model my-reranker           # a new version into the running server
     triton-rerank benchmark --quick
 
 Generated models go to generated/model_repository unless --repository says otherwise. Commands that
@@ -37,6 +38,7 @@ COMMANDS = {
     "search": "triton_rerank.commands.search",
     "evaluate": "triton_rerank.commands.evaluate",
     "train": "triton_rerank.commands.train",
+    "deploy": "triton_rerank.commands.deploy",
     "long-corpus": "triton_rerank.commands.long_corpus",
     "benchmark": "triton_rerank.commands.benchmark",
     "load-test": "triton_rerank.commands.load_test",

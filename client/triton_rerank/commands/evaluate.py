@@ -70,6 +70,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=PEERS_PYTHON,
         help="the Python of the peers' environment, built by `make peers` (default: %(default)s)",
     )
+    parser.add_argument(
+        "--compare-models",
+        type=lambda value: value.split(","),
+        default=[],
+        help="other rerankers, comma-separated: compare them with --reranker-model in-process on the same first "
+        "stage (exact cosine, top --retrieve-k), each alone and with the blend `train` chose for it; nothing is "
+        "served (see docs/training.md)",
+    )
     parser.add_argument("--out", type=Path, default=Path("generated/evaluation.json"), help="(default: %(default)s)")
 
 
@@ -88,6 +96,21 @@ def _names_of(what: str, choices):
 
 def run(args: argparse.Namespace) -> int:
     from triton_rerank.evaluation import run_evaluation
+
+    if args.compare_models:
+        from triton_rerank.evaluation.compare import compare_rerankers
+
+        models = [args.reranker_model, *args.compare_models]
+        compare_rerankers(
+            args.data,
+            args.split,
+            models,
+            embedder=args.embedder_model,
+            depth=args.retrieve_k,
+            max_queries=args.max_queries,
+            out=args.out,
+        )
+        return 0
 
     try:
         config = from_flags(EvaluationConfig, args)

@@ -26,6 +26,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-file", type=Path, help="keep the server log here (default: a temporary file)")
     parser.add_argument("--log-verbose", type=int, default=0, help="Triton's --log-verbose level")
     parser.add_argument(
+        "--model-control",
+        choices=["none", "explicit"],
+        default="none",
+        help="explicit: let `triton-rerank deploy` put a new reranker version in while serving (anyone who reaches "
+        "the server, or holds its API key, may then load and unload models) (default: %(default)s)",
+    )
+    parser.add_argument(
         "--response-cache-mb",
         type=int,
         default=0,
@@ -48,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
             log_file=args.log_file,
             log_verbose=args.log_verbose,
             response_cache_bytes=args.response_cache_mb * 2**20,
+            model_control=args.model_control,
             api_key=os.environ.get(TRITON_API_KEY_ENV)
             or None,  # from the environment only: argv shows in ps and history
         )

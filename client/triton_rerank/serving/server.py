@@ -22,6 +22,7 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -60,10 +61,16 @@ class ServerSettings:
     # (Triton's restricted APIs); clients send it with api_key= or $TRITON_RERANK_API_KEY.
     api_key: str | None = field(default=None, repr=False)
     exit_timeout_s: int = 30  # on SIGTERM, how long requests in flight may take to finish
+    # "none": the repository is read once, at startup, and nobody can load or unload a model over the
+    # API. "explicit": `triton-rerank deploy` may load a new version while the server runs (with an
+    # API key, the model-repository API needs it too).
+    model_control: str = "none"
     cpus: frozenset[int] | None = None  # the cores the server and its models may run on (Linux); None: all
 
     def __post_init__(self) -> None:
         check_api_key(self.api_key)
+        if self.model_control not in ("none", "explicit"):
+            raise ValueError(f"model_control must be 'none' or 'explicit', got {self.model_control!r}")
         if self.cpus is not None:  # core affinity is Linux's (os.sched_getaffinity)
             usable = os.sched_getaffinity(0)
             if not (self.cpus and set(self.cpus) <= usable):
@@ -146,19 +153,45 @@ def derive_repository(source: Path, target: Path) -> Path:
         )
     target.mkdir(parents=True, exist_ok=True)
     for model_dir in sorted(p for p in source.iterdir() if (p / "config.pbtxt").exists()):
-        config = repo.load_config(model_dir / "config.pbtxt")
-        if repo.native_backend_format(config) is None:
-            (target / model_dir.name).symlink_to(model_dir, target_is_directory=True)
-            continue
-        runner_dir = target / model_dir.name
-        runner_dir.mkdir()
-        (runner_dir / "config.pbtxt").write_text(repo.to_pbtxt(repo.python_runner_config(config)))
-        for version_dir in (p for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()):
-            (runner_dir / version_dir.name).mkdir()
-            for item in version_dir.iterdir():
-                (runner_dir / version_dir.name / item.name).symlink_to(item)
-            shutil.copyfile(layout.RUNNER_CODE, runner_dir / version_dir.name / "model.py")
+        derive_model(model_dir, target)
     return target
+
+
+def derive_model(model_dir: Path, target: Path) -> None:
+    """One model of the served repository: a link to ``model_dir``, or its runner."""
+    config = repo.load_config(model_dir / "config.pbtxt")
+    if repo.native_backend_format(config) is None:
+        (target / model_dir.name).symlink_to(model_dir, target_is_directory=True)
+        return
+    staging = target / f".{model_dir.name}.partial"  # Triton must never see half a model
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    (staging / "config.pbtxt").write_text(repo.to_pbtxt(repo.python_runner_config(config)))
+    for version_dir in (p for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()):
+        (staging / version_dir.name).mkdir()
+        for item in version_dir.iterdir():
+            (staging / version_dir.name / item.name).symlink_to(item)
+        shutil.copyfile(layout.RUNNER_CODE, staging / version_dir.name / "model.py")
+    staging.rename(target / model_dir.name)
+
+
+class RepositoryMirror(threading.Thread):
+    """Derives the models added to ``source`` after the server started (``triton-rerank deploy``
+    adds a version's models under new names), so that the running server can load them."""
+
+    def __init__(self, source: Path, target: Path, interval_s: float = 0.25) -> None:
+        super().__init__(name="triton-rerank-repository-mirror", daemon=True)
+        self.source, self.target, self.interval_s = Path(source).resolve(), target, interval_s
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.wait(self.interval_s):
+            for model_dir in sorted(p for p in self.source.iterdir() if (p / "config.pbtxt").exists()):
+                if not (self.target / model_dir.name).exists():
+                    try:
+                        derive_model(model_dir, self.target)
+                    except Exception:  # a model written half-way: the next pass tries again
+                        log.debug("cannot derive %s yet", model_dir, exc_info=True)
 
 
 class EmbeddedTritonServer:
@@ -175,6 +208,7 @@ class EmbeddedTritonServer:
         self._process: subprocess.Popen | None = None
         self._workdir: tempfile.TemporaryDirectory | None = None
         self.log_path: Path | None = None
+        self._mirror: RepositoryMirror | None = None
 
     @property
     def http_url(self) -> str:
@@ -192,9 +226,12 @@ class EmbeddedTritonServer:
         root, libs = pytriton_dirs()
         self._workdir = tempfile.TemporaryDirectory(prefix="triton-rerank-")
         work = Path(self._workdir.name)
-        models = derive_repository(self.repository, work / "models")
-        backends = prepare_backends(work / "backends")
         s = self.settings
+        models = derive_repository(self.repository, work / "models")
+        if s.model_control == "explicit":
+            self._mirror = RepositoryMirror(self.repository, models)
+            self._mirror.start()
+        backends = prepare_backends(work / "backends")
         command = [
             str(root / "bin" / "tritonserver"),
             f"--model-repository={models}",
@@ -205,7 +242,8 @@ class EmbeddedTritonServer:
             f"--grpc-port={s.grpc_port}",
             f"--metrics-address={s.host}",
             f"--metrics-port={s.metrics_port}",
-            "--model-control-mode=none",
+            f"--model-control-mode={s.model_control}",
+            *(["--load-model=*"] if s.model_control == "explicit" else []),
             "--exit-on-error=true",
             "--strict-readiness=true",
             f"--exit-timeout-secs={s.exit_timeout_s}",
@@ -288,6 +326,9 @@ class EmbeddedTritonServer:
     def stop(self, grace_s: float = 30.0) -> int | None:
         """Stop the server and its backend stubs; returns the server's exit code."""
         process, self._process = self._process, None
+        if self._mirror is not None:
+            self._mirror.stopping.set()
+            self._mirror = None
         code = None
         if process is not None:
             if process.poll() is None:

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 import triton_rerank.training.model as model_module
+from triton_rerank.evaluation.data import load_beir as load_judged
 from triton_rerank.model_sources import resolve_model
 from triton_rerank.training.config import TrainConfig
 from triton_rerank.training.data import TrainingData
@@ -31,6 +32,7 @@ def cross_validate(config: TrainConfig, folds: int, test_depth: int) -> dict:
     full = TrainingData(
         half.corpus, {**half.queries, **other_half.queries}, {**half.judgments, **other_half.judgments}
     )  # every judged query
+    _, _, qrels = load_judged(Path(config.data), config.split, None)  # tested on every judgment, pooled or not
     ids = sorted(full.queries)
     random.Random(config.seed).shuffle(ids)
     fold_of = {q: n % folds for n, q in enumerate(ids)}
@@ -40,7 +42,8 @@ def cross_validate(config: TrainConfig, folds: int, test_depth: int) -> dict:
     with open_first_stage(config, full.corpus) as first_stage, tempfile.TemporaryDirectory() as scratch:
         test_hits = first_stage_hits(full, first_stage, test_depth)
         for fold in range(folds):
-            test = full.subset(sorted(q for q in ids if fold_of[q] == fold))
+            tested = sorted(q for q in ids if fold_of[q] == fold)
+            test = TrainingData(full.corpus, {q: full.queries[q] for q in tested}, {q: qrels[q] for q in tested})
             rest = full.subset(sorted(q for q in ids if fold_of[q] != fold))
             fold_config = dataclasses.replace(config, output=Path(scratch) / f"fold-{fold}", force=True)
             report = train(fold_config, data=rest.split(config.dev_fraction, config.seed), first_stage=first_stage)

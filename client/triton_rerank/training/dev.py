@@ -55,16 +55,17 @@ class DevSet:
             scores[query], start = flat[start : start + len(ids)], start + len(ids)
         return scores
 
+    def blend(self, scores: np.ndarray, query: str, weight: float) -> np.ndarray:
+        """``weight`` x reranker + (1 - weight) x first stage, each z-scored within the query."""
+        if weight == 1.0:
+            return scores
+        return weight * _z(scores) + (1 - weight) * _z(self.first_scores[query])
+
     def per_query(self, scores: dict[str, np.ndarray], weight: float = 1.0) -> dict[str, float]:
-        """nDCG@10 of each query, ranked by ``weight`` x reranker + (1 - weight) x first stage (z-scored)."""
+        """nDCG@10 of each query, ranked by the blend of ``scores`` with the first stage's."""
         values = {}
         for query, ids in self.candidates.items():
-            blended = (
-                scores[query]
-                if weight == 1.0
-                else weight * _z(scores[query]) + (1 - weight) * _z(self.first_scores[query])
-            )
-            order = np.argsort(-blended, kind="stable")
+            order = np.argsort(-self.blend(scores[query], query, weight), kind="stable")
             values[query] = ndcg_at_k([ids[i] for i in order], self.dev.judgments[query], 10)
         return values
 

@@ -1,0 +1,126 @@
+"""`triton-rerank deploy`: a new reranker version goes into a running server while clients rerank,
+with no failed request; the scores become the new model's, a rollback brings the old ones back, and
+a restarted server serves what was deployed last."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+
+from tiny_models import build_tiny_bert_cross_encoder
+from triton_rerank import TritonRerankFunction
+from triton_rerank.cli import main
+from triton_rerank.serving.deploy import DeployError, deploy, history, rollback
+from triton_rerank.serving.export import export_cross_encoder
+from triton_rerank.serving.server import EmbeddedTritonServer, free_port_settings
+
+pytestmark = pytest.mark.integration
+DOCUMENTS = ["paris is the capital of france", "a quick brown fox", "berlin is in germany", ""]
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    from sentence_transformers.cross_encoder import CrossEncoder
+
+    folder = tmp_path_factory.mktemp("deploy-models")
+    built = {name: build_tiny_bert_cross_encoder(folder / name, seed=seed) for name, seed in (("a", 0), ("b", 1))}
+    pairs = [("paris", d) for d in DOCUMENTS]
+    scores = {n: CrossEncoder(str(p)).predict(pairs, activation_fn=torch.nn.Identity()) for n, p in built.items()}
+    assert not np.allclose(scores["a"], scores["b"], atol=1e-3)
+    return built, scores
+
+
+class Clients:
+    """Threads that rerank without pause, over HTTP and gRPC, and note whose scores they got."""
+
+    def __init__(self, server, scores) -> None:
+        self.scores, self.seen, self.failures = scores, [], []
+        self._stop = threading.Event()
+        urls = [server.http_url, server.grpc_url] * 2
+        self._threads = [threading.Thread(target=self._run, args=(url,)) for url in urls]
+
+    def _run(self, url: str) -> None:
+        with TritonRerankFunction(url) as rerank:
+            while not self._stop.is_set():
+                try:
+                    got = rerank.score("paris", DOCUMENTS)
+                except Exception as err:  # noqa: BLE001 - every failure is the finding
+                    self.failures.append(repr(err))
+                    continue
+                match = [n for n, s in self.scores.items() if np.allclose(got, s, atol=1e-4)]
+                self.seen.append(match[0] if match else "neither")
+
+    def __enter__(self):
+        for thread in self._threads:
+            thread.start()
+        time.sleep(0.5)
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()
+
+
+def test_deploy_and_rollback_while_clients_rerank(models, tmp_path):
+    paths, scores = models
+    repository = tmp_path / "model_repository"
+    export_cross_encoder(str(paths["a"]), repository)
+    settings = free_port_settings(model_control="explicit")
+    with EmbeddedTritonServer(repository, settings) as server, Clients(server, scores) as clients:
+        entry = deploy(str(paths["b"]), repository, server.http_url)
+        after_deploy = len(clients.seen)
+        time.sleep(0.5)
+        back = rollback(repository, server.grpc_url)
+        after_rollback = len(clients.seen)
+        time.sleep(0.5)
+    assert clients.failures == []
+    assert entry["version"] == 2 and entry["members"] == ["aggregator_v2", "cross_encoder_v2", "tokenizer_v2"]
+    assert back["version"] == 1
+    between, last = Counter(clients.seen[after_deploy:after_rollback]), Counter(clients.seen[after_rollback + 8 :])
+    assert between["b"] > 0 and between["a"] <= 8  # requests in flight at the switch may finish on the old one
+    assert set(last) == {"a"} and "neither" not in clients.seen  # never a mix of two versions' members
+    assert Counter(clients.seen[:after_deploy])["a"] > 0
+
+
+def test_a_restarted_server_serves_the_last_deployment_and_old_versions_are_unloaded(models, tmp_path, capsys):
+    paths, scores = models
+    repository = tmp_path / "model_repository"
+    export_cross_encoder(str(paths["a"]), repository)
+    with EmbeddedTritonServer(repository, free_port_settings(model_control="explicit")) as server:
+        deploy(str(paths["b"]), repository, server.http_url)
+        assert (
+            main(
+                ["deploy", "--model", str(paths["a"]), "--repository", str(repository), "--triton-url", server.grpc_url]
+            )
+            == 0
+        )
+        ready = server.ready_models()
+    assert "tokenizer" not in ready and {"tokenizer_v2", "tokenizer_v3", "reranker"} <= set(ready)
+    assert history(repository)["serving"] == 3
+    assert main(["deploy", "--list", "--repository", str(repository)]) == 0
+    assert "* v3" in capsys.readouterr().out
+    with EmbeddedTritonServer(repository, free_port_settings()) as server, TritonRerankFunction(server.grpc_url) as rf:
+        np.testing.assert_allclose(rf.score("paris", DOCUMENTS), scores["a"], atol=1e-4)
+
+
+def test_a_server_that_does_not_allow_loading_keeps_serving_and_the_repository_is_unchanged(models, tmp_path):
+    paths, scores = models
+    repository = tmp_path / "model_repository"
+    export_cross_encoder(str(paths["a"]), repository)
+    before = sorted(p.name for p in repository.iterdir())
+    with EmbeddedTritonServer(repository, free_port_settings()) as server:
+        with pytest.raises(DeployError, match="does not let models be loaded while it runs"):
+            deploy(str(paths["b"]), repository, server.http_url)
+        with TritonRerankFunction(server.http_url) as rf:
+            np.testing.assert_allclose(rf.score("paris", DOCUMENTS), scores["a"], atol=1e-4)
+    assert sorted(p.name for p in repository.iterdir()) == before
+    assert json.loads(json.dumps(history(repository)))["serving"] == 1
+    with pytest.raises(DeployError, match="no version None to roll back to"):
+        rollback(repository, "http://127.0.0.1:1")
