@@ -24,6 +24,8 @@ def _required(command: str) -> list[str]:
         "search": ["a query"],
         "evaluate": ["--data", "beir"],
         "gpu-check": ["--model", "m"],
+        "train": ["--data", "beir", "--model", "m", "--output", "out"],
+        "deploy": ["--model", "m"],
     }.get(command, [])
 
 

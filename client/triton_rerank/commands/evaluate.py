@@ -70,6 +70,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=PEERS_PYTHON,
         help="the Python of the peers' environment, built by `make peers` (default: %(default)s)",
     )
+    _add_comparison(parser)
+    parser.add_argument("--out", type=Path, default=Path("generated/evaluation.json"), help="(default: %(default)s)")
+
+
+def _add_comparison(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--compare-models",
         type=lambda value: value.split(","),
@@ -78,7 +83,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "stage (exact cosine, top --retrieve-k), each alone and with the blend `train` chose for it; nothing is "
         "served (see docs/training.md)",
     )
-    parser.add_argument("--out", type=Path, default=Path("generated/evaluation.json"), help="(default: %(default)s)")
 
 
 def _names_of(what: str, choices):
