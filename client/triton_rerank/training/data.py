@@ -22,6 +22,7 @@ from triton_rerank.ingest import read_documents
 # Cohere's retired fine-tuning format names the same fields otherwise: both are read.
 POSITIVE_KEYS = ("positives", "relevant_passages")
 NEGATIVE_KEYS = ("negatives", "hard_negatives")
+MIN_DEV_QUERIES = 30
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 
@@ -47,11 +48,14 @@ class TrainingData:
         )
 
     def split(self, fraction: float, seed: int) -> tuple[TrainingData, TrainingData]:
-        """(train, dev): a seeded ``fraction`` of the queries, at least one, held out as dev."""
+        """(train, dev): a seeded ``fraction`` of the queries held out as dev, and no fewer than
+        ``MIN_DEV_QUERIES`` (or a third of a smaller set): a dev split of a handful of queries
+        picks checkpoints and blend weights by chance."""
         ids = sorted(self.queries)
         if len(ids) < 2:
             raise TrainingDataError(f"{len(ids)} judged query: a dev split needs at least 2 (or name --dev-split)")
-        dev = set(random.Random(seed).sample(ids, max(1, round(len(ids) * fraction))))
+        size = max(1, round(len(ids) * fraction), min(MIN_DEV_QUERIES, len(ids) // 3))
+        dev = set(random.Random(seed).sample(ids, size))
         return self.subset([q for q in ids if q not in dev]), self.subset(sorted(dev))
 
 
