@@ -4,6 +4,7 @@ half-written, and the trained folder exported and served with the scores CrossEn
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 
@@ -64,18 +65,21 @@ def config(beir_folder, tiny_model, output, **changes) -> TrainConfig:
     return TrainConfig(**{**settings, **changes})
 
 
-def test_trained_from_a_milvus_collection_exports_and_serves_its_own_scores(
-    beir_folder, collection, triton_server, tiny_model, tmp_path
-):
+@pytest.fixture(scope="module")
+def trained(beir_folder, collection, triton_server, tiny_model, tmp_path_factory):
+    """The tiny cross-encoder trained on negatives mined from the Milvus collection."""
+    output = tmp_path_factory.mktemp("trained") / "model"
+    settings = config(beir_folder, tiny_model, output, milvus_uri=collection, triton_url=triton_server.grpc_url)
+    return output, train(dataclasses.replace(settings, force=True))
+
+
+def test_trained_from_a_milvus_collection_exports_and_serves_its_own_scores(trained, tiny_model, tmp_path):
     from sentence_transformers.cross_encoder import CrossEncoder
 
     from triton_rerank.serving.export import export_cross_encoder
     from triton_rerank.serving.server import EmbeddedTritonServer, free_port_settings
 
-    output = tmp_path / "trained"
-    report = train(
-        config(beir_folder, tiny_model, output, milvus_uri=collection, triton_url=triton_server.grpc_url, force=True)
-    )
+    output, report = trained
     assert "Milvus collection 'documents'" in report["first_stage"]
     mining = report["mining"]
     # a third of the 32 queries is dev (no fewer than that for small sets); 10 hits each
@@ -87,16 +91,16 @@ def test_trained_from_a_milvus_collection_exports_and_serves_its_own_scores(
     assert json.loads((output / "train-report.json").read_text()) == report
     assert "Dev nDCG@10 during training" in (output / "README.md").read_text()
 
-    trained = CrossEncoder(str(output), device="cpu")
-    assert trained.max_length == 48
+    model = CrossEncoder(str(output), device="cpu")
+    assert model.max_length == 48
     base = CrossEncoder(str(tiny_model), device="cpu")
     pairs = [("how vaccines work", "the immune system learns"), ("paris", "the capital of france is paris")]
-    assert not np.allclose(trained.predict(pairs), base.predict(pairs))  # it did train
+    assert not np.allclose(model.predict(pairs), base.predict(pairs))  # it did train
 
     repository = tmp_path / "model_repository"
     export_cross_encoder(str(output), repository)
     documents = [d for _, d in pairs] + ["a quick brown fox", ""]
-    expected = trained.predict([("paris", d) for d in documents], activation_fn=torch.nn.Identity())
+    expected = model.predict([("paris", d) for d in documents], activation_fn=torch.nn.Identity())
     with EmbeddedTritonServer(repository, free_port_settings()) as server, TritonRerankFunction(server.grpc_url) as rf:
         served = rf.score("paris", documents)
     np.testing.assert_allclose(served, expected, atol=1e-4)
@@ -172,3 +176,37 @@ def test_the_command_trains_an_encoder_on_pseudo_queries_in_process(beir_folder,
     assert "wrote" in capsys.readouterr().out
     code = main(["train", "--data", str(beir_folder), "--model", str(encoder), "--output", str(tmp_path / "out")])
     assert code == 1 and "exists: name a new folder" in capsys.readouterr().err
+
+
+def test_evaluate_compares_the_base_and_the_trained_model_on_the_same_candidates(
+    trained, beir_folder, tiny_model, tmp_path
+):
+    output, report = trained
+    out = tmp_path / "compare.json"
+    argv = [
+        "evaluate",
+        "--data",
+        str(beir_folder),
+        "--split",
+        "train",
+        "--reranker-model",
+        str(tiny_model),
+        "--compare-models",
+        str(output),
+        "--retrieve-k",
+        "10",
+        "--out",
+        str(out),
+    ]
+    assert main(argv) == 0
+    rows = json.loads(out.read_text())["rows"]
+    names = list(rows)
+    assert names[0].startswith("first stage: dense") and names[1:3] == [
+        f"reranked: {tiny_model}",
+        f"reranked: {output}",
+    ]
+    blend = report["blend"]
+    if blend:  # the blend `train` chose is applied to its model, and only to it
+        assert names[3] == f"reranked: {output}, blended with the first stage (w={blend['weight']})"
+    assert len(names) == 3 + bool(blend)
+    assert rows[names[0]]["recall@100"] == rows[names[1]]["recall@100"]  # the same candidates, reordered
