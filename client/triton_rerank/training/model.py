@@ -63,7 +63,7 @@ def optimizer(cross_encoder, kind: str, learning_rate: float | None):
     import torch
 
     rate = learning_rate or LEARNING_RATES[kind]
-    head_rate = rate * HEAD_SPEEDUP if kind == "encoder" else rate
+    head_rate = round(rate * HEAD_SPEEDUP, 12) if kind == "encoder" else rate
     head, body = [], []
     for name, parameter in cross_encoder.named_parameters():
         (head if any(part in name for part in HEAD_PARAMETERS) else body).append(parameter)
