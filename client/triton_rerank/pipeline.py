@@ -18,6 +18,10 @@ A cascade spends a strong (slow) reranker only where it matters: ``cascade=[(str
 the ``retrieve_k`` candidates with ``rerank``, then the best 20 of those again with ``strong`` (a
 client of another model, e.g. ``TritonRerankFunction(url, model_name="qwen3")``); hits carry the last
 stage's scores. Stages may be chained: ``cascade=[(medium, 50), (strong, 10)]``.
+
+``blend=w`` ranks by ``w * z(rerank score) + (1 - w) * z(first-stage score)`` within each query's
+candidates (``triton_rerank.blend``; hits carry it as ``blended_score``): the weight ``train`` chose on
+its dev split (its ``train-report.json``) for a reranker that should not throw the first stage away.
 """
 
 from __future__ import annotations
@@ -27,8 +31,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 import triton_rerank.loop as loop
 from triton_rerank.base import BlockingClient
+from triton_rerank.blend import blend, check_blend
 from triton_rerank.client import AsyncTritonRerankFunction, TritonRerankFunction, rank
 from triton_rerank.embed import AsyncTritonEmbedFunction, TritonEmbedFunction
 from triton_rerank.errors import RerankInputError
@@ -45,6 +52,7 @@ class Hit:
     first_stage_rank: int  # 1-based position in the first-stage list
     metadata: dict[str, Any]
     span: tuple[int, int] | None = None  # the characters of text that decided (long documents read in windows)
+    blended_score: float | None = None  # what the hits are ranked by with ``blend=w`` (see triton_rerank.blend)
 
 
 @dataclass(frozen=True)
@@ -70,9 +78,14 @@ def check_search(queries: list[str], retrieve_k: object, top_k: object, cascade:
         )
 
 
-def _result(query: str, candidates: list[Match], read: list[int], found, top_k: int, timings: dict) -> SearchResult:
-    """Hits from the last stage's scores ``found`` of the candidates ``read`` (their indices)."""
-    ranked = rank([candidates[i].text for i in read], found.scores, top_k, found.spans)
+def _result(
+    query: str, candidates: list[Match], read: list[int], found, top_k: int, timings: dict, weight: float | None = None
+) -> SearchResult:
+    """Hits from the last stage's scores ``found`` of the candidates ``read`` (their indices),
+    ranked by those scores, or by their blend with the first stage's when ``weight`` is given."""
+    scores = np.asarray(found.scores, dtype=np.float64)
+    order = scores if weight is None else blend(scores, [candidates[i].score for i in read], weight)
+    ranked = rank([candidates[i].text for i in read], order, top_k, found.spans)
     hits = []
     for r in ranked:
         candidate = read[r.index]
@@ -80,7 +93,8 @@ def _result(query: str, candidates: list[Match], read: list[int], found, top_k: 
             Hit(
                 id=candidates[candidate].id,
                 text=r.text,
-                rerank_score=r.score,
+                rerank_score=float(scores[r.index]),
+                blended_score=None if weight is None else r.score,
                 first_stage_score=candidates[candidate].score,
                 first_stage_rank=candidate + 1,
                 metadata=candidates[candidate].metadata,
@@ -126,6 +140,7 @@ class AsyncRerankPipeline:
         reranker: AsyncTritonRerankFunction,
         *,
         cascade: list[tuple[AsyncTritonRerankFunction, int]] | None = None,
+        blend: float | None = None,
         options: RerankOptions | None = None,
         **keywords,
     ) -> None:
@@ -133,6 +148,7 @@ class AsyncRerankPipeline:
         self.embedder = embedder
         self.reranker = reranker
         self.cascade = _check_cascade(cascade)
+        self.blend = check_blend(blend)
         self.options = RerankOptions.of(options, **keywords)  # checked now rather than at the first search
 
     async def search(
@@ -164,7 +180,7 @@ class AsyncRerankPipeline:
         for reranker, keep in self.cascade:
             read = _best(read, found.scores, keep)
             found = await self._score(reranker, query, candidates, read)
-        return _result(query, candidates, read, found, top_k, {**shared, "rerank": _ms(started)})
+        return _result(query, candidates, read, found, top_k, {**shared, "rerank": _ms(started)}, self.blend)
 
     async def _score(self, reranker, query: str, candidates: list[Match], read: list[int]):
         texts = [candidates[i].text for i in read]
@@ -181,6 +197,7 @@ class RerankPipeline:
         reranker: TritonRerankFunction,
         *,
         cascade: list[tuple[TritonRerankFunction, int]] | None = None,
+        blend: float | None = None,
         options: RerankOptions | None = None,
         **keywords,
     ) -> None:
@@ -193,6 +210,7 @@ class RerankPipeline:
             _asynchronous(embedder),
             _asynchronous(reranker),
             cascade=[(_asynchronous(stage), keep) for stage, keep in self.cascade],
+            blend=blend,
             options=options,
             **keywords,
         )

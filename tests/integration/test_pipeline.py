@@ -83,6 +83,37 @@ def test_hits_are_the_candidates_reranked_by_the_cross_encoder(pipeline, referen
     assert set(result.timings_ms) == {"embed", "retrieve", "rerank"}
 
 
+def test_a_blend_ranks_by_both_stages_z_scored_sync_and_async(pipeline, store, clients, triton_server, reference):
+    cross_encoder, _ = reference
+    blended = RerankPipeline(store, *clients, blend=0.4).search(QUERY, retrieve_k=12, top_k=12)
+    candidates = blended.candidates
+    logits = cross_encoder.predict([(QUERY, c.text) for c in candidates], activation_fn=torch.nn.Identity())
+    cosines = np.array([c.score for c in candidates])
+    expected = 0.4 * (logits - logits.mean()) / logits.std() + 0.6 * (cosines - cosines.mean()) / cosines.std()
+    order = np.argsort(-expected, kind="stable")
+    assert [h.id for h in blended.hits] == [candidates[i].id for i in order]
+    np.testing.assert_allclose([h.blended_score for h in blended.hits], expected[order], atol=1e-4)
+    np.testing.assert_allclose([h.rerank_score for h in blended.hits], logits[order], atol=TOLERANCE)
+    assert [h.id for h in blended.hits] != [h.id for h in pipeline.search(QUERY, retrieve_k=12, top_k=12).hits]
+    assert all(h.blended_score is None for h in pipeline.search(QUERY, retrieve_k=12, top_k=3).hits)
+
+
+async def test_the_async_pipeline_blends_as_the_sync_one(store, clients, triton_server):
+    async with (
+        AsyncTritonEmbedFunction(triton_server.http_url) as embed,
+        AsyncTritonRerankFunction(triton_server.http_url) as rerank,
+    ):
+        result = await AsyncRerankPipeline(store, embed, rerank, blend=0.4).search(QUERY, retrieve_k=12, top_k=5)
+    expected = RerankPipeline(store, *clients, blend=0.4).search(QUERY, retrieve_k=12, top_k=5)
+    assert [h.id for h in result.hits] == [h.id for h in expected.hits]
+
+
+@pytest.mark.parametrize("weight", [0, 1.5, "0.5", True])
+def test_a_blend_weight_outside_0_to_1_is_refused(store, clients, weight):
+    with pytest.raises(RerankInputError, match=r"blend must be a weight in \(0, 1\]"):
+        RerankPipeline(store, *clients, blend=weight)
+
+
 def test_filters_narrow_the_candidates_and_bad_filters_are_named(pipeline):
     result = pipeline.search(QUERY, retrieve_k=10, top_k=3, filter='metadata["topic"] == "cooking"')
     assert {c.metadata["topic"] for c in result.candidates} == {"cooking"} and len(result.candidates) == 3

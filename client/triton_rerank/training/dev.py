@@ -1,10 +1,8 @@
 """The dev split's verdict: nDCG@10 of the first stage's top ``depth`` reranked by a model, alone
 or blended with the first stage's own score.
 
-The blend keeps what the first stage knows: ``w * z(reranker) + (1 - w) * z(first stage)``, each
-score z-normalised within the query's candidates (so that logits and cosines share a scale), ``w``
-chosen on dev. ``w = 1`` is the reranker alone, and it wins ties: a blend is kept only where it
-measures better.
+The blend (``triton_rerank.blend``) keeps what the first stage knows; ``w`` is chosen on dev, and
+``w = 1``, the reranker alone, wins ties: a blend is kept only where it measures better.
 """
 
 from __future__ import annotations
@@ -14,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from triton_rerank.blend import blend
 from triton_rerank.metrics import ndcg_at_k
 from triton_rerank.training.data import TrainingData
 from triton_rerank.training.first_stage import Hits
@@ -57,9 +56,7 @@ class DevSet:
 
     def blend(self, scores: np.ndarray, query: str, weight: float) -> np.ndarray:
         """``weight`` x reranker + (1 - weight) x first stage, each z-scored within the query."""
-        if weight == 1.0:
-            return scores
-        return weight * _z(scores) + (1 - weight) * _z(self.first_scores[query])
+        return blend(scores, self.first_scores[query], weight)
 
     def per_query(self, scores: dict[str, np.ndarray], weight: float = 1.0) -> dict[str, float]:
         """nDCG@10 of each query, ranked by the blend of ``scores`` with the first stage's."""
@@ -86,8 +83,3 @@ class DevSet:
 
 def _mean(values: dict[str, float]) -> float:
     return float(np.mean(list(values.values())))
-
-
-def _z(scores: np.ndarray) -> np.ndarray:
-    spread = scores.std()
-    return (scores - scores.mean()) / spread if spread > 0 else np.zeros_like(scores)
