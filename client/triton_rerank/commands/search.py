@@ -14,6 +14,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--retrieve-k", type=int, default=100, help="first-stage candidates (default: %(default)s)")
     parser.add_argument("--top-k", type=int, default=10, help="results after reranking (default: %(default)s)")
     parser.add_argument("--filter", help="Milvus filter expression, e.g. 'metadata[\"year\"] > 2015'")
+    parser.add_argument(
+        "--blend",
+        type=float,
+        help="rank by W x the reranker's score + (1 - W) x the first stage's, each z-scored per query: the weight "
+        "`train` chose (its train-report.json) (default: the reranker alone)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
     add_long_documents(parser)
 
@@ -28,9 +34,9 @@ def run(args: argparse.Namespace) -> int:
         TritonEmbedFunction(args.triton_url, timeout_s=args.timeout_s) as embed,
         TritonRerankFunction(args.triton_url, timeout_s=args.timeout_s) as rerank,
     ):
-        results = RerankPipeline(store, embed, rerank, options=long_document_options(args)).search_batch(
-            args.queries, retrieve_k=args.retrieve_k, top_k=args.top_k, filter=args.filter
-        )
+        results = RerankPipeline(
+            store, embed, rerank, blend=args.blend, options=long_document_options(args)
+        ).search_batch(args.queries, retrieve_k=args.retrieve_k, top_k=args.top_k, filter=args.filter)
     for result in results:
         if args.json:
             for hit in result.hits:
