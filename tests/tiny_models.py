@@ -23,9 +23,21 @@ WORDS = (
 TINY_MAX_LENGTH = 48
 
 
-def build_tiny_bert_cross_encoder(folder: Path, *, seed: int = 0, max_length: int = TINY_MAX_LENGTH) -> Path:
-    """A 2-layer BERT cross-encoder (1 label, raw-logit activation like ms-marco models)."""
-    folder = Path(folder)
+def tiny_bert_config(vocab_size: int, **extra) -> BertConfig:
+    """The tiny models' BERT shape: 2 layers, hidden 32."""
+    return BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        **extra,
+    )
+
+
+def _tiny_wordpiece_tokenizer(folder: Path, max_length: int):
+    """A small WordPiece vocabulary and its fast tokenizer, saved in ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     pieces = list(string.ascii_lowercase + string.digits + string.punctuation + "éèçàüößñ")
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, *pieces, *(f"##{p}" for p in pieces)]
@@ -35,15 +47,27 @@ def build_tiny_bert_cross_encoder(folder: Path, *, seed: int = 0, max_length: in
     )
     tokenizer = AutoTokenizer.from_pretrained(folder)
     tokenizer.save_pretrained(folder)  # writes tokenizer.json (the fast tokenizer)
+    return tokenizer
 
+
+def build_tiny_bert_encoder(folder: Path, *, seed: int = 0, max_length: int = TINY_MAX_LENGTH) -> Path:
+    """The same tiny BERT as a plain encoder (``BertModel``, no head): what ``train`` puts a head on."""
+    from transformers import BertModel
+
+    folder = Path(folder)
+    tokenizer = _tiny_wordpiece_tokenizer(folder, max_length)
     torch.manual_seed(seed)
-    config = BertConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
+    BertModel(tiny_bert_config(len(tokenizer))).save_pretrained(folder)
+    return folder
+
+
+def build_tiny_bert_cross_encoder(folder: Path, *, seed: int = 0, max_length: int = TINY_MAX_LENGTH) -> Path:
+    """A 2-layer BERT cross-encoder (1 label, raw-logit activation like ms-marco models)."""
+    folder = Path(folder)
+    tokenizer = _tiny_wordpiece_tokenizer(folder, max_length)
+    torch.manual_seed(seed)
+    config = tiny_bert_config(
+        len(tokenizer),
         num_labels=1,
         initializer_range=0.3,  # large random weights: scores that differ clearly between pairs
     )

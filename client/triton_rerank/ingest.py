@@ -52,6 +52,13 @@ def read_documents(source: Path | str) -> Iterator[Document]:
 
 
 def _read_jsonl(path: Path) -> Iterator[Document]:
+    for number, row in jsonl_rows(path):
+        yield _document_from_row(row, f"{path}:{number}")
+
+
+def jsonl_rows(path: Path, error: type[Exception] = RerankInputError) -> Iterator[tuple[int, object]]:
+    """(line number, parsed value) for each non-blank line of a ``.jsonl`` or ``.jsonl.gz`` file; a
+    line that is not JSON raises ``error`` naming it."""
     opener = gzip.open if path.name.endswith(".gz") else open
     with opener(path, "rt", encoding="utf-8") as lines:
         for number, line in enumerate(lines, 1):
@@ -60,8 +67,8 @@ def _read_jsonl(path: Path) -> Iterator[Document]:
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as err:
-                raise RerankInputError(f"{path}:{number}: not JSON: {err}") from err
-            yield _document_from_row(row, f"{path}:{number}")
+                raise error(f"{path}:{number}: not JSON: {err}") from err
+            yield number, row
 
 
 def _document_from_row(row: object, where: str) -> Document:

@@ -127,23 +127,9 @@ def test_an_existing_output_is_refused_before_any_work(beir_folder, tiny_model, 
 
 def test_the_command_trains_an_encoder_on_pseudo_queries_in_process(beir_folder, tmp_path, capsys):
     """From a plain encoder (a new head), no labels, the corpus searched in-process."""
-    from transformers import AutoTokenizer, BertConfig, BertModel
+    from tiny_models import build_tiny_bert_encoder
 
-    from tiny_models import build_tiny_bert_cross_encoder
-
-    encoder = tmp_path / "encoder"
-    tokenizer = AutoTokenizer.from_pretrained(build_tiny_bert_cross_encoder(tmp_path / "ce"))
-    BertModel(
-        BertConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            intermediate_size=64,
-            max_position_embeddings=128,
-        )
-    ).save_pretrained(encoder)
-    tokenizer.save_pretrained(encoder)
+    encoder = build_tiny_bert_encoder(tmp_path / "encoder")
     code = main(
         [
             "train",

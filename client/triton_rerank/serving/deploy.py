@@ -144,7 +144,7 @@ def _load(client, name: str, headers) -> None:
             client.load_model(name, headers=headers)
             return
         except InferenceServerException as err:
-            if "model-control-mode" in str(err) or "explicit" in str(err).lower() and "mode" in str(err).lower():
+            if "load / unload is not allowed" in str(err):  # Triton without --model-control-mode=explicit
                 raise DeployError(
                     f"the server does not let models be loaded while it runs: {err}; start it with "
                     "--model-control-mode=explicit --load-model=*"

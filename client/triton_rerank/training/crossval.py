@@ -24,14 +24,11 @@ from triton_rerank.training.config import TrainConfig
 from triton_rerank.training.data import TrainingData
 from triton_rerank.training.dev import DevSet
 from triton_rerank.training.mining import first_stage_hits
-from triton_rerank.training.runner import open_first_stage, read_data, train
+from triton_rerank.training.runner import load_training, open_first_stage, train
 
 
 def cross_validate(config: TrainConfig, folds: int, test_depth: int) -> dict:
-    half, other_half = read_data(dataclasses.replace(config, dev_split=None, dev_fraction=0.5))
-    full = TrainingData(
-        half.corpus, {**half.queries, **other_half.queries}, {**half.judgments, **other_half.judgments}
-    )  # every judged query
+    full = load_training(config)  # every judged query
     _, _, qrels = load_judged(Path(config.data), config.split, None)  # tested on every judgment, pooled or not
     ids = sorted(full.queries)
     random.Random(config.seed).shuffle(ids)

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
 import random
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from triton_rerank.errors import RerankInputError
-from triton_rerank.ingest import read_documents
+from triton_rerank.ingest import jsonl_rows, read_documents
 
 # Cohere's retired fine-tuning format names the same fields otherwise: both are read.
 POSITIVE_KEYS = ("positives", "relevant_passages")
@@ -162,18 +161,11 @@ def _jsonl_rows(path: Path):
     if not path.is_file():
         raise TrainingDataError(f"{path} does not exist")
     rows = 0
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise TrainingDataError(f"{path}:{number}: not JSON: {err}") from err
-            if not isinstance(row, dict):
-                raise TrainingDataError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
-            rows += 1
-            yield number, row
+    for number, row in jsonl_rows(path, TrainingDataError):
+        if not isinstance(row, dict):
+            raise TrainingDataError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
+        rows += 1
+        yield number, row
     if not rows:
         raise TrainingDataError(f"{path} is empty")
 

@@ -24,22 +24,25 @@ class NotBetterError(RerankInputError):
     """The trained model does not beat its base on dev: nothing was written."""
 
 
-def read_data(config: TrainConfig):
-    """(train, dev) as the config names them."""
+def load_training(config: TrainConfig) -> data_module.TrainingData:
+    """Every judged query of ``config.data`` (its ``--split``), before any dev split."""
     source = Path(config.data)
     if config.pseudo_queries:
-        return data_module.pseudo_queries(source, config.max_pseudo_queries, config.seed).split(
-            config.dev_fraction, config.seed
-        )
+        return data_module.pseudo_queries(source, config.max_pseudo_queries, config.seed)
     if source.is_file():
-        return data_module.load_jsonl(source).split(config.dev_fraction, config.seed)
+        return data_module.load_jsonl(source)
     if not source.is_dir():
         raise data_module.TrainingDataError(f"--data {source} does not exist")
-    train = data_module.load_beir(source, config.split, skip_unknown_documents=config.skip_unknown_documents)
-    if not config.dev_split:
+    return data_module.load_beir(source, config.split, skip_unknown_documents=config.skip_unknown_documents)
+
+
+def read_data(config: TrainConfig):
+    """(train, dev) as the config names them."""
+    train = load_training(config)
+    if not config.dev_split or config.pseudo_queries or Path(config.data).is_file():
         return train.split(config.dev_fraction, config.seed)
     dev = data_module.judged_beir(
-        source, config.dev_split, train.corpus, skip_unknown_documents=config.skip_unknown_documents
+        Path(config.data), config.dev_split, train.corpus, skip_unknown_documents=config.skip_unknown_documents
     )
     if shared := sorted(set(train.queries) & set(dev.queries)):
         raise data_module.TrainingDataError(
