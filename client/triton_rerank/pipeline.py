@@ -5,10 +5,13 @@
     for hit in result.hits:
         print(hit.id, hit.rerank_score, hit.first_stage_score, hit.first_stage_rank)
 
-The query is embedded by the ``embedder`` ensemble, Milvus returns the ``retrieve_k`` nearest
-documents (cosine), and the ``reranker`` ensemble scores each (query, document) pair; hits come
-back best rerank score first. ``AsyncRerankPipeline`` holds the logic (Milvus calls run in a worker
-thread); ``RerankPipeline`` runs it on the blocking clients' shared loop.
+The query is embedded by the ``embedder`` ensemble, Milvus returns the ``retrieve_k`` best
+documents by the first stage (``triton_rerank.first_stage``: ``first_stage="hybrid"``, BM25 and
+dense fused by RRF, where the collection has BM25, else ``"dense"``; ``"bm25"``; ``fusion="weighted"``
+with ``weights=(dense, bm25)``; ``leg_k``), and the ``reranker`` ensemble scores each (query,
+document) pair; hits come back best rerank score first, each with where every leg put it.
+``AsyncRerankPipeline`` holds the logic (Milvus calls run in a worker thread); ``RerankPipeline``
+runs it on the blocking clients' shared loop.
 
 ``options=RerankOptions(...)`` (or its fields as keywords) are the reranker's request options:
 ``RerankPipeline(store, embed, rerank, long_documents="max")`` reads documents longer than the model
@@ -39,8 +42,9 @@ from triton_rerank.blend import blend, check_blend
 from triton_rerank.client import AsyncTritonRerankFunction, TritonRerankFunction, rank
 from triton_rerank.embed import AsyncTritonEmbedFunction, TritonEmbedFunction
 from triton_rerank.errors import RerankInputError
+from triton_rerank.first_stage import DEFAULT_RRF_K, FirstStage, retrieve
 from triton_rerank.options import RerankOptions
-from triton_rerank.store import Match, MilvusStore
+from triton_rerank.store import LegHit, Match, MilvusStore, check_text_queries
 
 
 @dataclass(frozen=True)
@@ -48,11 +52,12 @@ class Hit:
     id: str
     text: str
     rerank_score: float  # the cross-encoder's score (raw logit by default)
-    first_stage_score: float  # cosine similarity from Milvus
+    first_stage_score: float  # cosine (dense), BM25 (bm25) or the fused score (hybrid) from Milvus
     first_stage_rank: int  # 1-based position in the first-stage list
     metadata: dict[str, Any]
     span: tuple[int, int] | None = None  # the characters of text that decided (long documents read in windows)
     blended_score: float | None = None  # what the hits are ranked by with ``blend=w`` (see triton_rerank.blend)
+    legs: dict[str, LegHit] = field(default_factory=dict)  # each first-stage leg's rank and score, where it found it
 
 
 @dataclass(frozen=True)
@@ -99,9 +104,19 @@ def _result(
                 first_stage_rank=candidate + 1,
                 metadata=candidates[candidate].metadata,
                 span=r.span,
+                legs=candidates[candidate].legs,
             )
         )
     return SearchResult(query=query, hits=hits, candidates=candidates, timings_ms=timings)
+
+
+def _first_stage(store, first_stage: str | FirstStage, **fusion) -> FirstStage:
+    """The pipeline's first stage, checked and resolved for ``store`` (``auto``: hybrid where it has BM25)."""
+    if isinstance(first_stage, FirstStage):
+        if fusion != {"fusion": "rrf", "rrf_k": DEFAULT_RRF_K, "weights": None, "leg_k": None}:
+            raise RerankInputError("give fusion settings inside the FirstStage, not beside it")
+        return first_stage.resolve(store)
+    return FirstStage(first_stage, **fusion).resolve(store)
 
 
 def _check_cascade(cascade: object) -> list[tuple[Any, int]]:
@@ -141,6 +156,11 @@ class AsyncRerankPipeline:
         *,
         cascade: list[tuple[AsyncTritonRerankFunction, int]] | None = None,
         blend: float | None = None,
+        first_stage: str | FirstStage = "auto",
+        fusion: str = "rrf",
+        rrf_k: int = DEFAULT_RRF_K,
+        weights: tuple[float, float] | None = None,
+        leg_k: int | None = None,
         options: RerankOptions | None = None,
         **keywords,
     ) -> None:
@@ -149,6 +169,7 @@ class AsyncRerankPipeline:
         self.reranker = reranker
         self.cascade = _check_cascade(cascade)
         self.blend = check_blend(blend)
+        self.first_stage = _first_stage(store, first_stage, fusion=fusion, rrf_k=rrf_k, weights=weights, leg_k=leg_k)
         self.options = RerankOptions.of(options, **keywords)  # checked now rather than at the first search
 
     async def search(
@@ -163,11 +184,15 @@ class AsyncRerankPipeline:
         check_search(queries, retrieve_k, top_k, self.cascade)
         if not queries:
             return []
+        if self.first_stage.kind != "dense":
+            check_text_queries(queries)
         started = time.perf_counter()
-        vectors = await self.embedder.encode(queries)
+        vectors = await self.embedder.encode(queries) if self.first_stage.needs_vectors else None
         embed_ms = _ms(started)
         started = time.perf_counter()
-        candidate_lists = await asyncio.to_thread(self.store.search, vectors, limit=retrieve_k, filter=filter)
+        candidate_lists = await asyncio.to_thread(
+            retrieve, self.store, self.first_stage, queries, vectors, limit=retrieve_k, filter=filter
+        )
         shared = _shared_timings(embed_ms, _ms(started), len(queries))
         searches = (self._rerank(q, c, top_k, shared) for q, c in zip(queries, candidate_lists, strict=True))
         return list(await asyncio.gather(*searches))
@@ -198,6 +223,7 @@ class RerankPipeline:
         *,
         cascade: list[tuple[TritonRerankFunction, int]] | None = None,
         blend: float | None = None,
+        first_stage: str | FirstStage = "auto",
         options: RerankOptions | None = None,
         **keywords,
     ) -> None:
@@ -211,13 +237,18 @@ class RerankPipeline:
             _asynchronous(reranker),
             cascade=[(_asynchronous(stage), keep) for stage, keep in self.cascade],
             blend=blend,
+            first_stage=first_stage,
             options=options,
-            **keywords,
+            **keywords,  # the fusion settings and the reranker's options
         )
 
     @property
     def options(self) -> RerankOptions:
         return self._async.options
+
+    @property
+    def first_stage(self) -> FirstStage:
+        return self._async.first_stage
 
     def search(self, query: str, *, retrieve_k: int = 100, top_k: int = 10, filter: str | None = None) -> SearchResult:
         return self.search_batch([query], retrieve_k=retrieve_k, top_k=top_k, filter=filter)[0]

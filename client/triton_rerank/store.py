@@ -2,8 +2,11 @@
 Milvus server by URI (``http://host:19530``, with a token), through the same code.
 
 One collection per corpus: ``id`` (VARCHAR primary key), ``text``, ``vector`` (FLOAT_VECTOR,
-COSINE) and ``metadata`` (JSON). Rows are upserted by id, so writing a document twice keeps one.
-Needs ``pymilvus`` (and ``milvus-lite`` for local files): the ``milvus`` extra.
+COSINE), ``metadata`` (JSON) and, unless ``bm25=False``, ``sparse``: Milvus' BM25 function of the
+analyzed ``text`` (``triton_rerank.analyzers``) with a sparse inverted index, so the same collection
+answers dense, BM25 and hybrid searches (``triton_rerank.first_stage``). Rows are upserted by id, so
+writing a document twice keeps one. Needs ``pymilvus`` (and ``milvus-lite`` for local files): the
+``milvus`` extra.
 """
 
 from __future__ import annotations
@@ -17,10 +20,11 @@ from urllib.parse import urlsplit, urlunsplit
 import numpy as np
 
 try:
-    from pymilvus import DataType, MilvusClient, MilvusException
+    from pymilvus import AnnSearchRequest, DataType, Function, FunctionType, MilvusClient, MilvusException
 except ImportError as err:  # pragma: no cover - depends on the install
     raise ImportError(f"Milvus needs the 'milvus' extra: pip install 'triton-rerank[milvus]' ({err})") from err
 
+from triton_rerank.analyzers import DEFAULT_ANALYZER, analyzer_params
 from triton_rerank.errors import RerankError, RerankInputError
 
 log = logging.getLogger(__name__)
@@ -33,6 +37,11 @@ INDEX_PARAMS = {
     "IVF_FLAT": {"nlist": 128},
 }
 SEARCH_PARAMS = {"HNSW": {"ef": 256}, "FLAT": {}, "IVF_FLAT": {"nprobe": 32}}
+SPARSE_FIELD = "sparse"  # BM25 term weights, computed by Milvus from ``text``
+# BM25's saturation and length normalisation, set rather than left to defaults that differ: Milvus
+# servers default to k1 = 1.2, Milvus Lite 3.2.2 to 1.5. 1.2 / 0.75 are Lucene's and Elasticsearch's.
+BM25_PARAMS = {"bm25_k1": 1.2, "bm25_b": 0.75}
+MAX_LIMIT = 16384  # Milvus' topk limit
 
 
 class StoreError(RerankError):
@@ -55,13 +64,23 @@ class Document:
 
 
 @dataclass(frozen=True)
+class LegHit:
+    """Where one leg of a first stage (``dense`` or ``bm25``) put a document: 1-based rank, score."""
+
+    rank: int
+    score: float
+
+
+@dataclass(frozen=True)
 class Match:
-    """A first-stage hit: the document and its cosine similarity to the query."""
+    """A first-stage hit: the document and its first-stage score (cosine for dense, BM25 for bm25,
+    the fused score for hybrid), with each leg's rank and score where that leg found it."""
 
     id: str
     text: str
     score: float
     metadata: dict[str, Any]
+    legs: dict[str, LegHit] = field(default_factory=dict)
 
 
 def check_documents(documents: Sequence[Document]) -> None:
@@ -86,6 +105,10 @@ class MilvusStore:
         collection: Collection name.
         dimension: Embedding size; the collection is created with it when absent.
         index: ``HNSW`` (default), ``FLAT`` (exact; fine for small sets) or ``IVF_FLAT``.
+        bm25: Give a new collection BM25 full-text search beside the vectors (an existing one keeps
+            its schema; ``has_bm25`` says which it is).
+        analyzer: How a new collection's text is cut into BM25 terms: ``english`` (default),
+            ``standard``, or Milvus' ``analyzer_params`` (see ``triton_rerank.analyzers``).
         token: Milvus token (``user:password`` or an API key) for a server; never shown in errors.
         consistency: Milvus consistency level; ``Strong`` reads its own writes.
         client_options: Passed on to ``pymilvus.MilvusClient``: TLS with a private CA, say
@@ -106,9 +129,13 @@ class MilvusStore:
         consistency: str = "Strong",
         client_options: dict | None = None,
         ca_file: str | None = None,
+        bm25: bool = True,
+        analyzer: str | dict = DEFAULT_ANALYZER,
     ) -> None:
         if index not in INDEX_PARAMS:
             raise RerankInputError(f"index must be one of {sorted(INDEX_PARAMS)}, got {index!r}")
+        self.analyzer = analyzer_params(analyzer) if bm25 else None  # checked before anything is made
+        self.has_bm25 = bm25  # an existing collection's own schema decides (``_ensure_collection``)
         self.uri = uri
         self._shown_uri = _without_credentials(uri)  # for messages and logs
         self.collection = collection
@@ -139,30 +166,59 @@ class MilvusStore:
                     f"collection {self.collection!r} holds {dims[0]}-d vectors, not {self.dimension}-d: "
                     "use another collection for another embedding model"
                 )
+            self.has_bm25 = any(f["name"] == SPARSE_FIELD for f in described["fields"])
             self._call("load the collection", client.load_collection, self.collection)
             return
         schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
         schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=MAX_ID_LENGTH)
-        schema.add_field("text", DataType.VARCHAR, max_length=MAX_TEXT_BYTES)
+        text = {"enable_analyzer": True, "analyzer_params": self.analyzer} if self.has_bm25 else {}
+        schema.add_field("text", DataType.VARCHAR, max_length=MAX_TEXT_BYTES, **text)
         schema.add_field("vector", DataType.FLOAT_VECTOR, dim=self.dimension)
         schema.add_field("metadata", DataType.JSON)
         index_params = client.prepare_index_params()
         index_params.add_index(
             field_name="vector", index_type=self.index, metric_type="COSINE", params=INDEX_PARAMS[self.index]
         )
-        self._call(
-            "create the collection",
-            client.create_collection,
-            self.collection,
-            schema=schema,
-            index_params=index_params,
-            consistency_level=self.consistency,
-        )
+        if self.has_bm25:
+            schema.add_field(SPARSE_FIELD, DataType.SPARSE_FLOAT_VECTOR)
+            schema.add_function(
+                Function(
+                    name="text_bm25",
+                    function_type=FunctionType.BM25,
+                    input_field_names=["text"],
+                    output_field_names=[SPARSE_FIELD],
+                )
+            )
+            # Nested under "params": pymilvus sends it as one JSON value, which Milvus servers read and
+            # which is the only form Milvus Lite 3.2.2 reads (flat keys are ignored there: k1 stays 1.5).
+            index_params.add_index(
+                field_name=SPARSE_FIELD,
+                index_type="SPARSE_INVERTED_INDEX",
+                metric_type="BM25",
+                params={"params": BM25_PARAMS},
+            )
+        try:
+            self._call(
+                "create the collection",
+                client.create_collection,
+                self.collection,
+                schema=schema,
+                index_params=index_params,
+                consistency_level=self.consistency,
+            )
+        except StoreError as err:
+            if not self.has_bm25:
+                raise
+            raise StoreError(
+                f"{err}. BM25 needs Milvus 2.5+ (or Milvus Lite); for an older server make a dense-only "
+                "collection (bm25=False, `ingest --no-bm25`)"
+            ) from err
         log.info(
-            "created collection %s (%d-d, %s, COSINE) at %s",
+            "created collection %s (%d-d, %s, COSINE%s) at %s",
             self.collection,
             self.dimension,
             self.index,
+            ", BM25" if self.has_bm25 else "",
             self._shown_uri,
         )
 
@@ -205,35 +261,79 @@ class MilvusStore:
 
     def search(self, vectors: np.ndarray, *, limit: int = 100, filter: str | None = None) -> list[list[Match]]:
         """The ``limit`` nearest documents of each query vector, most similar first."""
-        vectors = np.asarray(vectors, dtype=np.float32)
-        if vectors.ndim != 2 or vectors.shape[1] != self.dimension or not np.isfinite(vectors).all():
-            raise RerankInputError(f"query vectors must be finite, of shape [n, {self.dimension}]; got {vectors.shape}")
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 16384:
-            raise RerankInputError(f"limit must be an int in 1..16384, got {limit!r}")
+        request = self.dense_request(vectors, limit=limit, filter=filter)
         results = self._call(
             f"search (filter {filter!r})" if filter else "search",
             self._client.search,
             self.collection,
-            data=vectors.tolist(),
+            data=request.data,
             limit=limit,
             filter=filter or "",
             anns_field="vector",
             output_fields=["text", "metadata"],
-            search_params={"metric_type": "COSINE", "params": SEARCH_PARAMS[self.index]},
+            search_params=request.param,
             consistency_level=self.consistency,
         )
-        return [
-            [
-                Match(
-                    id=hit["id"],
-                    text=hit["entity"]["text"],
-                    score=float(hit["distance"]),
-                    metadata=hit["entity"]["metadata"] or {},
-                )
-                for hit in hits
-            ]
-            for hits in results
-        ]
+        return _matches(results)
+
+    def search_text(self, queries: Sequence[str], *, limit: int = 100, filter: str | None = None) -> list[list[Match]]:
+        """The ``limit`` best BM25 matches of each query's text, best first."""
+        request = self.text_request(queries, limit=limit, filter=filter)
+        results = self._call(
+            f"search text (filter {filter!r})" if filter else "search text",
+            self._client.search,
+            self.collection,
+            data=request.data,
+            limit=limit,
+            filter=filter or "",
+            anns_field=SPARSE_FIELD,
+            output_fields=["text", "metadata"],
+            search_params=request.param,
+            consistency_level=self.consistency,
+        )
+        # BM25 scores are >= 0; Milvus Lite 3.2.2 returns them negated (still best first): abs reads both.
+        return _matches(results, score=abs)
+
+    def search_hybrid(self, requests: list, ranker, *, limit: int = 100) -> list[list[Match]]:
+        """Milvus' fusion (``ranker``: ``RRFRanker`` or ``WeightedRanker``) of the ``requests`` (from
+        ``dense_request`` and ``text_request``), best fused score first."""
+        check_limit(limit)
+        results = self._call(
+            "hybrid search",
+            self._client.hybrid_search,
+            self.collection,
+            requests,
+            ranker,
+            limit=limit,
+            output_fields=["text", "metadata"],
+            consistency_level=self.consistency,
+        )
+        return _matches(results)
+
+    def dense_request(self, vectors: np.ndarray, *, limit: int, filter: str | None = None):
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[1] != self.dimension or not np.isfinite(vectors).all():
+            raise RerankInputError(f"query vectors must be finite, of shape [n, {self.dimension}]; got {vectors.shape}")
+        check_limit(limit)
+        param = {"metric_type": "COSINE", "params": SEARCH_PARAMS[self.index]}
+        return AnnSearchRequest(data=vectors.tolist(), anns_field="vector", param=param, limit=limit, filter=filter)
+
+    def require_bm25(self) -> None:
+        """Refuse, saying how to get one, where the collection has no BM25 field."""
+        if not self.has_bm25:
+            raise RerankInputError(
+                f"collection {self.collection!r} has no BM25 field: it was written before ingest wrote one, or with "
+                "bm25=False. Search it with first_stage='dense', or ingest into a new collection (`triton-rerank "
+                "ingest SOURCE --collection NEW`, or drop this one and ingest again) for bm25 and hybrid"
+            )
+
+    def text_request(self, queries: Sequence[str], *, limit: int, filter: str | None = None):
+        self.require_bm25()
+        check_text_queries(queries)
+        check_limit(limit)
+        return AnnSearchRequest(
+            data=list(queries), anns_field=SPARSE_FIELD, param={"metric_type": "BM25"}, limit=limit, filter=filter
+        )
 
     def drop(self) -> None:
         self._call("drop the collection", self._client.drop_collection, self.collection)
@@ -246,3 +346,29 @@ class MilvusStore:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def check_text_queries(queries: Sequence[str]) -> None:
+    for i, query in enumerate(queries):
+        if not isinstance(query, str) or not query.strip():
+            raise RerankInputError(f"query {i} is empty: BM25 needs words to match ({query!r})")
+
+
+def check_limit(limit: object) -> None:
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
+        raise RerankInputError(f"limit must be an int in 1..{MAX_LIMIT}, got {limit!r}")
+
+
+def _matches(results, score=float) -> list[list[Match]]:
+    return [
+        [
+            Match(
+                id=hit["id"],
+                text=hit["entity"]["text"],
+                score=float(score(hit["distance"])),
+                metadata=hit["entity"]["metadata"] or {},
+            )
+            for hit in hits
+        ]
+        for hits in results
+    ]

@@ -46,7 +46,7 @@ def store(tmp_path_factory, clients, sample_corpus):
 
 @pytest.fixture(scope="module")
 def pipeline(store, clients):
-    return RerankPipeline(store, *clients)
+    return RerankPipeline(store, *clients, first_stage="dense")  # the tests below check the cosine order
 
 
 def test_a_rerun_of_ingest_adds_nothing_and_refresh_rewrites(store, clients, sample_corpus):
@@ -85,7 +85,7 @@ def test_hits_are_the_candidates_reranked_by_the_cross_encoder(pipeline, referen
 
 def test_a_blend_ranks_by_both_stages_z_scored_sync_and_async(pipeline, store, clients, triton_server, reference):
     cross_encoder, _ = reference
-    blended = RerankPipeline(store, *clients, blend=0.4).search(QUERY, retrieve_k=12, top_k=12)
+    blended = RerankPipeline(store, *clients, blend=0.4, first_stage="dense").search(QUERY, retrieve_k=12, top_k=12)
     candidates = blended.candidates
     logits = cross_encoder.predict([(QUERY, c.text) for c in candidates], activation_fn=torch.nn.Identity())
     cosines = np.array([c.score for c in candidates])
@@ -104,8 +104,32 @@ async def test_the_async_pipeline_blends_as_the_sync_one(store, clients, triton_
         AsyncTritonRerankFunction(triton_server.http_url) as rerank,
     ):
         result = await AsyncRerankPipeline(store, embed, rerank, blend=0.4).search(QUERY, retrieve_k=12, top_k=5)
-    expected = RerankPipeline(store, *clients, blend=0.4).search(QUERY, retrieve_k=12, top_k=5)
+    expected = RerankPipeline(store, *clients, blend=0.4).search(QUERY, retrieve_k=12, top_k=5)  # both hybrid
     assert [h.id for h in result.hits] == [h.id for h in expected.hits]
+
+
+def test_hybrid_fuses_bm25_and_dense_candidates_each_with_its_legs(store, clients):
+    """A collection that ingest wrote has BM25: the default first stage is hybrid, its candidates
+    the fusion of the two legs' lists, each carrying where each leg put it; then reranked."""
+    hybrid = RerankPipeline(store, *clients)
+    assert hybrid.first_stage.kind == "hybrid" and hybrid.first_stage.fusion == "rrf"
+    query = "sea level rise"
+    legs = {
+        kind: [c.id for c in RerankPipeline(store, *clients, first_stage=kind).search(query, top_k=1).candidates]
+        for kind in ("dense", "bm25")
+    }
+    result = hybrid.search(query, retrieve_k=100, top_k=5)
+    assert {c.id for c in result.candidates} == set(legs["dense"]) | set(legs["bm25"])
+    for candidate in result.candidates:
+        for kind, ids in legs.items():
+            assert (
+                candidate.legs[kind].rank == ids.index(candidate.id) + 1
+                if candidate.id in ids
+                else kind not in candidate.legs
+            )
+    assert len(legs["bm25"]) < len(legs["dense"])  # BM25 finds only documents with a query word
+    assert [h.rerank_score for h in result.hits] == sorted((h.rerank_score for h in result.hits), reverse=True)
+    assert all(h.legs == result.candidates[h.first_stage_rank - 1].legs for h in result.hits)
 
 
 @pytest.mark.parametrize("weight", [0, 1.5, "0.5", True])
@@ -213,7 +237,8 @@ async def test_async_pipeline_equals_the_sync_one(pipeline, store, triton_server
         AsyncTritonEmbedFunction(triton_server.http_url) as embed,
         AsyncTritonRerankFunction(triton_server.http_url) as rerank,
     ):
-        results = await AsyncRerankPipeline(store, embed, rerank).search_batch([QUERY, "bread"], top_k=3)
+        pipeline_async = AsyncRerankPipeline(store, embed, rerank, first_stage="dense")
+        results = await pipeline_async.search_batch([QUERY, "bread"], top_k=3)
     for result in results:
         expected = pipeline.search(result.query, top_k=3)
         assert [h.id for h in result.hits] == [h.id for h in expected.hits]
@@ -256,7 +281,9 @@ def test_an_interrupted_ingest_resumes_with_every_document_once(triton_server, t
 
 def test_the_pipeline_runs_against_a_real_milvus_server(milvus_server, clients, sample_corpus):
     embed, rerank = clients
-    with MilvusStore(milvus_server, collection="pipeline_test", index="HNSW") as store:
+    with pytest.raises(StoreError, match=r"BM25 needs Milvus 2\.5\+.*ingest --no-bm25"):
+        MilvusStore(milvus_server, collection="pipeline_bm25", index="HNSW")  # v2.3.5 has no BM25
+    with MilvusStore(milvus_server, collection="pipeline_test", index="HNSW", bm25=False) as store:
         try:
             ingest(read_documents(sample_corpus), store, embed, batch_size=16)
             assert ingest(read_documents(sample_corpus), store, embed).written == 0

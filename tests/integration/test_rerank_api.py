@@ -170,7 +170,9 @@ def test_milvus_lite_reranks_server_side_through_the_api_as_the_pipeline_does(
         MilvusStore(uri, collection="sample", index="FLAT") as store,
     ):
         ingest(read_documents(sample_corpus), store, embed, batch_size=16)
-        expected = RerankPipeline(store, embed, rerank).search(query, retrieve_k=10 * limit, top_k=limit)
+        expected = RerankPipeline(store, embed, rerank, first_stage="dense").search(  # Milvus' ranker follows dense
+            query, retrieve_k=10 * limit, top_k=limit
+        )
         ranker = Function(
             name="triton_rerank",
             input_field_names=["text"],

@@ -77,6 +77,64 @@ def add_milvus(parser: argparse.ArgumentParser, *, uri_default: str | None = "do
     parser.add_argument("--milvus-ca-file", help="CA certificate (PEM) of a Milvus server with TLS by a private CA")
 
 
+def add_first_stage(parser: argparse.ArgumentParser, *, several: bool = False) -> None:
+    """Which candidates the reranker reads (``triton_rerank.first_stage``); ``several``: a list to compare."""
+    from triton_rerank.first_stage import DEFAULT_RRF_K, FIRST_STAGES, FUSIONS
+
+    if several:
+        parser.add_argument(
+            "--first-stage",
+            type=names_of("first stages", FIRST_STAGES),
+            default=["dense"],
+            help="first stages to evaluate and rerank on the same queries, comma-separated: dense,bm25,hybrid "
+            "(default: dense)",
+        )
+    else:
+        parser.add_argument(
+            "--first-stage",
+            choices=FIRST_STAGES,
+            default="auto",
+            help="dense (embeddings), bm25 (full text) or hybrid (both, fused in Milvus); auto: hybrid where the "
+            "collection has BM25, else dense (default: %(default)s)",
+        )
+    parser.add_argument(
+        "--fusion", choices=FUSIONS, default="rrf", help="how hybrid fuses its legs (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--rrf-k", type=int, default=DEFAULT_RRF_K, help="RRF's constant: 1 / (k + rank) (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--weights",
+        type=lambda value: tuple(float(w) for w in value.split(",")),
+        help="with --fusion weighted: DENSE,BM25 weights in [0, 1] (default: 0.5,0.5)",
+    )
+    parser.add_argument("--leg-k", type=int, help="how deep each hybrid leg searches (default: the candidates asked)")
+
+
+def first_stage_options(args: argparse.Namespace) -> dict:
+    """The pipeline's first-stage keywords from the flags."""
+    return {
+        "first_stage": args.first_stage,
+        "fusion": args.fusion,
+        "rrf_k": args.rrf_k,
+        "weights": args.weights,
+        "leg_k": args.leg_k,
+    }
+
+
+def names_of(what: str, choices):
+    """An argparse type: comma-separated names, each one of ``choices``."""
+
+    def parse(value: str) -> list[str]:
+        names = value.split(",")
+        unknown = [name for name in names if name not in choices]
+        if unknown:
+            raise argparse.ArgumentTypeError(f"unknown {what} {unknown}: choose from {', '.join(choices)}")
+        return names
+
+    return parse
+
+
 def add_long_documents(parser: argparse.ArgumentParser) -> None:
     """How the reranker reads documents longer than the model does (``options.RerankOptions``)."""
     parser.add_argument(

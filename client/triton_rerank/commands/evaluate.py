@@ -8,7 +8,15 @@ import argparse
 from pathlib import Path
 
 from triton_rerank.bench.peers import PEERS
-from triton_rerank.commands.common import PEERS_PYTHON, add_milvus, add_models, add_repository, add_triton_url
+from triton_rerank.commands.common import (
+    PEERS_PYTHON,
+    add_first_stage,
+    add_milvus,
+    add_models,
+    add_repository,
+    add_triton_url,
+    names_of,
+)
 from triton_rerank.evaluation.config import CASCADE_NAME, EvaluationConfig
 from triton_rerank.flags import from_flags
 from triton_rerank.protocol import LONG_DOCUMENT_POLICIES
@@ -43,6 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_triton_url(parser, embedded_default=True)
     add_milvus(parser, uri_default=None)
     parser.add_argument("--index", choices=["HNSW", "FLAT", "IVF_FLAT"], default="HNSW")
+    add_first_stage(parser, several=True)
     parser.add_argument("--retrieve-k", type=int, default=100)
     parser.add_argument("--max-queries", type=int, help="evaluate only the first N judged queries (quick runs)")
     parser.add_argument("--no-reference", action="store_true", help="skip the in-process reference")
@@ -53,13 +62,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--long-documents",
-        type=_names_of("policies", LONG_DOCUMENT_POLICIES),
+        type=names_of("policies", LONG_DOCUMENT_POLICIES),
         default=["first"],
         help="long-document policies to rerank with, comma-separated: first,max,mean (default: first)",
     )
     parser.add_argument(
         "--peers",
-        type=_names_of("peers", PEERS),
+        type=names_of("peers", PEERS),
         default=[],
         help=f"in-process peers that rerank the same candidates, comma-separated: {', '.join(PEERS)} "
         "(sentence-transformers' backends; `make peers`)",
@@ -83,19 +92,6 @@ def _add_comparison(parser: argparse.ArgumentParser) -> None:
         "stage (exact cosine, top --retrieve-k), each alone and with the blend `train` chose for it; nothing is "
         "served (see docs/training.md)",
     )
-
-
-def _names_of(what: str, choices):
-    """An argparse type: comma-separated names, each one of ``choices``."""
-
-    def parse(value: str) -> list[str]:
-        names = value.split(",")
-        unknown = [name for name in names if name not in choices]
-        if unknown:
-            raise argparse.ArgumentTypeError(f"unknown {what} {unknown}: choose from {', '.join(choices)}")
-        return names
-
-    return parse
 
 
 def run(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from triton_rerank.analyzers import DEFAULT_ANALYZER
 from triton_rerank.commands.common import add_running_services, open_store
 
 
@@ -23,6 +24,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="vector index when the collection is created (default: %(default)s)",
     )
     parser.add_argument("--dimension", type=int, default=384, help="embedding size (default: %(default)s)")
+    parser.add_argument(
+        "--analyzer",
+        default=DEFAULT_ANALYZER,
+        help="how a new collection's text is cut into BM25 terms: english (stop words and stemming; Milvus Lite "
+        "3.2.2 skips the stemmer), standard, or Milvus' analyzer_params as JSON (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--no-bm25",
+        dest="bm25",
+        action="store_false",
+        help="a dense-only collection (Milvus servers before 2.5 have no BM25)",
+    )
     parser.add_argument("--batch-size", type=int, default=256, help="documents per batch (default: %(default)s)")
     parser.add_argument("--refresh", action="store_true", help="re-embed documents that are already present")
 
@@ -34,7 +47,14 @@ def run(args: argparse.Namespace) -> int:
     from triton_rerank.ingest import ingest, read_documents
 
     with (
-        open_store(args, collection=args.collection, dimension=args.dimension, index=args.index) as store,
+        open_store(
+            args,
+            collection=args.collection,
+            dimension=args.dimension,
+            index=args.index,
+            bm25=args.bm25,
+            analyzer=args.analyzer,
+        ) as store,
         TritonEmbedFunction(args.triton_url, timeout_s=args.timeout_s) as embed,
         tqdm(unit="doc", desc="ingest", file=sys.stderr) as progress,
     ):
@@ -51,5 +71,6 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"ingested {args.source}: read {report.read}, written {report.written}, "
         f"already present {report.skipped}; collection {args.collection!r} holds {total} documents"
+        + (" (dense and BM25)" if store.has_bm25 else " (dense only)")
     )
     return 0

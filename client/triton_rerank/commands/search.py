@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 
-from triton_rerank.commands.common import add_long_documents, add_running_services, long_document_options, open_store
+from triton_rerank.commands.common import (
+    add_first_stage,
+    add_long_documents,
+    add_running_services,
+    first_stage_options,
+    long_document_options,
+    open_store,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -14,6 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--retrieve-k", type=int, default=100, help="first-stage candidates (default: %(default)s)")
     parser.add_argument("--top-k", type=int, default=10, help="results after reranking (default: %(default)s)")
     parser.add_argument("--filter", help="Milvus filter expression, e.g. 'metadata[\"year\"] > 2015'")
+    add_first_stage(parser)
     parser.add_argument(
         "--blend",
         type=float,
@@ -34,20 +43,22 @@ def run(args: argparse.Namespace) -> int:
         TritonEmbedFunction(args.triton_url, timeout_s=args.timeout_s) as embed,
         TritonRerankFunction(args.triton_url, timeout_s=args.timeout_s) as rerank,
     ):
-        results = RerankPipeline(
-            store, embed, rerank, blend=args.blend, options=long_document_options(args)
-        ).search_batch(args.queries, retrieve_k=args.retrieve_k, top_k=args.top_k, filter=args.filter)
+        pipeline = RerankPipeline(
+            store, embed, rerank, blend=args.blend, options=long_document_options(args), **first_stage_options(args)
+        )
+        results = pipeline.search_batch(args.queries, retrieve_k=args.retrieve_k, top_k=args.top_k, filter=args.filter)
     for result in results:
         if args.json:
             for hit in result.hits:
-                print(json.dumps({"query": result.query, **hit.__dict__}, ensure_ascii=False))
+                print(json.dumps({"query": result.query, **dataclasses.asdict(hit)}, ensure_ascii=False))
             continue
         timings = ", ".join(f"{k} {v:.0f} ms" for k, v in result.timings_ms.items())
-        print(f"\n{result.query}  ({timings})")
+        print(f"\n{result.query}  ({pipeline.first_stage.name}; {timings})")
         for position, hit in enumerate(result.hits, 1):
             text = hit.text[hit.span[0] : hit.span[1]] if hit.span else hit.text  # the passage that decided
+            legs = ", ".join(f"{leg} #{where.rank}" for leg, where in hit.legs.items())
             print(
-                f"  {position:>2}. {hit.rerank_score:+7.3f}  (first stage #{hit.first_stage_rank}, "
-                f"cos {hit.first_stage_score:.3f})  [{hit.id}] {text[:80]}"
+                f"  {position:>2}. {hit.rerank_score:+7.3f}  (first stage #{hit.first_stage_rank}: {legs})  "
+                f"[{hit.id}] {text[:80]}"
             )
     return 0

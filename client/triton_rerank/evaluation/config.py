@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from triton_rerank.first_stage import DEFAULT_RRF_K, FirstStage
 from triton_rerank.model_sources import DEFAULT_EMBEDDER, DEFAULT_RERANKER
 
 CASCADE_NAME = "cascade"  # the second reranker's ensemble in the evaluation's repository
@@ -34,6 +35,11 @@ class EvaluationConfig:
     milvus_token: str | None = field(default=None, repr=False)
     milvus_ca_file: str | None = None
     index: str = "HNSW"
+    first_stage: Sequence[str] = ("dense",)  # each is evaluated, then reranked, on the same queries
+    fusion: str = "rrf"  # how hybrid fuses its legs (triton_rerank.first_stage)
+    rrf_k: int = DEFAULT_RRF_K
+    weights: tuple[float, float] | None = None
+    leg_k: int | None = None
     retrieve_k: int = 100
     max_queries: int | None = None
     no_reference: bool = False
@@ -44,6 +50,14 @@ class EvaluationConfig:
     out: Path = Path("generated/evaluation.json")
 
     def __post_init__(self) -> None:
+        self.first_stages()  # a bad first stage or fusion setting fails here, before anything is served
+        if len(self.first_stage) > 1 and (
+            self.cascade_model or self.rerank_data or self.peers or list(self.long_documents) != ["first"]
+        ):
+            raise ValueError(
+                "several --first-stage values compare first stages, each reranked once: leave out --cascade-model, "
+                "--rerank-data, --peers and --long-documents"
+            )
         if self.cascade_model and not 10 <= self.cascade_k <= self.retrieve_k:
             raise ValueError(f"--cascade-k must be from 10 (nDCG@10 reads 10) to --retrieve-k, got {self.cascade_k}")
         if self.cascade_model and self.rerank_data:
@@ -58,6 +72,13 @@ class EvaluationConfig:
                 f"--peers run in the peers' environment, and there is none at {self.peers_python}: "
                 "run `make peers` first (or name one with --peers-python)"
             )
+
+    def first_stages(self) -> list[FirstStage]:
+        """The first stages to evaluate, in the order given; the fusion settings go to hybrid."""
+        fusion = {"fusion": self.fusion, "rrf_k": self.rrf_k, "weights": self.weights, "leg_k": self.leg_k}
+        if len(set(self.first_stage)) != len(self.first_stage) or not self.first_stage:
+            raise ValueError(f"--first-stage names each first stage once, got {list(self.first_stage)}")
+        return [FirstStage(kind, **(fusion if kind in ("hybrid", "auto") else {})) for kind in self.first_stage]
 
     def open_store(self, uri: str):
         """The evaluation's Milvus collection at ``uri``."""

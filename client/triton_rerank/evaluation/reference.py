@@ -50,6 +50,41 @@ def reference_runs(config: EvaluationConfig, documents, queries, served_candidat
     return exact, rerank(exact), rerank(served_candidates), scores, timings
 
 
+def exact_bm25(config: EvaluationConfig, documents, queries: dict, *, stem: bool) -> dict[str, list[str]]:
+    r"""The reference BM25 (``bm25s``, exact, over the whole corpus) with the analysis of the default
+    ``english`` analyzer: words of letters and digits, lowercased, Lucene's English stop words, and,
+    with ``stem``, the Snowball English stemmer; k1 = 1.2, b = 0.75 and Lucene's idf, as the store
+    sets Milvus' BM25. Milvus servers stem; Milvus Lite 3.2.2 skips the stemmer filter (its analyzer
+    is ``\w+``, lowercase and stop words only), so the unstemmed run is Lite's own. Each query's top
+    ``retrieve_k`` ids."""
+    import bm25s
+    import Stemmer
+
+    from triton_rerank.analyzers import ENGLISH_STOP_WORDS
+
+    started = time.perf_counter()
+    stemmer = Stemmer.Stemmer("english")
+
+    def terms(texts: list[str]) -> list[list[str]]:
+        return bm25s.tokenize(
+            texts,
+            token_pattern=r"(?u)\b\w+\b",  # Milvus' standard tokenizer keeps one-letter words too
+            stopwords=ENGLISH_STOP_WORDS,
+            stemmer=stemmer.stemWords if stem else None,
+            return_ids=False,
+            show_progress=False,
+        )
+
+    retriever = bm25s.BM25(k1=1.2, b=0.75, method="lucene")
+    retriever.index(terms([d.text for d in documents]), show_progress=False)
+    query_ids = list(queries)
+    k = min(config.retrieve_k, len(documents))
+    found, _ = retriever.retrieve(terms([queries[q] for q in query_ids]), k=k, show_progress=False)
+    doc_ids = [d.id for d in documents]
+    print(f"reference: exact BM25{' stemmed' if stem else ''} in {time.perf_counter() - started:.0f} s", flush=True)
+    return {q: [doc_ids[i] for i in found[n]] for n, q in enumerate(query_ids)}
+
+
 def peer_runs(config: EvaluationConfig, queries: dict, first_stage: dict, texts: dict, timings: dict) -> dict:
     """Each peer's ranking of the served first stage's very candidates (the collection's own texts),
     one worker process at a time, so that no peer competes with another for the cores."""

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from triton_rerank.evaluation.config import CASCADE_NAME, EvaluationConfig
 from triton_rerank.evaluation.data import load_beir
-from triton_rerank.evaluation.reference import peer_runs, reference_runs
+from triton_rerank.evaluation.reference import exact_bm25, peer_runs, reference_runs
 from triton_rerank.evaluation.served import served_runs
 from triton_rerank.metrics import evaluate, noise_band
 from triton_rerank.serving.layout import RepositorySettings
@@ -28,12 +28,18 @@ def run_evaluation(config: EvaluationConfig) -> dict:
     ):
         milvus_uri = config.milvus_uri or str(Path(workdir) / "evaluation.db")
         stats_url = server.http_url if server is not None else None
-        first_stage, reranked, served_scores, served_timings = served_runs(
+        first_stages, reranked, served_scores, served_timings = served_runs(
             config, documents, queries, url, milvus_uri, stats_url
         )
-    first_scores = evaluate(first_stage, qrels)
+    first_stage = next(iter(first_stages.values()))  # the one the policies, cascade, peers and reference read
+    on = {name: "" if name == "dense" else f" {'BM25' if name == 'bm25' else name}" for name in first_stages}
+    rows = {
+        f"first stage: Milvus{on[name] or ' ' + config.index} (served)": evaluate(run, qrels)
+        for name, run in first_stages.items()
+    }
+    first_scores = next(iter(rows.values()))
     scored = {name: evaluate(run, qrels) for name, run in reranked.items()}  # each run's metrics, once
-    rows = {f"first stage: Milvus {config.index} (served)": first_scores, **served_rows(config, scored)}
+    rows.update(served_rows(config, scored, on))
     if config.rerank_data is not None:
         served_timings.update(gain_kept(first_scores, scored))
     timings = {"served": served_timings}
@@ -48,6 +54,13 @@ def run_evaluation(config: EvaluationConfig) -> dict:
             config, documents, queries, first_stage
         )
         reference = "CrossEncoder" if config.reranker_kind == "cross-encoder" else "the model card's code"
+        if any(name != "dense" for name in first_stages):  # Milvus' BM25 beside exact ones, stemmed and not
+            rows = {
+                f"first stage: exact BM25{', stemmed' if stem else ''} (bm25s, in-process)": evaluate(
+                    exact_bm25(config, documents, queries, stem=stem), qrels
+                )
+                for stem in (True, False)
+            } | rows
         rows = {
             "first stage: exact cosine (in-process)": evaluate(exact, qrels),
             **rows,
@@ -79,10 +92,15 @@ def exports(config: EvaluationConfig) -> list[tuple[str, str, dict]]:
     return models
 
 
-def served_rows(config: EvaluationConfig, scored: dict[str, dict]) -> dict[str, dict]:
-    """Each served reranking's metrics under the name the table shows."""
+def served_rows(config: EvaluationConfig, scored: dict[str, dict], on: dict[str, str]) -> dict[str, dict]:
+    """Each served reranking's metrics under the name the table shows; ``on`` names each first stage
+    in a row (empty for dense)."""
     rows = {}
+    primary = next(iter(on.values()))
     for name, scores in scored.items():
+        if name.startswith("after "):  # another first stage's candidates, reranked
+            rows[f"reranked: Triton on Milvus{on[name[len('after ') :]]} top-{config.retrieve_k} (served)"] = scores
+            continue
         if name.startswith("cascade"):
             on = f"the reranker's top-{config.cascade_k}" if name.startswith("cascade top") else "them alone"
             rows[f"reranked: cascade ({config.cascade_model}) on {on} (served)"] = scores
@@ -91,7 +109,7 @@ def served_rows(config: EvaluationConfig, scored: dict[str, dict]) -> dict[str, 
             what = f", {config.rerank_data.name} texts, long_documents={name}"
         else:
             what = "" if name in ("short", "first") else f", long_documents={name}"
-        rows[f"reranked: Triton on Milvus top-{config.retrieve_k} (served{what})"] = scores
+        rows[f"reranked: Triton on Milvus{primary} top-{config.retrieve_k} (served{what})"] = scores
     return rows
 
 
@@ -154,6 +172,7 @@ def write_report(
         "reranker_format": config.model_format if config.precision != "bf16" else "openvino",
         "embedder_model": config.embedder_model,
         "index": config.index,
+        "first_stage": [stage.name for stage in config.first_stages()],
         "retrieve_k": config.retrieve_k,
         "rerank_data": str(config.rerank_data) if config.rerank_data else None,
         "long_documents": list(config.long_documents),

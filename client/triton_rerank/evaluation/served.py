@@ -1,6 +1,6 @@
 """The served side of an evaluation: the collection ingested through Triton's embedder into
-Milvus, each query's candidates from Milvus, reranked by Triton under each long-document policy,
-and a cascade's second stage."""
+Milvus, each query's candidates from Milvus under each first stage (dense, bm25, hybrid), reranked
+by Triton under each long-document policy, and a cascade's second stage."""
 
 from __future__ import annotations
 
@@ -8,12 +8,15 @@ import time
 
 from triton_rerank.evaluation.config import CASCADE_NAME, EvaluationConfig
 from triton_rerank.evaluation.data import ranked_ids
+from triton_rerank.first_stage import retrieve
 from triton_rerank.ingest import ingest, read_documents
 
 
 def served_runs(config: EvaluationConfig, documents, queries, url: str, milvus_uri: str, stats_url: str | None):
-    """The served first stage (Triton embeds into Milvus, Milvus searches) and each reranking of it:
-    (first stage, {name: run}, the first policy's pair scores, timings)."""
+    """The served first stages (Triton embeds into Milvus, Milvus searches) and each reranking of
+    them: ({first stage: run}, {name: run}, the first policy's pair scores, timings). The first
+    stage named first is the one the long-document policies and a cascade rerank; each other one
+    is reranked once, scoring only the pairs not scored already."""
     from triton_rerank import TritonEmbedFunction, TritonRerankFunction
 
     timings = {}
@@ -26,11 +29,8 @@ def served_runs(config: EvaluationConfig, documents, queries, url: str, milvus_u
         report = ingest(documents, store, embed, batch_size=128)
         timings["ingest_s"] = time.perf_counter() - started
         print(f"served: ingested {report.written} documents in {timings['ingest_s']:.0f} s", flush=True)
-        started = time.perf_counter()
-        query_ids = list(queries)
-        vectors = embed([queries[q] for q in query_ids])
-        candidates = dict(zip(query_ids, store.search(vectors, limit=config.retrieve_k), strict=True))
-        timings["retrieve_s"] = time.perf_counter() - started
+        by_stage = first_stage_candidates(config, store, embed, queries, timings)
+        candidates = next(iter(by_stage.values()))
         reranked, scores = {}, {}  # scores: the collection's own texts, read as the reference reads them
         if config.rerank_data is None:  # the collection's own texts, under each policy
             for policy in config.long_documents:
@@ -45,8 +45,45 @@ def served_runs(config: EvaluationConfig, documents, queries, url: str, milvus_u
             with TritonRerankFunction(url, model_name=CASCADE_NAME) as strong:
                 first = next(iter(reranked.values()))
                 reranked.update(cascade_runs(strong, queries, candidates, first, config.cascade_k, timings))
-    first_stage = {q: [m.id for m in matches] for q, matches in candidates.items()}
-    return first_stage, reranked, scores, timings
+        for name, others in list(by_stage.items())[1:]:
+            reranked[f"after {name}"] = rerank_new_pairs(rerank, queries, others, scores, name, timings)
+    first_stages = {name: {q: [m.id for m in matches] for q, matches in c.items()} for name, c in by_stage.items()}
+    return first_stages, reranked, scores, timings
+
+
+def first_stage_candidates(config: EvaluationConfig, store, embed, queries: dict, timings: dict) -> dict:
+    """{first stage's name: {query id: its candidates}} for each first stage the config names; the
+    queries are embedded once."""
+    query_ids = list(queries)
+    texts = [queries[q] for q in query_ids]
+    stages = [stage.resolve(store) for stage in config.first_stages()]
+    started = time.perf_counter()
+    vectors = embed(texts) if any(stage.needs_vectors for stage in stages) else None
+    timings["embed_queries_s"] = time.perf_counter() - started
+    by_stage = {}
+    for stage in stages:
+        started = time.perf_counter()
+        found = retrieve(store, stage, texts, vectors, limit=config.retrieve_k)
+        timings[f"retrieve_{stage.kind}_s"] = time.perf_counter() - started
+        by_stage[stage.name] = dict(zip(query_ids, found, strict=True))
+    return by_stage
+
+
+def rerank_new_pairs(rerank, queries: dict, candidates: dict, scores: dict, name: str, timings: dict) -> dict:
+    """Each query's ``candidates`` ranked by the reranker, scoring only the (query, document) pairs
+    that ``scores`` lacks (other first stages found them too) and adding them to it."""
+    started, pairs = time.perf_counter(), 0
+    run = {}
+    for q, matches in candidates.items():
+        todo = [m for m in matches if (q, m.id) not in scores]
+        if todo:
+            got = rerank.score(queries[q], [m.text for m in todo])
+            scores.update({(q, m.id): float(score) for m, score in zip(todo, got, strict=True)})
+            pairs += len(todo)
+        run[q] = ranked_ids([m.id for m in matches], [scores[(q, m.id)] for m in matches])
+    timings[f"rerank_after_{name}_s"] = time.perf_counter() - started
+    print(f"served (after {name}): reranked {pairs} new pairs in {timings[f'rerank_after_{name}_s']:.0f} s", flush=True)
+    return run
 
 
 def cascade_runs(strong, queries, candidates, first: dict, keep: int, timings: dict) -> dict:
