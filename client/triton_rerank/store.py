@@ -158,24 +158,55 @@ class MilvusStore:
 
     def _ensure_collection(self) -> None:
         client = self._client
-        if self._call("list collections", client.has_collection, self.collection):
-            described = self._call("describe the collection", client.describe_collection, self.collection)
-            dims = [f["params"].get("dim") for f in described["fields"] if f["name"] == "vector"]
-            if dims and int(dims[0]) != self.dimension:
-                raise StoreError(
-                    f"collection {self.collection!r} holds {dims[0]}-d vectors, not {self.dimension}-d: "
-                    "use another collection for another embedding model"
-                )
-            self.has_bm25 = any(f["name"] == SPARSE_FIELD for f in described["fields"])
-            self._call("load the collection", client.load_collection, self.collection)
+        if not self._call("list collections", client.has_collection, self.collection):
+            self._create()
             return
-        schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
+        described = self._call("describe the collection", client.describe_collection, self.collection)
+        dims = [f["params"].get("dim") for f in described["fields"] if f["name"] == "vector"]
+        if dims and int(dims[0]) != self.dimension:
+            raise StoreError(
+                f"collection {self.collection!r} holds {dims[0]}-d vectors, not {self.dimension}-d: "
+                "use another collection for another embedding model"
+            )
+        self.has_bm25 = any(f["name"] == SPARSE_FIELD for f in described["fields"])  # its schema, not the argument
+        self._call("load the collection", client.load_collection, self.collection)
+
+    def _create(self) -> None:
+        schema, index_params = self._schema()
+        try:
+            self._call(
+                "create the collection",
+                self._client.create_collection,
+                self.collection,
+                schema=schema,
+                index_params=index_params,
+                consistency_level=self.consistency,
+            )
+        except StoreError as err:
+            if not self.has_bm25:
+                raise
+            raise StoreError(
+                f"{err}. BM25 needs Milvus 2.5+ (or Milvus Lite); for an older server make a dense-only "
+                "collection (bm25=False, `ingest --no-bm25`)"
+            ) from err
+        log.info(
+            "created collection %s (%d-d, %s, COSINE%s) at %s",
+            self.collection,
+            self.dimension,
+            self.index,
+            ", BM25" if self.has_bm25 else "",
+            self._shown_uri,
+        )
+
+    def _schema(self):
+        """A new collection's schema and indexes: the dense vector, and BM25 of the text unless bm25=False."""
+        schema = self._client.create_schema(auto_id=False, enable_dynamic_field=False)
         schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=MAX_ID_LENGTH)
         text = {"enable_analyzer": True, "analyzer_params": self.analyzer} if self.has_bm25 else {}
         schema.add_field("text", DataType.VARCHAR, max_length=MAX_TEXT_BYTES, **text)
         schema.add_field("vector", DataType.FLOAT_VECTOR, dim=self.dimension)
         schema.add_field("metadata", DataType.JSON)
-        index_params = client.prepare_index_params()
+        index_params = self._client.prepare_index_params()
         index_params.add_index(
             field_name="vector", index_type=self.index, metric_type="COSINE", params=INDEX_PARAMS[self.index]
         )
@@ -197,30 +228,7 @@ class MilvusStore:
                 metric_type="BM25",
                 params={"params": BM25_PARAMS},
             )
-        try:
-            self._call(
-                "create the collection",
-                client.create_collection,
-                self.collection,
-                schema=schema,
-                index_params=index_params,
-                consistency_level=self.consistency,
-            )
-        except StoreError as err:
-            if not self.has_bm25:
-                raise
-            raise StoreError(
-                f"{err}. BM25 needs Milvus 2.5+ (or Milvus Lite); for an older server make a dense-only "
-                "collection (bm25=False, `ingest --no-bm25`)"
-            ) from err
-        log.info(
-            "created collection %s (%d-d, %s, COSINE%s) at %s",
-            self.collection,
-            self.dimension,
-            self.index,
-            ", BM25" if self.has_bm25 else "",
-            self._shown_uri,
-        )
+        return schema, index_params
 
     def upsert(self, documents: Sequence[Document], vectors: np.ndarray) -> int:
         """Write documents with their vectors; an id written before is replaced, not duplicated."""

@@ -189,7 +189,8 @@ def test_quick_start_in_a_fresh_clone_writes_no_tracked_file(tiny_model, embedde
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "ingested 32 new of 32 documents" in result.stdout
-    assert result.stdout.count("first stage (Milvus, cosine)") == 3
+    assert result.stdout.count("first stage (Milvus, hybrid (rrf k=60))") == 3  # BM25 and dense, fused
+    assert "dense #" in result.stdout and "bm25 #" in result.stdout
     assert result.stdout.count("(was #") == 9  # three queries, top 3 each
     curl = next(line for line in result.stdout.splitlines() if line.strip().startswith("$ curl"))
     assert "/v2/rerank" in curl and '"model": "reranker"' in curl
@@ -219,6 +220,29 @@ def test_cli_search_prints_json_hits(triton_server, sample_corpus, tmp_path):
     assert search.returncode == 0, search.stderr
     hits = [json.loads(line) for line in search.stdout.splitlines()]
     assert len(hits) == 2 and {"id", "rerank_score", "first_stage_rank", "metadata"} <= set(hits[0])
+    assert set(hits[0]["legs"]) <= {"dense", "bm25"} and all(leg["rank"] >= 1 for leg in hits[0]["legs"].values())
+    bm25 = subprocess.run(
+        [sys.executable, "-m", "triton_rerank.cli", "search", "sea level", "--first-stage", "bm25", "--json", *common],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert bm25.returncode == 0, bm25.stderr
+    assert all(set(json.loads(line)["legs"]) == {"bm25"} for line in bm25.stdout.splitlines())
+    dense_only = ["--collection", "old", *common]
+    subprocess.run(
+        [sys.executable, "-m", "triton_rerank.cli", "ingest", str(sample_corpus), "--no-bm25", *dense_only],
+        capture_output=True,
+        timeout=300,
+        check=True,
+    )
+    refused = subprocess.run(
+        [sys.executable, "-m", "triton_rerank.cli", "search", "sea level", "--first-stage", "hybrid", *dense_only],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert refused.returncode == 1 and "has no BM25 field" in refused.stderr and "Traceback" not in refused.stderr
     bad = subprocess.run(
         [sys.executable, "-m", "triton_rerank.cli", "search", "x", "--filter", "topic ==", *common],
         capture_output=True,

@@ -53,3 +53,29 @@ def test_export_refuses_a_value_the_settings_refuse(capsys):
 
     assert main(["export", "--device", "cpu", "--gpu-accelerator", "tensorrt"]) == 2
     assert "for ONNX models on a GPU" in capsys.readouterr().err
+
+
+def test_evaluate_first_stage_flags_reach_the_config_and_bad_ones_are_refused_before_anything_runs(tmp_path):
+    from triton_rerank.evaluation.config import EvaluationConfig
+
+    def config(*flags):
+        return from_flags(EvaluationConfig, build_parser().parse_args(["evaluate", "--data", str(tmp_path), *flags]))
+
+    chosen = config("--first-stage", "dense,bm25,hybrid", "--fusion", "weighted", "--weights", "0.7,0.3")
+    assert [stage.name for stage in chosen.first_stages()] == ["dense", "bm25", "hybrid (weighted 0.7/0.3)"]
+    assert config().first_stage == ["dense"]  # as before: the dense first stage alone
+    with pytest.raises(SystemExit):  # argparse: an unknown first stage
+        config("--first-stage", "dense,sparse")
+    with pytest.raises(ValueError, match="names each first stage once"):
+        config("--first-stage", "bm25,bm25")
+    with pytest.raises(ValueError, match="one weight per leg"):
+        config("--first-stage", "hybrid", "--fusion", "weighted", "--weights", "1,0,0")
+    with pytest.raises(ValueError, match="leave out --cascade-model"):
+        config("--first-stage", "dense,hybrid", "--cascade-model", "m")
+
+
+def test_search_and_ingest_take_the_first_stage_and_the_analyzer():
+    search = build_parser().parse_args(["search", "q", "--first-stage", "bm25"])
+    assert search.first_stage == "bm25" and build_parser().parse_args(["search", "q"]).first_stage == "auto"
+    ingest = build_parser().parse_args(["ingest", "c.jsonl", "--analyzer", "standard", "--no-bm25"])
+    assert (ingest.analyzer, ingest.bm25) == ("standard", False)

@@ -31,6 +31,7 @@ class BenchmarkConfig:
     seconds: float = 30.0
     cpu_scaling: Sequence[int] | None = None
     peers_python: Path = Path(".venv-peers/bin/python")
+    first_stage_data: Path = Path("../shared/data/scifact")  # --first-stages: a BEIR folder with test queries
 
     def dl19(self) -> Path | None:
         """The DL19 folder, or None for synthetic passages."""

@@ -7,7 +7,8 @@ one run. The flags build a ``bench.config.BenchmarkConfig``; each mode is a modu
 - --long-documents ``long_documents``: windows and the fold against the same rows sent plain;
 - --tiers ``tiers``: each precision tier against the strongest in-process peer of that tier;
 - --api ``api_overhead``: the rerank API against the direct gRPC client;
-- --families and --cpu-scaling ``scaling``: pairs/s per model family, and per core count.
+- --families and --cpu-scaling ``scaling``: pairs/s per model family, and per core count;
+- --first-stages ``first_stages``: search and whole-query latency of dense, bm25 and hybrid.
 """
 
 from __future__ import annotations
@@ -82,6 +83,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=PEERS_PYTHON,
         help="the Python of the peers' environment, built by `make peers` (default: %(default)s)",
     )
+    _add_first_stages(parser)
+
+
+def _add_first_stages(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--first-stages",
+        action="store_true",
+        help="search and whole-query (embed + retrieve + rerank) latency of the dense, bm25 and hybrid first stages",
+    )
+    parser.add_argument(
+        "--first-stage-data",
+        type=Path,
+        default=SHARED / "data" / "scifact",
+        help="with --first-stages: a BEIR folder with test queries (default: %(default)s)",
+    )
 
 
 def core_counts(value: str) -> list[int]:
@@ -96,7 +112,7 @@ def core_counts(value: str) -> list[int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from triton_rerank.bench import api_overhead, long_documents, scaling, served_benchmark, tiers
+    from triton_rerank.bench import api_overhead, first_stages, long_documents, scaling, served_benchmark, tiers
 
     config = from_flags(BenchmarkConfig, args)
     if args.families:
@@ -108,6 +124,8 @@ def run(args: argparse.Namespace) -> int:
         return scaling.run_cpu_scaling(config)
     if args.api:
         return api_overhead.run_api_benchmark(config)
+    if args.first_stages:
+        return first_stages.run_first_stages_benchmark(config)
     if args.long_documents:
         return long_documents.run_long_documents_benchmark(config)
     if args.tiers:

@@ -5,8 +5,8 @@
 2. starts the embedded Triton server on free loopback ports (unless --triton-url is given);
 3. ingests a small sample corpus into Milvus Lite (a temporary file, unless --milvus-uri is given),
    embedding it through Triton;
-4. runs a few queries and prints the first-stage order next to the reranked order, with scores and
-   timings;
+4. runs a few queries and prints the first-stage order (hybrid: BM25 and dense fused in Milvus, with
+   where each leg put each document) next to the reranked order, with scores and timings;
 5. starts the rerank HTTP API (``triton-rerank api``) in front of the same Triton and shows one
    ``curl`` against its Cohere route, with the answer; then stops what it started.
 """
@@ -23,7 +23,15 @@ import time
 import urllib.request
 from pathlib import Path
 
-from triton_rerank.commands.common import add_milvus, add_models, add_repository, add_triton_url, open_store
+from triton_rerank.commands.common import (
+    add_first_stage,
+    add_milvus,
+    add_models,
+    add_repository,
+    add_triton_url,
+    first_stage_options,
+    open_store,
+)
 from triton_rerank.errors import RerankError
 from triton_rerank.samples import SAMPLE_CORPUS, SAMPLE_QUERIES
 
@@ -37,17 +45,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--query", action="append", help="a query (repeatable; default: three sample queries)")
     parser.add_argument("--retrieve-k", type=int, default=10)
     parser.add_argument("--top-k", type=int, default=5)
+    add_first_stage(parser)
 
 
-def side_by_side(result, top_k: int, kind: str = "cross-encoder") -> None:
+def side_by_side(result, top_k: int, kind: str = "cross-encoder", first_stage: str = "dense") -> None:
     timings = ", ".join(f"{name} {ms:.0f} ms" for name, ms in result.timings_ms.items())
     print(f"\nquery: {result.query}   ({timings})")
-    print(f"  {'first stage (Milvus, cosine)':<52} {f'reranked (Triton {kind})':<52}")
+    print(f"  {f'first stage (Milvus, {first_stage})':<52} {f'reranked (Triton {kind})':<52}")
     for position in range(top_k):
         left = right = ""
         if position < len(result.candidates):
             match = result.candidates[position]
-            left = f"{position + 1:>2}. {match.score:5.3f} {match.id:<16} {match.text[:24]}"
+            legs = " ".join(f"{leg} #{where.rank}" for leg, where in match.legs.items())
+            left = f"{position + 1:>2}. {match.id:<16} {legs:<17} {match.text[:12]}"
         if position < len(result.hits):
             hit = result.hits[position]
             right = f"{position + 1:>2}. {hit.rerank_score:+6.2f} {hit.id:<16} (was #{hit.first_stage_rank})"
@@ -100,11 +110,11 @@ def run(args: argparse.Namespace) -> int:
                     f"Milvus ({milvus_uri}): ingested {report.written} new of {report.read} documents "
                     f"in {time.perf_counter() - started:.1f} s; the collection holds {store.count()}"
                 )
-                pipeline = RerankPipeline(store, embed, rerank)
+                pipeline = RerankPipeline(store, embed, rerank, **first_stage_options(args))
                 pipeline.search("warm-up", retrieve_k=2, top_k=1)
                 for query in args.query or SAMPLE_QUERIES:
                     result = pipeline.search(query, retrieve_k=args.retrieve_k, top_k=args.top_k)
-                    side_by_side(result, args.top_k, args.reranker_kind)
+                    side_by_side(result, args.top_k, args.reranker_kind, pipeline.first_stage.name)
             show_rerank_api(url, result.query, [c.text[:60] for c in result.candidates[:3]])
     except (RerankError, OSError, ValueError, RuntimeError, ImportError) as err:
         print(f"error: {err}", file=sys.stderr)
