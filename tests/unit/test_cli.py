@@ -66,7 +66,9 @@ def test_evaluate_first_stage_flags_reach_the_config_and_bad_ones_are_refused_be
     assert config().first_stage == ["dense"]  # as before: the dense first stage alone
     with pytest.raises(SystemExit):  # argparse: an unknown first stage
         config("--first-stage", "dense,sparse")
-    with pytest.raises(ValueError, match="names each first stage once"):
+    both = config("--first-stage", "dense,hybrid", "--fusion", "rrf,weighted", "--rrf-k", "20")
+    assert [stage.name for stage in both.first_stages()] == ["dense", "hybrid (rrf k=20)", "hybrid (weighted 0.5/0.5)"]
+    with pytest.raises(ValueError, match="--first-stage names each once"):
         config("--first-stage", "bm25,bm25")
     with pytest.raises(ValueError, match="one weight per leg"):
         config("--first-stage", "hybrid", "--fusion", "weighted", "--weights", "1,0,0")

@@ -97,9 +97,17 @@ def add_first_stage(parser: argparse.ArgumentParser, *, several: bool = False) -
             help="dense (embeddings), bm25 (full text) or hybrid (both, fused in Milvus); auto: hybrid where the "
             "collection has BM25, else dense (default: %(default)s)",
         )
-    parser.add_argument(
-        "--fusion", choices=FUSIONS, default="rrf", help="how hybrid fuses its legs (default: %(default)s)"
-    )
+    if several:
+        parser.add_argument(
+            "--fusion",
+            type=names_of("fusions", FUSIONS),
+            default=["rrf"],
+            help="how hybrid fuses its legs, comma-separated to evaluate each: rrf,weighted (default: rrf)",
+        )
+    else:
+        parser.add_argument(
+            "--fusion", choices=FUSIONS, default="rrf", help="how hybrid fuses its legs (default: %(default)s)"
+        )
     parser.add_argument(
         "--rrf-k", type=int, default=DEFAULT_RRF_K, help="RRF's constant: 1 / (k + rank) (default: %(default)s)"
     )

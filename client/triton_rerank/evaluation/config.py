@@ -36,7 +36,7 @@ class EvaluationConfig:
     milvus_ca_file: str | None = None
     index: str = "HNSW"
     first_stage: Sequence[str] = ("dense",)  # each is evaluated, then reranked, on the same queries
-    fusion: str = "rrf"  # how hybrid fuses its legs (triton_rerank.first_stage)
+    fusion: Sequence[str] = ("rrf",)  # how hybrid fuses its legs (triton_rerank.first_stage): one hybrid each
     rrf_k: int = DEFAULT_RRF_K
     weights: tuple[float, float] | None = None
     leg_k: int | None = None
@@ -75,10 +75,18 @@ class EvaluationConfig:
 
     def first_stages(self) -> list[FirstStage]:
         """The first stages to evaluate, in the order given; the fusion settings go to hybrid."""
-        fusion = {"fusion": self.fusion, "rrf_k": self.rrf_k, "weights": self.weights, "leg_k": self.leg_k}
-        if len(set(self.first_stage)) != len(self.first_stage) or not self.first_stage:
-            raise ValueError(f"--first-stage names each first stage once, got {list(self.first_stage)}")
-        return [FirstStage(kind, **(fusion if kind in ("hybrid", "auto") else {})) for kind in self.first_stage]
+        for names, flag in ((self.first_stage, "--first-stage"), (self.fusion, "--fusion")):
+            if len(set(names)) != len(names) or not names:
+                raise ValueError(f"{flag} names each once, got {list(names)}")
+        stages = []
+        for kind in self.first_stage:
+            if kind not in ("hybrid", "auto"):
+                stages.append(FirstStage(kind))
+                continue
+            for fusion in self.fusion:
+                weights = self.weights if fusion == "weighted" else None
+                stages.append(FirstStage(kind, fusion=fusion, rrf_k=self.rrf_k, weights=weights, leg_k=self.leg_k))
+        return stages
 
     def open_store(self, uri: str):
         """The evaluation's Milvus collection at ``uri``."""

@@ -48,19 +48,19 @@ def run_evaluation(config: EvaluationConfig) -> dict:
         timings["peers"] = {}
         for name, run in peer_runs(config, queries, first_stage, texts, timings["peers"]).items():
             rows[f"reranked: {name} on Milvus top-{config.retrieve_k} (in-process peer)"] = evaluate(run, qrels)
+    if any(name != "dense" for name in first_stages):  # Milvus' BM25 beside exact ones (cheap: always)
+        rows = {
+            f"first stage: exact BM25{', stemmed' if stem else ''} (bm25s, in-process)": evaluate(
+                exact_bm25(config, documents, queries, stem=stem), qrels
+            )
+            for stem in (True, False)
+        } | rows
     band = None
     if not config.no_reference:
         exact, exact_reranked, same_candidates, reference_scores, timings["reference"] = reference_runs(
             config, documents, queries, first_stage
         )
         reference = "CrossEncoder" if config.reranker_kind == "cross-encoder" else "the model card's code"
-        if any(name != "dense" for name in first_stages):  # Milvus' BM25 beside exact ones, stemmed and not
-            rows = {
-                f"first stage: exact BM25{', stemmed' if stem else ''} (bm25s, in-process)": evaluate(
-                    exact_bm25(config, documents, queries, stem=stem), qrels
-                )
-                for stem in (True, False)
-            } | rows
         rows = {
             "first stage: exact cosine (in-process)": evaluate(exact, qrels),
             **rows,

@@ -64,7 +64,7 @@ def first_stage_candidates(config: EvaluationConfig, store, embed, queries: dict
     for stage in stages:
         started = time.perf_counter()
         found = retrieve(store, stage, texts, vectors, limit=config.retrieve_k)
-        timings[f"retrieve_{stage.kind}_s"] = time.perf_counter() - started
+        timings[f"retrieve_{stage.name}_s"] = time.perf_counter() - started
         by_stage[stage.name] = dict(zip(query_ids, found, strict=True))
     return by_stage
 
