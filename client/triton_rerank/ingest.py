@@ -7,7 +7,8 @@ BEIR and sentence-transformers do for retrieval, and kept in the metadata too.
 
 ``ingest`` is idempotent and resumable: each batch first asks Milvus which of its ids are already
 there and embeds only the rest, and rows are upserted by id. A rerun after an interrupted run ends
-with every document present exactly once.
+with every document present exactly once. A run that wrote anything ends with a flush, which makes
+Milvus Lite search its index instead of rebuilding one per query (``MilvusStore.flush``).
 """
 
 from __future__ import annotations
@@ -132,4 +133,6 @@ def ingest(
         report.batches += 1
         if on_batch is not None:
             on_batch(report)
+    if report.written:
+        store.flush()
     return report

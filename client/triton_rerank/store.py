@@ -245,6 +245,12 @@ class MilvusStore:
         result = self._call("upsert", self._client.upsert, self.collection, rows)
         return int(result.get("upsert_count", len(rows))) if isinstance(result, dict) else len(rows)
 
+    def flush(self) -> None:
+        """Seal what was written into segments. After a bulk write, once: Milvus Lite keeps unsealed rows in
+        a memtable whose indexes it rebuilds at every search (measured on SciFact's 5,183 documents: 840 ms a
+        dense query, 4.6 s a hybrid one, against 51 ms and 133 ms once flushed); servers seal on their own."""
+        self._call("flush", self._client.flush, self.collection)
+
     def existing_ids(self, ids: Sequence[str]) -> set[str]:
         """Those of ``ids`` already in the collection."""
         if not ids:

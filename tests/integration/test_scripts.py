@@ -324,6 +324,34 @@ def test_evaluate_compares_the_served_stack_with_the_in_process_reference(
     assert "served - in-process scores: RMS" in result.stdout
 
 
+def test_evaluate_compares_first_stages_each_reranked_beside_an_exact_bm25(
+    triton_server, tiny_model, embedder_model, sample_corpus, tmp_path
+):
+    out = tmp_path / "evaluation.json"
+    result = subprocess.run(
+        script(
+            "evaluate.py", "--data", str(tiny_beir(tmp_path / "beir", sample_corpus)),
+            "--reranker-model", str(tiny_model), "--embedder-model", embedder_model,
+            "--triton-url", triton_server.grpc_url, "--index", "FLAT", "--retrieve-k", "10",
+            "--first-stage", "dense,bm25,hybrid", "--fusion", "rrf,weighted", "--no-reference", "--out", str(out),
+        ),
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    rows = report["results"]
+    stages = ("FLAT", "BM25", "hybrid (rrf k=60)", "hybrid (weighted 0.5/0.5)")
+    assert all(f"first stage: Milvus {stage} (served)" in rows for stage in stages)
+    for on in ("", " BM25", " hybrid (rrf k=60)", " hybrid (weighted 0.5/0.5)"):  # each reranked
+        assert 0 <= rows[f"reranked: Triton on Milvus{on} top-10 (served)"]["ndcg@10"] <= 1
+    # Milvus Lite's BM25 (it does not stem) is the exact unstemmed BM25, ranking for ranking.
+    assert rows["first stage: Milvus BM25 (served)"] == rows["first stage: exact BM25 (bm25s, in-process)"]
+    assert "first stage: exact BM25, stemmed (bm25s, in-process)" in rows
+    assert report["first_stage"] == ["dense", "bm25", "hybrid (rrf k=60)", "hybrid (weighted 0.5/0.5)"]
+    # The other first stages' candidates were scored once: only pairs the dense list lacked.
+    assert "served (after hybrid (rrf k=60)): reranked 0 new pairs" in result.stdout
+
+
 def test_evaluate_refuses_peers_it_cannot_run(tiny_model, sample_corpus, tmp_path):
     beir = tiny_beir(tmp_path / "beir", sample_corpus)
     for flags, code, message in (
