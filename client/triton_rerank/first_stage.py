@@ -27,6 +27,7 @@ FIRST_STAGES = ("auto", "dense", "bm25", "hybrid")
 FUSIONS = ("rrf", "weighted")
 LEGS = ("dense", "bm25")  # the order of hybrid's legs, and of ``weights``
 DEFAULT_RRF_K = 60  # the constant of Cormack et al. (2009), Milvus' and Elasticsearch's default
+EQUAL_WEIGHTS = (0.5, 0.5)  # fusion="weighted" without weights
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ class FirstStage:
             return self.kind
         if self.fusion == "rrf":
             return f"hybrid (rrf k={self.rrf_k})"
-        dense, bm25 = self.weights or (0.5, 0.5)
+        dense, bm25 = self.weights or EQUAL_WEIGHTS
         return f"hybrid (weighted {dense:g}/{bm25:g})"
 
 
@@ -101,8 +102,19 @@ def retrieve(
         return [_with_legs(hits, {"dense": hits}) for hits in store.search(vectors, limit=limit, filter=filter)]
     if stage.kind == "bm25":
         return [_with_legs(hits, {"bm25": hits}) for hits in store.search_text(queries, limit=limit, filter=filter)]
+    depth = stage.leg_k or limit
+    fused = fuse(store, stage, queries, vectors, limit=limit, filter=filter)
+    dense = store.search(vectors, limit=depth, filter=filter)
+    bm25 = store.search_text(queries, limit=depth, filter=filter)
+    return [_with_legs(hits, {"dense": d, "bm25": b}) for hits, d, b in zip(fused, dense, bm25, strict=True)]
+
+
+def fuse(
+    store, stage: FirstStage, queries: list[str], vectors: np.ndarray, *, limit: int, filter: str | None = None
+) -> list[list[Match]]:
+    """A hybrid ``stage``'s fused lists from Milvus' ``hybrid_search`` alone, without the legs' ranks."""
     if stage.kind != "hybrid":
-        raise RerankInputError(f"resolve the first stage before searching (got {stage.kind!r})")
+        raise RerankInputError(f"only a resolved hybrid first stage fuses (got {stage.kind!r})")
     from pymilvus import RRFRanker, WeightedRanker
 
     depth = stage.leg_k or limit
@@ -110,11 +122,8 @@ def retrieve(
         store.dense_request(vectors, limit=depth, filter=filter),
         store.text_request(queries, limit=depth, filter=filter),
     ]  # in LEGS order: the weights follow it
-    ranker = RRFRanker(stage.rrf_k) if stage.fusion == "rrf" else WeightedRanker(*(stage.weights or (0.5, 0.5)))
-    fused = store.search_hybrid(requests, ranker, limit=limit)
-    dense = store.search(vectors, limit=depth, filter=filter)
-    bm25 = store.search_text(queries, limit=depth, filter=filter)
-    return [_with_legs(hits, {"dense": d, "bm25": b}) for hits, d, b in zip(fused, dense, bm25, strict=True)]
+    ranker = RRFRanker(stage.rrf_k) if stage.fusion == "rrf" else WeightedRanker(*(stage.weights or EQUAL_WEIGHTS))
+    return store.search_hybrid(requests, ranker, limit=limit)
 
 
 def _with_legs(hits: list[Match], legs: dict[str, list[Match]]) -> list[Match]:

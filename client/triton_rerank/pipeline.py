@@ -113,7 +113,8 @@ def _result(
 def _first_stage(store, first_stage: str | FirstStage, **fusion) -> FirstStage:
     """The pipeline's first stage, checked and resolved for ``store`` (``auto``: hybrid where it has BM25)."""
     if isinstance(first_stage, FirstStage):
-        if fusion != {"fusion": "rrf", "rrf_k": DEFAULT_RRF_K, "weights": None, "leg_k": None}:
+        defaults = FirstStage()
+        if any(value != getattr(defaults, name) for name, value in fusion.items()):
             raise RerankInputError("give fusion settings inside the FirstStage, not beside it")
         return first_stage.resolve(store)
     return FirstStage(first_stage, **fusion).resolve(store)

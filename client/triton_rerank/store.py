@@ -275,38 +275,29 @@ class MilvusStore:
 
     def search(self, vectors: np.ndarray, *, limit: int = 100, filter: str | None = None) -> list[list[Match]]:
         """The ``limit`` nearest documents of each query vector, most similar first."""
-        request = self.dense_request(vectors, limit=limit, filter=filter)
-        results = self._call(
-            f"search (filter {filter!r})" if filter else "search",
-            self._client.search,
-            self.collection,
-            data=request.data,
-            limit=limit,
-            filter=filter or "",
-            anns_field="vector",
-            output_fields=["text", "metadata"],
-            search_params=request.param,
-            consistency_level=self.consistency,
-        )
-        return _matches(results)
+        return self._search("search", self.dense_request(vectors, limit=limit, filter=filter))
 
     def search_text(self, queries: Sequence[str], *, limit: int = 100, filter: str | None = None) -> list[list[Match]]:
         """The ``limit`` best BM25 matches of each query's text, best first."""
-        request = self.text_request(queries, limit=limit, filter=filter)
+        # BM25 scores are >= 0; Milvus Lite 3.2.2 returns them negated (still best first): abs reads both.
+        return self._search("search text", self.text_request(queries, limit=limit, filter=filter), score=abs)
+
+    def _search(self, what: str, request, score=float) -> list[list[Match]]:
+        """One leg's search, as ``dense_request`` or ``text_request`` describes it."""
+        filter = request.filter
         results = self._call(
-            f"search text (filter {filter!r})" if filter else "search text",
+            f"{what} (filter {filter!r})" if filter else what,
             self._client.search,
             self.collection,
             data=request.data,
-            limit=limit,
+            limit=request.limit,
             filter=filter or "",
-            anns_field=SPARSE_FIELD,
+            anns_field=request.anns_field,
             output_fields=["text", "metadata"],
             search_params=request.param,
             consistency_level=self.consistency,
         )
-        # BM25 scores are >= 0; Milvus Lite 3.2.2 returns them negated (still best first): abs reads both.
-        return _matches(results, score=abs)
+        return _matches(results, score)
 
     def search_hybrid(self, requests: list, ranker, *, limit: int = 100) -> list[list[Match]]:
         """Milvus' fusion (``ranker``: ``RRFRanker`` or ``WeightedRanker``) of the ``requests`` (from

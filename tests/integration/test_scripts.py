@@ -201,59 +201,36 @@ def test_quick_start_in_a_fresh_clone_writes_no_tracked_file(tiny_model, embedde
     assert status.stdout == ""
 
 
+def cli(*args: str) -> subprocess.CompletedProcess:
+    """``triton-rerank ARGS`` in a fresh process, its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "triton_rerank.cli", *args], capture_output=True, text=True, timeout=300
+    )
+
+
 def test_cli_search_prints_json_hits(triton_server, sample_corpus, tmp_path):
     database = str(tmp_path / "cli.db")
     common = ["--milvus-uri", database, "--triton-url", triton_server.http_url]
-    ingest = subprocess.run(
-        [sys.executable, "-m", "triton_rerank.cli", "ingest", str(sample_corpus), *common],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    ingest = cli("ingest", str(sample_corpus), *common)
     assert ingest.returncode == 0, ingest.stderr
-    search = subprocess.run(
-        [sys.executable, "-m", "triton_rerank.cli", "search", "sea level", "--top-k", "2", "--json", *common],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    search = cli("search", "sea level", "--top-k", "2", "--json", *common)
     assert search.returncode == 0, search.stderr
     hits = [json.loads(line) for line in search.stdout.splitlines()]
     assert len(hits) == 2 and {"id", "rerank_score", "first_stage_rank", "metadata"} <= set(hits[0])
     assert set(hits[0]["legs"]) <= {"dense", "bm25"} and all(leg["rank"] >= 1 for leg in hits[0]["legs"].values())
-    bm25 = subprocess.run(
-        [sys.executable, "-m", "triton_rerank.cli", "search", "sea level", "--first-stage", "bm25", "--json", *common],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    bm25 = cli("search", "sea level", "--first-stage", "bm25", "--json", *common)
     assert bm25.returncode == 0, bm25.stderr
     assert all(set(json.loads(line)["legs"]) == {"bm25"} for line in bm25.stdout.splitlines())
     dense_only = ["--collection", "old", *common]
-    subprocess.run(
-        [sys.executable, "-m", "triton_rerank.cli", "ingest", str(sample_corpus), "--no-bm25", *dense_only],
-        capture_output=True,
-        timeout=300,
-        check=True,
-    )
-    refused = subprocess.run(
-        [sys.executable, "-m", "triton_rerank.cli", "search", "sea level", "--first-stage", "hybrid", *dense_only],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    assert cli("ingest", str(sample_corpus), "--no-bm25", *dense_only).returncode == 0
+    refused = cli("search", "sea level", "--first-stage", "hybrid", *dense_only)
     assert refused.returncode == 1 and "has no BM25 field" in refused.stderr and "Traceback" not in refused.stderr
-    bad = subprocess.run(
-        [sys.executable, "-m", "triton_rerank.cli", "search", "x", "--filter", "topic ==", *common],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    bad = cli("search", "x", "--filter", "topic ==", *common)
     assert bad.returncode == 1 and bad.stderr.startswith("error: Milvus") and "Traceback" not in bad.stderr
 
 
 def test_cli_help_lists_the_subcommands():
-    result = subprocess.run([sys.executable, "-m", "triton_rerank.cli", "--help"], capture_output=True, text=True)
+    result = cli("--help")
     assert result.returncode == 0
     for command in ("serve", "ingest", "search"):
         assert command in result.stdout
