@@ -26,6 +26,7 @@ import numpy as np
 
 import triton_rerank.loop as loop
 import triton_rerank.protocol as protocol
+import triton_rerank.tracing as tracing
 from triton_rerank.base import AsyncClient, BlockingClient, check_strings, utf8
 from triton_rerank.endpoints import DEFAULT_URL
 from triton_rerank.errors import InvalidScoresError, RerankInputError
@@ -158,12 +159,20 @@ class AsyncTritonRerankFunction(AsyncClient):
         tokens: bool = False,
         spans: bool = False,
         options: RerankOptions | None = None,
+        request_id: str | None = None,
         **keywords,
     ) -> Scores:
         """``score``, and with ``tokens`` the tokens the model read per document (usage reports),
-        with ``spans`` the characters of each document that decided its score."""
+        with ``spans`` the characters of each document that decided its score. ``request_id`` (also
+        taken by ``__call__`` and ``score``) is Triton's request id on every call the documents are
+        split into (``triton_rerank.tracing``)."""
+        with tracing.requested(request_id):
+            return await self._score_details(query, documents, tokens, spans, RerankOptions.of(options, **keywords))
+
+    async def _score_details(
+        self, query: str, documents: list[str], tokens: bool, spans: bool, chosen: RerankOptions
+    ) -> Scores:
         encoded = check_request(query, documents)
-        chosen = RerankOptions.of(options, **keywords)
         costs = chosen.row_costs(query)
         outputs = (protocol.SCORES,) + ((protocol.TOKENS,) if tokens else ()) + ((protocol.SPANS,) if spans else ())
         query_bytes = [query.encode("utf-8")]

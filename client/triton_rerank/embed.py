@@ -14,6 +14,7 @@ import numpy as np
 
 import triton_rerank.loop as loop
 import triton_rerank.protocol as protocol
+import triton_rerank.tracing as tracing
 from triton_rerank.base import AsyncClient, BlockingClient, check_strings
 
 
@@ -26,8 +27,9 @@ class AsyncTritonEmbedFunction(AsyncClient):
 
     DEFAULT_MODEL_NAME = protocol.EMBEDDER
 
-    async def encode(self, texts: list[str]) -> np.ndarray:
-        return await self._send(check_strings(texts, "texts"), _texts, protocol.EMBEDDINGS, flat=False)
+    async def encode(self, texts: list[str], *, request_id: str | None = None) -> np.ndarray:
+        with tracing.requested(request_id):
+            return await self._send(check_strings(texts, "texts"), _texts, protocol.EMBEDDINGS, flat=False)
 
     __call__ = encode
 
@@ -37,7 +39,7 @@ class TritonEmbedFunction(BlockingClient):
 
     ASYNC_TYPE = AsyncTritonEmbedFunction
 
-    def encode(self, texts: list[str]) -> np.ndarray:
-        return loop.run(self._async.encode(texts))
+    def encode(self, texts: list[str], **keywords) -> np.ndarray:
+        return loop.run(self._async.encode(texts, **keywords))
 
     __call__ = encode

@@ -10,6 +10,7 @@ asyncio clients are used as they must be (tritonclient's blocking clients are no
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import os
 import threading
 from collections.abc import Callable, Coroutine
@@ -46,12 +47,20 @@ def run(coroutine: Coroutine[Any, Any, T]) -> T:
     if _on(loop):  # it would wait for itself forever
         coroutine.close()
         raise RuntimeError("a blocking triton_rerank client was called on its own event loop; use the async one")
-    future = asyncio.run_coroutine_threadsafe(coroutine, loop)
+    future = asyncio.run_coroutine_threadsafe(_in_context(contextvars.copy_context(), coroutine), loop)
     try:
         return future.result()
     except BaseException:  # KeyboardInterrupt while waiting: the call stops too
         future.cancel()
         raise
+
+
+async def _in_context(context: contextvars.Context, coroutine: Coroutine[Any, Any, T]) -> T:
+    """``coroutine`` with the caller's context variables (its request id, its current span): a task
+    on the loop's thread would otherwise start from that thread's context."""
+    for variable, value in context.items():
+        variable.set(value)  # in this task's own copy: the loop's thread is not changed
+    return await coroutine
 
 
 def close_soon(close: Callable[[], Coroutine[Any, Any, Any]], timeout_s: float = 5.0) -> None:

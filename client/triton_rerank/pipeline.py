@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 import triton_rerank.loop as loop
+import triton_rerank.tracing as tracing
 from triton_rerank.base import BlockingClient
 from triton_rerank.blend import blend, check_blend
 from triton_rerank.client import AsyncTritonRerankFunction, TritonRerankFunction, rank
@@ -173,39 +174,48 @@ class AsyncRerankPipeline:
         self.first_stage = _first_stage(store, first_stage, fusion=fusion, rrf_k=rrf_k, weights=weights, leg_k=leg_k)
         self.options = RerankOptions.of(options, **keywords)  # checked now rather than at the first search
 
-    async def search(
-        self, query: str, *, retrieve_k: int = 100, top_k: int = 10, filter: str | None = None
-    ) -> SearchResult:
-        return (await self.search_batch([query], retrieve_k=retrieve_k, top_k=top_k, filter=filter))[0]
+    async def search(self, query: str, *, retrieve_k: int = 100, top_k: int = 10, **keywords) -> SearchResult:
+        return (await self.search_batch([query], retrieve_k=retrieve_k, top_k=top_k, **keywords))[0]
 
     async def search_batch(
-        self, queries: list[str], *, retrieve_k: int = 100, top_k: int = 10, filter: str | None = None
+        self,
+        queries: list[str],
+        *,
+        retrieve_k: int = 100,
+        top_k: int = 10,
+        filter: str | None = None,
+        request_id: str | None = None,
     ) -> list[SearchResult]:
-        """Search several queries: one embedding call, one Milvus search, one rerank call each."""
+        """Search several queries: one embedding call, one Milvus search, one rerank call each;
+        ``request_id`` names them in every Triton call and span (see ``triton_rerank.tracing``)."""
         check_search(queries, retrieve_k, top_k, self.cascade)
         if not queries:
             return []
         if self.first_stage.kind != "dense":
             check_text_queries(queries)
-        started = time.perf_counter()
-        vectors = await self.embedder.encode(queries) if self.first_stage.needs_vectors else None
-        embed_ms = _ms(started)
-        started = time.perf_counter()
-        candidate_lists = await asyncio.to_thread(
-            retrieve, self.store, self.first_stage, queries, vectors, limit=retrieve_k, filter=filter
-        )
-        shared = _shared_timings(embed_ms, _ms(started), len(queries))
-        searches = (self._rerank(q, c, top_k, shared) for q, c in zip(queries, candidate_lists, strict=True))
-        return list(await asyncio.gather(*searches))
+        with tracing.requested(request_id), tracing.span("search", queries=len(queries), retrieve_k=retrieve_k):
+            started = time.perf_counter()
+            with tracing.span("embed", texts=len(queries)):
+                vectors = await self.embedder.encode(queries) if self.first_stage.needs_vectors else None
+            embed_ms = _ms(started)
+            started = time.perf_counter()
+            with tracing.span("milvus.search", **{"first_stage": self.first_stage.kind, "milvus.limit": retrieve_k}):
+                candidate_lists = await asyncio.to_thread(
+                    retrieve, self.store, self.first_stage, queries, vectors, limit=retrieve_k, filter=filter
+                )
+            shared = _shared_timings(embed_ms, _ms(started), len(queries))
+            searches = (self._rerank(q, c, top_k, shared) for q, c in zip(queries, candidate_lists, strict=True))
+            return list(await asyncio.gather(*searches))
 
     async def _rerank(self, query: str, candidates: list[Match], top_k: int, shared: dict) -> SearchResult:
         """The candidates through the reranker and each cascade stage: hits from the last."""
         started = time.perf_counter()
         read = list(range(len(candidates)))
-        found = await self._score(self.reranker, query, candidates, read)
-        for reranker, keep in self.cascade:
-            read = _best(read, found.scores, keep)
-            found = await self._score(reranker, query, candidates, read)
+        with tracing.span("rerank", documents=len(candidates)):
+            found = await self._score(self.reranker, query, candidates, read)
+            for reranker, keep in self.cascade:
+                read = _best(read, found.scores, keep)
+                found = await self._score(reranker, query, candidates, read)
         return _result(query, candidates, read, found, top_k, {**shared, "rerank": _ms(started)}, self.blend)
 
     async def _score(self, reranker, query: str, candidates: list[Match], read: list[int]):
@@ -251,14 +261,13 @@ class RerankPipeline:
     def first_stage(self) -> FirstStage:
         return self._async.first_stage
 
-    def search(self, query: str, *, retrieve_k: int = 100, top_k: int = 10, filter: str | None = None) -> SearchResult:
-        return self.search_batch([query], retrieve_k=retrieve_k, top_k=top_k, filter=filter)[0]
+    def search(self, query: str, *, retrieve_k: int = 100, top_k: int = 10, **keywords) -> SearchResult:
+        return self.search_batch([query], retrieve_k=retrieve_k, top_k=top_k, **keywords)[0]
 
-    def search_batch(
-        self, queries: list[str], *, retrieve_k: int = 100, top_k: int = 10, filter: str | None = None
-    ) -> list[SearchResult]:
-        """Search several queries: one embedding call, one Milvus search, one rerank call each."""
-        return loop.run(self._async.search_batch(queries, retrieve_k=retrieve_k, top_k=top_k, filter=filter))
+    def search_batch(self, queries: list[str], *, retrieve_k: int = 100, top_k: int = 10, **keywords):
+        """Search several queries: one embedding call, one Milvus search, one rerank call each
+        (``filter``, ``request_id`` as ``AsyncRerankPipeline.search_batch`` takes them)."""
+        return loop.run(self._async.search_batch(queries, retrieve_k=retrieve_k, top_k=top_k, **keywords))
 
 
 def _asynchronous(client):

@@ -28,6 +28,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+import triton_rerank.tracing as tracing
 from triton_rerank.endpoints import (
     API_KEY_HEADER,
     GRPC_API_KEY_HEADER,
@@ -227,19 +228,29 @@ class AsyncTransport:
         inputs, kwargs = self._tensors(self._module, strings, output, parameters)
         failures: dict[int, RerankError] = {}
         waits = self._backoff()
-        while True:
-            for replica in self._order():
-                try:
-                    result = await clients[replica].infer(self.model_name, inputs, **kwargs)
-                except Exception as err:
-                    self._failed(replica, err, failures)
-                    continue
-                self._succeeded(replica)
-                return self._output(result, output, rows)
-            delay = self._next_wait(waits, failures)
-            if delay is None:
-                raise self._all_failed(failures)
-            await asyncio.sleep(delay)
+        with tracing.span("triton.infer", **{"triton.model": self.model_name, "triton.rows": rows}) as span:
+            # Triton's request id and its trace context: the same id on every split of one request.
+            kwargs.update(request_id=tracing.request_id() or "", headers=self._traced_headers())
+            while True:
+                for replica in self._order():
+                    try:
+                        result = await clients[replica].infer(self.model_name, inputs, **kwargs)
+                    except Exception as err:
+                        self._failed(replica, err, failures)
+                        continue
+                    self._succeeded(replica)
+                    if span is not None:
+                        span.set_attribute("triton.url", self.urls[replica])
+                    return self._output(result, output, rows)
+                delay = self._next_wait(waits, failures)
+                if delay is None:
+                    raise self._all_failed(failures)
+                await asyncio.sleep(delay)
+
+    def _traced_headers(self) -> dict[str, str] | None:
+        """This transport's headers and the current span's trace context (``traceparent``)."""
+        carried = tracing.trace_headers()
+        return {**(self.headers or {}), **carried} if carried else self.headers
 
     async def infer_many(
         self, batches: list[Batch], output: Output, parameters: dict | None = None

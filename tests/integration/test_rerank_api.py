@@ -434,7 +434,8 @@ def test_triton_down_is_503_on_every_route(tmp_path):
         assert httpx.post(f"{base}/v1/rerank", json={"query": QUERY, "documents": ["a"]}).status_code == 503
         tei = httpx.post(f"{base}/rerank", json={"query": QUERY, "texts": ["a"]})
         assert tei.status_code == 503 and tei.json()["error_type"] == "Unhealthy"
-        assert httpx.get(f"{base}/health").status_code == 503
+        assert httpx.get(f"{base}/ready").status_code == 503
+        assert httpx.get(f"{base}/health").status_code == 200  # alive: liveness asks Triton nothing
 
 
 def test_a_long_document_through_the_api_is_read_in_windows_when_asked(api, two_rerankers_server):

@@ -46,9 +46,6 @@ class StandIn(RerankService):
         self._refreshed_at = time.monotonic()
         return self.models
 
-    async def ready(self) -> bool:
-        return True
-
     async def logits(self, model, query, documents, options):
         self.calls.append({"model": model.name, "documents": documents, **dataclasses.asdict(options)})
         if self.gate is not None:
@@ -185,16 +182,16 @@ async def test_long_documents_come_from_the_request_or_else_the_service():
 
 
 async def test_probes_and_scrapers_answer_while_the_rerank_routes_are_at_their_limit():
-    """A pod busy with reranks is not a dead pod: liveness (/metrics) and readiness (/health) answer."""
+    """A pod busy with reranks is not a dead pod: liveness (/health) and readiness (/ready) answer."""
     gate = asyncio.Event()
     async with client_for(StandIn(gate=gate), max_concurrent_requests=1) as client:
         busy = asyncio.create_task(client.post("/v2/rerank", json=COHERE_BODY))
         await asyncio.sleep(0.05)
-        probes = [await client.get(path) for path in ("/metrics", "/health", "/info", "/v1/models")]
+        probes = [await client.get(path) for path in ("/metrics", "/health", "/ready", "/info", "/v1/models")]
         refused = await client.post("/rerank", json=TEI_BODY)
         gate.set()
         assert (await busy).status_code == 200
-    assert [p.status_code for p in probes] == [200, 200, 200, 200]
+    assert [p.status_code for p in probes] == [200, 200, 200, 200, 200]
     assert refused.status_code == 429 and refused.json()["error_type"] == "Overloaded"
 
 

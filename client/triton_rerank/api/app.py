@@ -3,7 +3,10 @@
     POST /v2/rerank    Cohere v2     -> {id, results: [{index, relevance_score}], meta}
     POST /v1/rerank    Jina / vLLM   -> {id, model, results: [{index, relevance_score, document?}], usage}
     POST /rerank       TEI           -> [{index, score, text?}]   (a vLLM-shaped body: vLLM's answer)
-    GET  /health  /info  /metrics  /v1/models
+    GET  /health (liveness)  /ready (readiness)  /info  /metrics  /v1/models  /openapi.json  /docs
+
+Every request gets an id (``X-Request-Id``), carried to Triton, and, with the ``trace`` extra and
+the ``OTEL_*`` variables set, a trace from here through every Triton call (``observe``).
 
 Built on Starlette (the ASGI toolkit under FastAPI, vLLM's and Infinity's servers) and served by
 uvicorn. ``create_app`` only wires: the handlers are ``routes``, what every request goes through is
@@ -20,6 +23,8 @@ from starlette.middleware import Middleware
 from starlette.routing import Route
 
 from triton_rerank.api.middleware import ApiKeyMiddleware, ConcurrencyLimitMiddleware, Metrics, MetricsMiddleware
+from triton_rerank.api.observe import RequestContextMiddleware, server_span_middleware
+from triton_rerank.api.openapi import openapi_document
 from triton_rerank.api.routes import ROUTES
 from triton_rerank.api.service import RerankService
 from triton_rerank.api.settings import ApiSettings
@@ -38,7 +43,11 @@ def create_app(settings: ApiSettings, service: RerankService | None = None) -> S
     )
     service.settings = settings  # the operator's policies and row budget, for a service given too
     metrics = Metrics()
-    middleware = [Middleware(MetricsMiddleware, metrics=metrics)]
+    middleware = [
+        *server_span_middleware(),
+        Middleware(RequestContextMiddleware),
+        Middleware(MetricsMiddleware, metrics=metrics),
+    ]
     if settings.api_key:
         middleware.append(Middleware(ApiKeyMiddleware, key=settings.api_key))
     middleware.append(Middleware(ConcurrencyLimitMiddleware, limit=settings.max_concurrent_requests))
@@ -57,4 +66,5 @@ def create_app(settings: ApiSettings, service: RerankService | None = None) -> S
     routes = [Route(path, handler, methods=[method]) for path, (method, handler, _) in ROUTES.items()]
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
     app.state.settings, app.state.service, app.state.metrics = settings, service, metrics
+    app.state.openapi = openapi_document()
     return app

@@ -26,6 +26,13 @@ class Metrics:
         self.documents = Counter(
             "rerank_api_documents", "Documents scored, by route", ["route"], registry=self.registry
         )
+        self.documents_per_request = Histogram(
+            "rerank_api_request_documents",
+            "Documents per rerank request, by route",
+            ["route"],
+            buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
+            registry=self.registry,
+        )
         self.latency = Histogram(
             "rerank_api_request_seconds",
             "Time from request to response, by route",
@@ -33,6 +40,10 @@ class Metrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
             registry=self.registry,
         )
+
+    def count_documents(self, route: str, documents: int) -> None:
+        self.documents.labels(route).inc(documents)
+        self.documents_per_request.labels(route).observe(documents)
 
 
 def _refuse(scope: Scope, err: ApiError):

@@ -21,8 +21,10 @@ import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 
+import triton_rerank.tracing as tracing
+from triton_rerank.api.openapi import docs_page
 from triton_rerank.api.schemas import (
     COHERE,
     JINA,
@@ -94,6 +96,19 @@ def parse(schema: type[Body], data: dict) -> Body:
         raise ApiError("invalid", describe(err)) from None
 
 
+async def read_body(request: Request, schema: type[Body] | Callable[[dict], type[Body]]) -> Body:
+    """The body read and parsed by ``schema`` (or by the schema ``schema(data)`` picks), in a span."""
+    with tracing.span("parse"):
+        data = await read_json(request)
+        return parse(schema if isinstance(schema, type) else schema(data), data)
+
+
+def answer(content, headers: dict[str, str] | None = None) -> JSONResponse:
+    """The answer, rendered to JSON in a span of its own."""
+    with tracing.span("answer"):
+        return JSONResponse(content, headers=headers)
+
+
 def check_document_count(request: Request, documents: list[str], field_name: str) -> None:
     most = request.app.state.settings.max_documents
     if len(documents) > most:
@@ -112,7 +127,9 @@ async def score(
     if body.instruction is not None:
         choices["instruction"] = body.instruction
     options = service.options(model, query, documents, long_documents=body.long_documents, **choices)
-    request.app.state.metrics.documents.labels(route).inc(len(documents))
+    request.state.model, request.state.documents = model.name, len(documents)  # for the access log
+    tracing.annotate(**{"rerank.model": model.name, "rerank.documents": len(documents)})
+    request.app.state.metrics.count_documents(route, len(documents))
     return await service.logits(model, query, documents, options)
 
 
@@ -122,7 +139,7 @@ async def score(
 @answers_in(COHERE)
 async def cohere_rerank(request: Request) -> Response:
     """Cohere v2: {id, results: [{index, relevance_score}], meta}."""
-    body = parse(CohereRerank, await read_json(request))
+    body = await read_body(request, CohereRerank)
     model = await request.app.state.service.resolve(body.model)
     if not body.documents:
         raise ApiError("empty", "list of documents must not be empty")
@@ -130,7 +147,7 @@ async def cohere_rerank(request: Request) -> Response:
     truncation = {"max_tokens_per_doc": body.max_tokens_per_doc} if body.max_tokens_per_doc else {}
     logits, _ = await score(request, "/v2/rerank", body, model, body.query, body.documents, **truncation)
     results = rank(body.documents, activate(logits, "sigmoid"), body.top_n)
-    return JSONResponse(
+    return answer(
         {
             "id": str(uuid.uuid4()),
             "results": [{"index": r.index, "relevance_score": r.score} for r in results],
@@ -159,7 +176,7 @@ async def _jina_answer(request: Request, route: str, body: JinaRerank) -> Respon
     else:
         logits, tokens = np.empty(0), np.empty(0)
     results = rank(documents, activate(logits, "sigmoid"), body.top_n or None)
-    answer = {
+    content = {
         "id": f"rerank-{uuid.uuid4().hex}",
         "model": body.model or model.name,
         "results": [
@@ -169,22 +186,26 @@ async def _jina_answer(request: Request, route: str, body: JinaRerank) -> Respon
         ],
     }
     if tokens is not None:  # the tokens the model read, as Jina and vLLM report them
-        answer["usage"] = {"total_tokens": int(tokens.sum())}
-    return JSONResponse(answer)
+        content["usage"] = {"total_tokens": int(tokens.sum())}
+    return answer(content)
 
 
 @answers_in(JINA)
 async def jina_rerank(request: Request) -> Response:
-    return await _jina_answer(request, "/v1/rerank", parse(JinaRerank, await read_json(request)))
+    return await _jina_answer(request, "/v1/rerank", await read_body(request, JinaRerank))
+
+
+def tei_schema(data: dict) -> type[Body]:
+    """TEI's body, or vLLM's shape (``documents`` instead of ``texts``), which Milvus' vllm provider posts here."""
+    return JinaRerank if "texts" not in data and "documents" in data else TeiRerank
 
 
 @answers_in(TEI)
 async def tei_rerank(request: Request) -> Response:
     """TEI: [{index, score, text?}]; a vLLM-shaped body (``documents``) gets vLLM's answer."""
-    data = await read_json(request)
-    if "texts" not in data and "documents" in data:  # vLLM's shape (Milvus' vllm provider posts it here)
-        return await _jina_answer(request, "/rerank", parse(JinaRerank, data))
-    body = parse(TeiRerank, data)
+    body = await read_body(request, tei_schema)
+    if isinstance(body, JinaRerank):
+        return await _jina_answer(request, "/rerank", body)
     if not body.texts:
         raise ApiError("empty", "`texts` cannot be empty")
     check_document_count(request, body.texts, "texts")
@@ -196,7 +217,7 @@ async def tei_rerank(request: Request) -> Response:
     )
     scores = logits if body.raw_scores else activate(logits, "sigmoid")
     headers = {"x-compute-tokens": str(int(tokens.sum()))} if tokens is not None else None  # as TEI
-    return JSONResponse(
+    return answer(
         [
             {"index": r.index, "score": r.score} | ({"text": r.text} if body.return_text else {})
             for r in rank(body.texts, scores, None)
@@ -208,13 +229,24 @@ async def tei_rerank(request: Request) -> Response:
 # --- the other routes ------------------------------------------------------------------------------
 
 
-@answers_in(TEI)
 async def health(request: Request) -> Response:
-    """200 when the default model is ready on Triton, else 503."""
-    if await request.app.state.service.ready():
-        return Response(status_code=200)
-    model = request.app.state.settings.default_model
-    raise ApiError("unavailable", f"the default model {model!r} is not ready on Triton")
+    """Liveness: 200 while this process answers. It asks Triton nothing, so a Triton restart does
+    not get the API restarted too (that is readiness' job)."""
+    return Response(status_code=200)
+
+
+async def ready(request: Request) -> Response:
+    """Readiness: 200 with the served models when Triton answers (looked at no more than every few
+    seconds) and the default model is ready there; else 503 saying why."""
+    settings, service = request.app.state.settings, request.app.state.service
+    models = await service.current()
+    if service.failure is not None:
+        reason = "Triton cannot be reached or refused the service (see its log)"
+    elif settings.default_model not in models:
+        reason = f"the default model {settings.default_model!r} is not ready on Triton"
+    else:
+        return JSONResponse({"status": "ready", "models": service.names()})
+    return JSONResponse({"status": "unavailable", "reason": reason}, status_code=503)
 
 
 @answers_in(JINA)
@@ -253,6 +285,14 @@ async def v1_models(request: Request) -> Response:
     return JSONResponse({"object": "list", "data": models})
 
 
+async def openapi_json(request: Request) -> Response:
+    return JSONResponse(request.app.state.openapi)
+
+
+async def docs(request: Request) -> Response:
+    return HTMLResponse(docs_page("/openapi.json"))
+
+
 async def prometheus(request: Request) -> Response:
     return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
@@ -264,9 +304,13 @@ ROUTES: dict[str, tuple[str, Handler, Dialect]] = {
     "/v1/rerank": ("POST", jina_rerank, JINA),
     "/rerank": ("POST", tei_rerank, TEI),
     "/health": ("GET", health, TEI),
+    "/ready": ("GET", ready, TEI),
     "/info": ("GET", info, JINA),
     "/metrics": ("GET", prometheus, JINA),
     "/v1/models": ("GET", v1_models, JINA),
+    "/openapi.json": ("GET", openapi_json, JINA),
+    "/docs": ("GET", docs, JINA),
 }
 RERANK_PATHS = frozenset({"/v2/rerank", "/v1/rerank", "/rerank"})
-OPEN_PATHS = frozenset({"/health", "/metrics"})  # probes and scrapers need no key
+# Probes, scrapers and the API's description need no key.
+OPEN_PATHS = frozenset({"/health", "/ready", "/metrics", "/openapi.json", "/docs"})

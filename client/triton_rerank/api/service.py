@@ -171,10 +171,6 @@ class RerankService:
         except RerankError as err:
             raise api_error(err) from err
 
-    async def ready(self) -> bool:
-        """True when Triton answers and the default model is ready there."""
-        return await self._client(self.default_model).is_ready()
-
     def _client(self, name: str) -> AsyncTritonRerankFunction:
         """One client per served model, kept: its connections and what it learnt of the server."""
         if name not in self._clients:

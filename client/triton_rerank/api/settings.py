@@ -51,6 +51,9 @@ class ApiSettings:
         "most rows a request may become on Triton: a document is one row, or up to --max-chunks-per-doc windows "
         "when it may be longer than the model reads with max / mean (over it: 400)",
     )
+    log_format: Literal["text", "json"] = _setting(
+        "text", "text, or json: one JSON object per line (time, level, request_id, trace_id, route, status, ms, ...)"
+    )
     timeout_s: float = _setting(60.0, "Triton request timeout")
     batch_size: int | None = _setting(None, "documents per Triton request (default: the client's, capped by Triton)")
     # Never in a repr: settings get logged.

@@ -7,7 +7,8 @@ a running Triton, in the foreground:
 
 With $RERANK_API_KEY set, every route but /health and /metrics needs ``Authorization: Bearer <key>``;
 $TRITON_RERANK_API_KEY, when set, is sent on to Triton. Keys come from the environment only (argv
-shows in ps and shell history).
+shows in ps and shell history). With the trace extra, the standard OTEL_* variables turn tracing on:
+OTEL_EXPORTER_OTLP_ENDPOINT=http://collector:4318 exports each request's trace (docs/operating.md).
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ import dataclasses
 import os
 import sys
 
+import triton_rerank.tracing as tracing
 from triton_rerank.api.settings import RERANK_API_KEY_ENV, ApiSettings
 from triton_rerank.commands.common import add_triton_url
+from triton_rerank.errors import RerankInputError
 from triton_rerank.flags import add_flags, from_flags
 
 
@@ -32,7 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME=MODEL",
         help="another name for a served model, e.g. rerank-v3.5=reranker (repeatable)",
     )
-    parser.add_argument("--access-log", action="store_true", help="log every request (uvicorn's access log)")
+    parser.add_argument(
+        "--access-log", action="store_true", help="one line per request: route, status, ms, model, documents, ids"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
         import uvicorn
 
         from triton_rerank.api.app import create_app
+        from triton_rerank.api.observe import configure_logging
     except ImportError as err:
         print(f"the rerank API needs the api extra: pip install 'triton-rerank[api]' ({err})", file=sys.stderr)
         return 1
@@ -56,6 +62,12 @@ def run(args: argparse.Namespace) -> int:
         aliases=aliases,
         api_key=os.environ.get(RERANK_API_KEY_ENV) or None,
     )
+    configure_logging(settings.log_format, args.access_log)
+    try:
+        tracing.configure("triton-rerank-api")
+    except RerankInputError as err:
+        print(err, file=sys.stderr)
+        return 2
     print(
         f"rerank API on http://{settings.host}:{settings.port} (routes /v2/rerank /v1/rerank /rerank) "
         f"-> Triton {settings.triton_url}" + (f" | key required (${RERANK_API_KEY_ENV})" if settings.api_key else ""),
@@ -65,8 +77,8 @@ def run(args: argparse.Namespace) -> int:
         create_app(settings),
         host=settings.host,
         port=settings.port,
-        log_level="warning",
-        access_log=args.access_log,
+        log_config=None,  # the command's logging (configure_logging), not uvicorn's own
+        access_log=False,  # the service writes its own access line, with the request id
         timeout_graceful_shutdown=30,
     )
     return 0

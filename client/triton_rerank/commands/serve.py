@@ -33,11 +33,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "the server, or holds its API key, may then load and unload models) (default: %(default)s)",
     )
     parser.add_argument(
+        "--trace-url",
+        default=otlp_traces_url(),
+        help="trace in Triton's OpenTelemetry mode, exporting OTLP/HTTP here; requests that carry a trace context "
+        "(the rerank API's, the clients') continue it (default: from $OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or "
+        "$OTEL_EXPORTER_OTLP_ENDPOINT + /v1/traces, else off)",
+    )
+    parser.add_argument(
+        "--trace-rate",
+        type=int,
+        default=0,
+        help="with --trace-url, also trace 1 in N requests that carry no trace context (default: 0, none)",
+    )
+    parser.add_argument(
         "--response-cache-mb",
         type=int,
         default=0,
         help="size of Triton's response cache, for models exported with --response-cache (default: off)",
     )
+
+
+def otlp_traces_url() -> str | None:
+    """The OTLP/HTTP traces URL the standard variables name, if any (as the SDKs read them)."""
+    if url := os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+        return url
+    if base := os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        return base.rstrip("/") + "/v1/traces"
+    return None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -56,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
             log_verbose=args.log_verbose,
             response_cache_bytes=args.response_cache_mb * 2**20,
             model_control=args.model_control,
+            trace_url=args.trace_url or None,
+            trace_rate=args.trace_rate,
             api_key=os.environ.get(TRITON_API_KEY_ENV)
             or None,  # from the environment only: argv shows in ps and history
         )

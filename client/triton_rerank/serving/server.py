@@ -29,6 +29,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import triton_rerank.tracing as tracing
 from triton_rerank.endpoints import API_KEY_HEADER
 from triton_rerank.errors import RerankError
 from triton_rerank.serving import layout
@@ -66,6 +67,11 @@ class ServerSettings:
     # API key, the model-repository API needs it too).
     model_control: str = "none"
     cpus: frozenset[int] | None = None  # the cores the server and its models may run on (Linux); None: all
+    # Triton's OpenTelemetry trace mode, exporting OTLP/HTTP to this URL (…/v1/traces): every request
+    # that arrives with a W3C trace context (the API's, the clients') is traced, and 1 in `trace_rate`
+    # of the others (0: none of them). None: no tracing.
+    trace_url: str | None = None
+    trace_rate: int = 0
 
     def __post_init__(self) -> None:
         check_api_key(self.api_key)
@@ -75,6 +81,12 @@ class ServerSettings:
             usable = os.sched_getaffinity(0)
             if not (self.cpus and set(self.cpus) <= usable):
                 raise ValueError(f"cpus must be some of this process's cores {sorted(usable)}, got {sorted(self.cpus)}")
+        if self.trace_url is not None and not self.trace_url.startswith(("http://", "https://")):
+            raise ValueError(f"trace_url must be an OTLP/HTTP URL (http://host:4318/v1/traces), got {self.trace_url!r}")
+        if self.trace_rate < 0:
+            raise ValueError(
+                f"trace_rate must be 0 (only requests with a trace context) or more, got {self.trace_rate}"
+            )
         if "PYTHONPATH" in self.env:  # tests/integration/test_server_env.py shows it
             raise ValueError(
                 "env PYTHONPATH would do nothing: Triton's Python backend stub ignores it and imports from "
@@ -254,6 +266,8 @@ class EmbeddedTritonServer:
                 f"--http-restricted-api={RESTRICTED_APIS}:{API_KEY_HEADER}={s.api_key}",
                 f"--grpc-restricted-protocol={RESTRICTED_APIS}:{API_KEY_HEADER}={s.api_key}",
             ]
+        if s.trace_url:
+            command += tracing.triton_flags(s.trace_url, s.trace_rate)
         if s.response_cache_bytes:
             command += [f"--cache-directory={root / 'caches'}", f"--cache-config=local,size={s.response_cache_bytes}"]
         env = {**os.environ, **s.env}
