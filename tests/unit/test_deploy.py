@@ -179,7 +179,9 @@ def test_the_rerank_api_runs_the_same_command_in_compose_and_kubernetes():
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     command = container["command"]
     assert command[:6] == service["command"][:6] and command[-2] == "--triton-url"
-    assert container["readinessProbe"]["httpGet"]["path"] == "/health"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/ready"  # Triton and the model are ready
+    assert container["livenessProbe"]["httpGet"]["path"] == "/health"  # the process answers
+    assert "/ready" in " ".join(service["healthcheck"]["test"])  # compose waits for ready, as Kubernetes
     keys = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"]}
     assert set(keys) == {"RERANK_API_KEY", "TRITON_RERANK_API_KEY"} and all(k["optional"] for k in keys.values())
 
