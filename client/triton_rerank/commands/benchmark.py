@@ -7,6 +7,7 @@ one run. The flags build a ``bench.config.BenchmarkConfig``; each mode is a modu
 - --long-documents ``long_documents``: windows and the fold against the same rows sent plain;
 - --tiers ``tiers``: each precision tier against the strongest in-process peer of that tier;
 - --api ``api_overhead``: the rerank API against the direct gRPC client;
+- --tracing ``tracing_overhead``: the rerank API with OpenTelemetry tracing on against off;
 - --families and --cpu-scaling ``scaling``: pairs/s per model family, and per core count;
 - --first-stages ``first_stages``: search and whole-query latency of dense, bm25 and hybrid.
 """
@@ -47,6 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--perf-analyzer", help="Triton's perf_analyzer binary (default: the one on PATH)")
     parser.add_argument("--no-perf-analyzer", action="store_true")
     parser.add_argument("--api", action="store_true", help="the rerank API's overhead against the direct client")
+    parser.add_argument(
+        "--tracing", action="store_true", help="the rerank API with tracing on (exported, Triton too) against off"
+    )
     parser.add_argument(
         "--long-documents", action="store_true", help="what windows and the fold cost, against the same rows sent plain"
     )
@@ -112,7 +116,15 @@ def core_counts(value: str) -> list[int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from triton_rerank.bench import api_overhead, first_stages, long_documents, scaling, served_benchmark, tiers
+    from triton_rerank.bench import (
+        api_overhead,
+        first_stages,
+        long_documents,
+        scaling,
+        served_benchmark,
+        tiers,
+        tracing_overhead,
+    )
 
     config = from_flags(BenchmarkConfig, args)
     if args.families:
@@ -124,6 +136,8 @@ def run(args: argparse.Namespace) -> int:
         return scaling.run_cpu_scaling(config)
     if args.api:
         return api_overhead.run_api_benchmark(config)
+    if args.tracing:
+        return tracing_overhead.run_tracing_benchmark(config)
     if args.first_stages:
         return first_stages.run_first_stages_benchmark(config)
     if args.long_documents:
