@@ -475,7 +475,7 @@ def test_benchmark_quick_measures_every_variant_side_by_side_and_writes_its_repo
     assert (out / "benchmark.png").read_bytes()[:4] == b"\x89PNG"
 
 
-@pytest.mark.parametrize("mode", ["--long-documents", "--api"])
+@pytest.mark.parametrize("mode", ["--long-documents", "--api", "--tracing"])
 def test_the_benchmarks_of_long_documents_and_of_the_api_run_and_report(tiny_model, tmp_path, mode):
     out = tmp_path / "bench"
     done = subprocess.run(
@@ -491,6 +491,12 @@ def test_the_benchmarks_of_long_documents_and_of_the_api_run_and_report(tiny_mod
         }
         assert all(cell["errors"] == 0 for cell in report["cells"])
         assert report["api_vs_direct_scores"]["max_abs_diff"] < 1e-4  # the same scores through the API
+    elif mode == "--tracing":
+        report = json.loads((out / "tracing-benchmark.json").read_text())
+        assert len(report["overhead"]) == 6 and all(cell["errors"] == 0 for cell in report["cells"])
+        # Tracing was really on: the API's spans and Triton's own reached the receiver.
+        assert report["services_traced"] == ["triton-inference-server", "triton-rerank-api"]
+        assert report["spans_received"] > 0
     else:
         report = json.loads((out / "long-documents-benchmark.json").read_text())
         assert report["rows_per_request"] > 10  # ten long documents a request, read in windows

@@ -5,7 +5,6 @@ interleaved in the same run; writes api-benchmark.json and api-benchmark.md.
 
 from __future__ import annotations
 
-import json
 import time
 
 from triton_rerank.bench.config import BenchmarkConfig, data_description, machine
@@ -18,7 +17,7 @@ def run_api_benchmark(config: BenchmarkConfig) -> int:
     """The rerank API against the direct gRPC client, on one int8 server, interleaved."""
     from triton_rerank.api.process import ApiProcess
     from triton_rerank.bench.harness import accuracy, api_scorer, served_scorer
-    from triton_rerank.bench.report import api_markdown, api_overhead
+    from triton_rerank.bench.report import api_markdown, api_overhead, save
     from triton_rerank.bench.servers import Served, export_repositories
 
     started = time.perf_counter()
@@ -52,8 +51,4 @@ def run_api_benchmark(config: BenchmarkConfig) -> int:
         "overhead": api_overhead(cells),
         "wall_s": time.perf_counter() - started,
     }
-    (config.out / "api-benchmark.json").write_text(json.dumps(report, indent=2) + "\n")
-    table = api_markdown(report)
-    (config.out / "api-benchmark.md").write_text(table)
-    print("\n" + table + f"\nwrote api-benchmark.json, api-benchmark.md to {config.out} in {report['wall_s']:.0f} s")
-    return 1 if any(cell["errors"] for cell in report["cells"]) else 0
+    return save(config.out, "api-benchmark", report, api_markdown(report))

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from triton_rerank.bench.harness import Cell
+
+
+def save(out: Path, stem: str, report: dict, table: str) -> int:
+    """``stem``.json and ``stem``.md in ``out``, the table printed; exit code 1 when a request failed."""
+    (out / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / f"{stem}.md").write_text(table)
+    print("\n" + table + f"\nwrote {stem}.json, {stem}.md to {out} in {report['wall_s']:.0f} s")
+    return 1 if any(cell["errors"] for cell in report["cells"]) else 0
 
 
 def ratios(cells: list[Cell]) -> list[dict]:

@@ -7,7 +7,6 @@ on keeps at least 95 % of the throughput.
 
 from __future__ import annotations
 
-import json
 import time
 
 from triton_rerank.bench.api_overhead import API_GRID
@@ -22,6 +21,7 @@ def run_tracing_benchmark(config: BenchmarkConfig) -> int:
     from triton_rerank.api.process import ApiProcess
     from triton_rerank.bench.harness import api_scorer
     from triton_rerank.bench.otlp_receiver import OtlpReceiver
+    from triton_rerank.bench.report import save
     from triton_rerank.bench.servers import Served, export_repositories
 
     started = time.perf_counter()
@@ -59,11 +59,7 @@ def run_tracing_benchmark(config: BenchmarkConfig) -> int:
         "goal": GOAL,
         "wall_s": time.perf_counter() - started,
     }
-    (config.out / "tracing-benchmark.json").write_text(json.dumps(report, indent=2) + "\n")
-    table = markdown(report)
-    (config.out / "tracing-benchmark.md").write_text(table)
-    print("\n" + table + f"\nwrote tracing-benchmark.json, tracing-benchmark.md to {config.out}")
-    return 1 if any(cell["errors"] for cell in report["cells"]) else 0
+    return save(config.out, "tracing-benchmark", report, markdown(report))
 
 
 def kept(cells: list) -> list[dict]:
