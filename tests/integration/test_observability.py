@@ -245,3 +245,27 @@ def test_every_metric_the_dashboard_and_alerts_read_is_in_a_real_scrape(triton_s
     missing = {name for name in read - scraped - NOT_SCRAPED if not name.startswith(GPU_ONLY_PREFIX)}
     assert not missing, missing
     assert {n for n in read if n.startswith(GPU_ONLY_PREFIX)} == {"nv_gpu_utilization"}  # the only exception
+
+
+def test_a_pipeline_search_is_one_trace_with_embed_milvus_and_rerank_under_it(
+    triton_server, memory_spans, sample_corpus, tmp_path
+):
+    from triton_rerank import TritonEmbedFunction, TritonRerankFunction
+    from triton_rerank.ingest import ingest, read_documents
+    from triton_rerank.pipeline import RerankPipeline
+    from triton_rerank.store import MilvusStore
+
+    embed, rerank = TritonEmbedFunction(triton_server.grpc_url), TritonRerankFunction(triton_server.grpc_url)
+    with MilvusStore(str(tmp_path / "docs.db"), collection="traced", index="FLAT") as store:
+        ingest(read_documents(sample_corpus), store, embed, batch_size=8)
+        memory_spans.clear()
+        RerankPipeline(store, embed, rerank).search(QUERY, retrieve_k=10, top_k=3, request_id="search-9")
+    spans = memory_spans.get_finished_spans()
+    (search,) = [s for s in spans if s.name == "search"]
+    children = {s.name: s for s in spans if s.parent is not None and s.parent.span_id == search.context.span_id}
+    assert set(children) == {"embed", "milvus.search", "rerank"}
+    assert children["milvus.search"].attributes["first_stage"] == "hybrid"  # auto, on a BM25 collection
+    for step in ("embed", "rerank"):  # each Triton call under the step that made it, with the request id
+        calls = [s for s in spans if s.name == "triton.infer" and s.parent.span_id == children[step].context.span_id]
+        assert calls and all(c.attributes["triton_rerank.request_id"] == "search-9" for c in calls)
+    assert {s.context.trace_id for s in spans} == {search.context.trace_id}

@@ -155,6 +155,19 @@ def test_the_api_key_turns_on_the_restricted_apis_in_the_container_command():
     assert f"--grpc-restricted-protocol=metadata,inference:x-api-key={'k' * 20}" in keyed
 
 
+def test_an_otlp_endpoint_turns_on_tritons_trace_mode_as_the_embedded_server_runs_it():
+    from triton_rerank.tracing import triton_flags
+
+    script = container_command(services()["triton-cpu"])[2]
+    environment = {"TRITON_RERANK_API_KEY": "", "RESTRICTED_APIS": "metadata", "OTEL_EXPORTER_OTLP_ENDPOINT": ""}
+    run = ["sh", "-c", script.replace("exec tritonserver", "printf '%s\\n'"), "sh"]
+    plain = subprocess.run(run, env=environment, capture_output=True, text=True, check=True).stdout.split()
+    assert not any("trace" in arg for arg in plain)
+    endpoint = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://jaeger:4318"}
+    traced = subprocess.run(run, env=environment | endpoint, capture_output=True, text=True, check=True).stdout.split()
+    assert [arg for arg in traced if arg.startswith("--trace")] == triton_flags("http://jaeger:4318/v1/traces", 0)
+
+
 def kubernetes_documents(name: str = "triton.yaml") -> list[dict]:
     return [doc for doc in yaml.safe_load_all((KUBERNETES / name).read_text()) if doc]
 
@@ -182,8 +195,12 @@ def test_the_rerank_api_runs_the_same_command_in_compose_and_kubernetes():
     assert container["readinessProbe"]["httpGet"]["path"] == "/ready"  # Triton and the model are ready
     assert container["livenessProbe"]["httpGet"]["path"] == "/health"  # the process answers
     assert "/ready" in " ".join(service["healthcheck"]["test"])  # compose waits for ready, as Kubernetes
-    keys = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"]}
+    keys = {
+        e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"] if "secretKeyRef" in e.get("valueFrom", {})
+    }
     assert set(keys) == {"RERANK_API_KEY", "TRITON_RERANK_API_KEY"} and all(k["optional"] for k in keys.values())
+    otel = {e["name"]: e for e in container["env"]}["OTEL_EXPORTER_OTLP_ENDPOINT"]
+    assert otel["valueFrom"]["configMapKeyRef"]["optional"] and "OTEL_EXPORTER_OTLP_ENDPOINT" in service["environment"]
 
 
 @pytest.mark.parametrize(
