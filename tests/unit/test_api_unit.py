@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import time
 
 import httpx
@@ -248,3 +249,18 @@ async def test_info_and_models_look_at_triton_at_most_once_per_refresh_interval(
             assert (await client.get("/info")).status_code == 200
             assert (await client.get("/v1/models")).status_code == 200
     assert service.refreshes == 1
+
+
+async def test_the_access_log_line_names_the_request_route_status_model_and_documents(caplog):
+    from triton_rerank.api.observe import ACCESS_LOGGER
+
+    with caplog.at_level(logging.INFO, logger=ACCESS_LOGGER):
+        async with client_for(StandIn()) as client:
+            answer = await client.post("/v2/rerank", json=COHERE_BODY, headers={"x-request-id": "abc-1"})
+            refused = await client.post("/v2/rerank", json={**COHERE_BODY, "model": "absent"})
+    assert answer.headers["x-request-id"] == "abc-1"
+    ok, missing = [r for r in caplog.records if r.name == ACCESS_LOGGER]
+    assert ok.getMessage().startswith("POST /v2/rerank 200 request_id=abc-1 ms=")
+    assert ok.getMessage().endswith("model=reranker documents=3")
+    assert (missing.status, missing.request_id) == (404, refused.headers["x-request-id"])
+    assert missing.model is None  # refused before a model was chosen
