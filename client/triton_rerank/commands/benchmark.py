@@ -47,16 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds (default: %(default)s)")
     parser.add_argument("--perf-analyzer", help="Triton's perf_analyzer binary (default: the one on PATH)")
     parser.add_argument("--no-perf-analyzer", action="store_true")
-    parser.add_argument("--api", action="store_true", help="the rerank API's overhead against the direct client")
-    parser.add_argument(
-        "--tracing", action="store_true", help="the rerank API with tracing on (exported, Triton too) against off"
-    )
-    parser.add_argument(
-        "--long-documents", action="store_true", help="what windows and the fold cost, against the same rows sent plain"
-    )
-    parser.add_argument(
-        "--tiers", action="store_true", help="each precision tier against the fastest in-process peer of that tier"
-    )
+    _add_modes(parser)
     parser.add_argument(
         "--families", action="store_true", help="pairs/s per model family (BERT, XLM-R, Qwen3), fp32 and int8"
     )
@@ -88,6 +79,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the Python of the peers' environment, built by `make peers` (default: %(default)s)",
     )
     _add_first_stages(parser)
+
+
+def _add_modes(parser: argparse.ArgumentParser) -> None:
+    """The benchmarks other than the default one (each a module of triton_rerank.bench)."""
+    parser.add_argument("--api", action="store_true", help="the rerank API's overhead against the direct client")
+    parser.add_argument(
+        "--tracing", action="store_true", help="the rerank API with tracing on (exported, Triton too) against off"
+    )
+    parser.add_argument(
+        "--long-documents", action="store_true", help="what windows and the fold cost, against the same rows sent plain"
+    )
+    parser.add_argument(
+        "--tiers", action="store_true", help="each precision tier against the fastest in-process peer of that tier"
+    )
 
 
 def _add_first_stages(parser: argparse.ArgumentParser) -> None:
