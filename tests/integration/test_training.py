@@ -143,7 +143,7 @@ def test_the_command_trains_an_encoder_on_pseudo_queries_in_process(beir_folder,
             "--pseudo-queries",
             "titles",
             "--max-minutes",
-            "0.1",
+            "0.4",  # 0.1 was refused as too small on cores another job held (a step took 0.6 s)
             "--evaluations",
             "2",
             "--dev-fraction",
