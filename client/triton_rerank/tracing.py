@@ -37,6 +37,8 @@ MAX_REQUEST_ID_LENGTH = 128
 REQUEST_ID_ATTRIBUTE = "triton_rerank.request_id"
 TRACER_NAME = "triton_rerank"
 
+# Made once (it follows the provider set later, as OpenTelemetry's proxy does): span() is on the hot path.
+_tracer = trace.get_tracer(TRACER_NAME) if trace is not None else None
 _request_id: ContextVar[str | None] = ContextVar("triton_rerank_request_id", default=None)
 
 
@@ -89,7 +91,7 @@ def span(name: str, **attributes) -> Iterator[object | None]:
     attributes = {key: value for key, value in attributes.items() if value is not None}
     if (current := _request_id.get()) is not None:
         attributes[REQUEST_ID_ATTRIBUTE] = current
-    with trace.get_tracer(TRACER_NAME).start_as_current_span(name, attributes=attributes) as opened:
+    with _tracer.start_as_current_span(name, attributes=attributes) as opened:
         yield opened
 
 

@@ -46,7 +46,7 @@ class Metrics:
         self.documents_per_request.labels(route).observe(documents)
 
 
-def _refuse(scope: Scope, err: ApiError):
+def refuse(scope: Scope, err: ApiError):
     """The refusal of a request to ``scope``'s route, in its API's format."""
     dialect = ROUTES[scope["path"]][2] if scope["path"] in ROUTES else JINA
     return error_response(dialect, err)
@@ -89,7 +89,7 @@ class ApiKeyMiddleware:
             scheme, _, given = Request(scope).headers.get("authorization", "").partition(" ")
             if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), self.key):
                 refusal = ApiError("unauthorized", "missing or wrong API key (send Authorization: Bearer <key>)")
-                await _refuse(scope, refusal)(scope, receive, send)
+                await refuse(scope, refusal)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
@@ -107,7 +107,7 @@ class ConcurrencyLimitMiddleware:
             return
         if self.in_flight >= self.limit:
             refusal = ApiError("overloaded", "too many requests at once; try again later")
-            await _refuse(scope, refusal)(scope, receive, send)
+            await refuse(scope, refusal)(scope, receive, send)
             return
         self.in_flight += 1
         try:

@@ -19,8 +19,8 @@ from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import triton_rerank.tracing as tracing
-from triton_rerank.api.routes import ROUTES, error_response
-from triton_rerank.api.schemas import JINA, ApiError
+from triton_rerank.api.middleware import refuse
+from triton_rerank.api.schemas import ApiError
 from triton_rerank.errors import RerankInputError
 
 ACCESS_LOGGER = "triton_rerank.api.access"
@@ -49,17 +49,14 @@ class RequestContextMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", state["request_id"].encode())]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", state["request_id"].encode())]
             await send(message)
 
         try:
             if given is not None:
                 state["request_id"] = tracing.check_request_id(given)
         except RerankInputError as err:  # answered with the id made for it, so the refusal is traceable
-            dialect = ROUTES[scope["path"]][2] if scope["path"] in ROUTES else JINA
-            refusal = ApiError("malformed", f"X-Request-Id: {err}")
-            await error_response(dialect, refusal)(scope, receive, send_with_id)
+            await refuse(scope, ApiError("malformed", f"X-Request-Id: {err}"))(scope, receive, send_with_id)
             self._log(scope, state, status, started)
             return
         with tracing.requested(state["request_id"]):
