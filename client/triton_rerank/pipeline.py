@@ -7,9 +7,9 @@
 
 The query is embedded by the ``embedder`` ensemble, Milvus returns the ``retrieve_k`` best
 documents by the first stage (``triton_rerank.first_stage``: ``first_stage="hybrid"``, BM25 and
-dense fused by RRF, where the collection has BM25, else ``"dense"``; ``"bm25"``; ``fusion="weighted"``
-with ``weights=(dense, bm25)``; ``leg_k``), and the ``reranker`` ensemble scores each (query,
-document) pair; hits come back best rerank score first, each with where every leg put it.
+dense fused by relative score fusion, where the collection has BM25, else ``"dense"``; ``"bm25"``;
+``fusion="rrf"|"weighted"``, ``weights=(dense, bm25)``, ``leg_k``), and the ``reranker`` ensemble
+scores each (query, document) pair; hits come back best rerank score first, each with where every leg put it.
 ``AsyncRerankPipeline`` holds the logic (Milvus calls run in a worker thread); ``RerankPipeline``
 runs it on the blocking clients' shared loop.
 
@@ -159,7 +159,7 @@ class AsyncRerankPipeline:
         cascade: list[tuple[AsyncTritonRerankFunction, int]] | None = None,
         blend: float | None = None,
         first_stage: str | FirstStage = "auto",
-        fusion: str = "rrf",
+        fusion: str = FirstStage.fusion,
         rrf_k: int = DEFAULT_RRF_K,
         weights: tuple[float, float] | None = None,
         leg_k: int | None = None,

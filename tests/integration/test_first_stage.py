@@ -1,7 +1,8 @@
-"""The first stages against a real Milvus Lite: dense, BM25 and hybrid (RRF and weighted fusion in
-Milvus), each hit's leg ranks, the dense-only collection's message, bad settings refused before any
-search, Milvus' BM25 against an exact one, and the async pipeline's parity with the blocking one.
-Two-dimensional vectors make the dense order known by hand; no Triton is needed."""
+"""The first stages against a real Milvus Lite: dense, BM25 and hybrid (relative score fusion of the
+legs' lists; RRF and weighted fusion in Milvus), each hit's leg ranks, the dense-only collection's
+message, bad settings refused before any search, Milvus' BM25 against an exact one, and the async
+pipeline's parity with the blocking one. Two-dimensional vectors make the dense order known by
+hand; no Triton is needed."""
 
 from __future__ import annotations
 
@@ -52,8 +53,40 @@ def test_dense_and_bm25_each_rank_by_their_own_leg(store):
     assert [m.score for m in bm25] == sorted((m.score for m in bm25), reverse=True)
 
 
+def test_hybrid_relative_is_the_weighted_sum_of_each_legs_min_max_scaled_scores(store):
+    fused = search(store, FirstStage("hybrid"))
+    assert FirstStage("hybrid").name == "hybrid (relative 0.75/0.25)"
+    assert {m.id for m in fused} == set(TEXTS)  # the union of both legs
+    legs = {leg: search(store, FirstStage(leg)) for leg in ("dense", "bm25")}
+    scaled = {  # by hand: each leg's best 1, its worst 0
+        leg: {m.id: (m.score - hits[-1].score) / (hits[0].score - hits[-1].score) for m in hits}
+        for leg, hits in legs.items()
+    }
+    for match in fused:
+        expected = 0.75 * scaled["dense"].get(match.id, 0) + 0.25 * scaled["bm25"].get(match.id, 0)
+        assert match.score == pytest.approx(expected, abs=1e-6)
+        assert {leg: hit.rank for leg, hit in match.legs.items()} == {
+            leg: [m.id for m in hits].index(match.id) + 1 for leg, hits in legs.items() if match.id in scaled[leg]
+        }
+    assert [m.score for m in fused] == sorted((m.score for m in fused), reverse=True)
+    assert fused[0].id == "d0"  # first in dense, second in BM25
+    # d2: first in BM25 but last in dense, so dense's 0.75 keeps it below dense's d4 (no query word at all)
+    assert [m.id for m in fused].index("d4") < [m.id for m in fused].index("d2")
+
+
+def test_relative_fusion_follows_the_weights_and_the_limit(store):
+    dense_only = search(store, FirstStage("hybrid", weights=(1, 0)))
+    assert [m.id for m in dense_only][2:] == ["d1", "d3", "d2"] and {m.id for m in dense_only[:2]} == {"d0", "d4"}
+    bm25_only = search(store, FirstStage("hybrid", weights=[0, 1]))
+    bm25 = [m.id for m in search(store, FirstStage("bm25"))]
+    assert [m.id for m in bm25_only if m.id in bm25] == bm25 and bm25_only[0].score == 1  # BM25's best scales to 1
+    assert bm25_only[-1].score == 0  # as BM25's worst does to 0, tied with what only dense found
+    top = search(store, FirstStage("hybrid", leg_k=5), limit=2)  # the same legs, the fused list cut at 2
+    assert [m.id for m in top] == [m.id for m in search(store, FirstStage("hybrid"))][:2]
+
+
 def test_hybrid_rrf_is_the_reciprocal_rank_fusion_of_the_legs(store):
-    fused = search(store, FirstStage("hybrid", rrf_k=60))
+    fused = search(store, FirstStage("hybrid", fusion="rrf", rrf_k=60))
     assert {m.id for m in fused} == set(TEXTS)  # the union of both legs
     for match in fused:  # Milvus' fused score from the legs' ranks each hit carries
         expected = sum(1 / (60 + leg.rank) for leg in match.legs.values())
@@ -70,8 +103,9 @@ def test_weighted_fusion_follows_the_weights(store):
     assert [m.id for m in bm25_only][:3] == [m.id for m in search(store, FirstStage("bm25"))]
 
 
-def test_hybrid_legs_search_leg_k_deep(store):
-    fused = search(store, FirstStage("hybrid", leg_k=1), limit=5)
+@pytest.mark.parametrize("fusion", ["relative", "rrf"])
+def test_hybrid_legs_search_leg_k_deep(store, fusion):
+    fused = search(store, FirstStage("hybrid", fusion=fusion, leg_k=1), limit=5)
     assert [m.id for m in fused] == ["d0", "d2"] or [m.id for m in fused] == ["d2", "d0"]
     assert all(leg.rank == 1 for m in fused for leg in m.legs.values())
 
@@ -97,7 +131,8 @@ def test_auto_is_hybrid_where_the_collection_has_bm25_and_dense_where_not(store,
         ({"kind": "hybrid", "fusion": "weighted", "weights": (0.5, 0.3, 0.2)}, "one weight per leg"),
         ({"kind": "hybrid", "fusion": "weighted", "weights": (0, 0)}, "all 0"),
         ({"kind": "hybrid", "fusion": "weighted", "weights": (1.5, 0)}, r"dense weight must be a number in \[0, 1\]"),
-        ({"kind": "hybrid", "weights": (0.5, 0.5)}, "weights apply to fusion='weighted'"),
+        ({"kind": "hybrid", "fusion": "rrf", "weights": (0.5, 0.5)}, "weights apply to fusion 'relative' or 'weigh"),
+        ({"kind": "hybrid", "weights": (0.5,)}, "one weight per leg"),
         ({"kind": "dense", "fusion": "weighted"}, "has one leg"),
         ({"kind": "hybrid", "rrf_k": 0}, "rrf_k must be"),
         ({"kind": "hybrid", "leg_k": 0}, "leg_k must be"),

@@ -112,7 +112,7 @@ def test_hybrid_fuses_bm25_and_dense_candidates_each_with_its_legs(store, client
     """A collection that ingest wrote has BM25: the default first stage is hybrid, its candidates
     the fusion of the two legs' lists, each carrying where each leg put it; then reranked."""
     hybrid = RerankPipeline(store, *clients)
-    assert hybrid.first_stage.kind == "hybrid" and hybrid.first_stage.fusion == "rrf"
+    assert hybrid.first_stage.kind == "hybrid" and hybrid.first_stage.fusion == "relative"
     query = "sea level rise"
     legs = {
         kind: [c.id for c in RerankPipeline(store, *clients, first_stage=kind).search(query, top_k=1).candidates]

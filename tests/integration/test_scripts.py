@@ -189,7 +189,7 @@ def test_quick_start_in_a_fresh_clone_writes_no_tracked_file(tiny_model, embedde
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "ingested 32 new of 32 documents" in result.stdout
-    assert result.stdout.count("first stage (Milvus, hybrid (rrf k=60))") == 3  # BM25 and dense, fused
+    assert result.stdout.count("first stage (Milvus, hybrid (relative 0.75/0.25))") == 3  # BM25 and dense, fused
     assert "dense #" in result.stdout and "bm25 #" in result.stdout
     assert result.stdout.count("(was #") == 9  # three queries, top 3 each
     curl = next(line for line in result.stdout.splitlines() if line.strip().startswith("$ curl"))
@@ -310,21 +310,22 @@ def test_evaluate_compares_first_stages_each_reranked_beside_an_exact_bm25(
             "evaluate.py", "--data", str(tiny_beir(tmp_path / "beir", sample_corpus)),
             "--reranker-model", str(tiny_model), "--embedder-model", embedder_model,
             "--triton-url", triton_server.grpc_url, "--index", "FLAT", "--retrieve-k", "10",
-            "--first-stage", "dense,bm25,hybrid", "--fusion", "rrf,weighted", "--no-reference", "--out", str(out),
+            "--first-stage", "dense,bm25,hybrid", "--fusion", "relative,rrf,weighted", "--no-reference",
+            "--out", str(out),
         ),
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     report = json.loads(out.read_text())
     rows = report["results"]
-    stages = ("FLAT", "BM25", "hybrid (rrf k=60)", "hybrid (weighted 0.5/0.5)")
-    assert all(f"first stage: Milvus {stage} (served)" in rows for stage in stages)
-    for on in ("", " BM25", " hybrid (rrf k=60)", " hybrid (weighted 0.5/0.5)"):  # each reranked
+    hybrids = ("hybrid (relative 0.75/0.25)", "hybrid (rrf k=60)", "hybrid (weighted 0.5/0.5)")
+    assert all(f"first stage: Milvus {stage} (served)" in rows for stage in ("FLAT", "BM25", *hybrids))
+    for on in ("", " BM25", *(f" {h}" for h in hybrids)):  # each reranked
         assert 0 <= rows[f"reranked: Triton on Milvus{on} top-10 (served)"]["ndcg@10"] <= 1
     # Milvus Lite's BM25 (it does not stem) is the exact unstemmed BM25, ranking for ranking.
     assert rows["first stage: Milvus BM25 (served)"] == rows["first stage: exact BM25 (bm25s, in-process)"]
     assert "first stage: exact BM25, stemmed (bm25s, in-process)" in rows
-    assert report["first_stage"] == ["dense", "bm25", "hybrid (rrf k=60)", "hybrid (weighted 0.5/0.5)"]
+    assert report["first_stage"] == ["dense", "bm25", *hybrids]
     # The other first stages' candidates were scored once: only pairs the dense list lacked.
     assert "served (after hybrid (rrf k=60)): reranked 0 new pairs" in result.stdout
 

@@ -64,10 +64,14 @@ def test_evaluate_first_stage_flags_reach_the_config_and_bad_ones_are_refused_be
     chosen = config("--first-stage", "dense,bm25,hybrid", "--fusion", "weighted", "--weights", "0.7,0.3")
     assert [stage.name for stage in chosen.first_stages()] == ["dense", "bm25", "hybrid (weighted 0.7/0.3)"]
     assert config().first_stage == ["dense"]  # as before: the dense first stage alone
+    default = config("--first-stage", "hybrid", "--weights", "0.6,0.4")
+    assert [stage.name for stage in default.first_stages()] == ["hybrid (relative 0.6/0.4)"]
     with pytest.raises(SystemExit):  # argparse: an unknown first stage
         config("--first-stage", "dense,sparse")
-    both = config("--first-stage", "dense,hybrid", "--fusion", "rrf,weighted", "--rrf-k", "20")
-    assert [stage.name for stage in both.first_stages()] == ["dense", "hybrid (rrf k=20)", "hybrid (weighted 0.5/0.5)"]
+    all_three = config("--first-stage", "dense,hybrid", "--fusion", "relative,rrf,weighted", "--rrf-k", "20")
+    assert [stage.name for stage in all_three.first_stages()] == [
+        "dense", "hybrid (relative 0.75/0.25)", "hybrid (rrf k=20)", "hybrid (weighted 0.5/0.5)"
+    ]  # fmt: skip
     with pytest.raises(ValueError, match="--first-stage names each once"):
         config("--first-stage", "bm25,bm25")
     with pytest.raises(ValueError, match="one weight per leg"):

@@ -79,7 +79,7 @@ def add_milvus(parser: argparse.ArgumentParser, *, uri_default: str | None = "do
 
 def add_first_stage(parser: argparse.ArgumentParser, *, several: bool = False) -> None:
     """Which candidates the reranker reads (``triton_rerank.first_stage``); ``several``: a list to compare."""
-    from triton_rerank.first_stage import DEFAULT_RRF_K, FIRST_STAGES, FUSIONS
+    from triton_rerank.first_stage import DEFAULT_RRF_K, FIRST_STAGES, FUSIONS, FirstStage
 
     if several:
         parser.add_argument(
@@ -101,12 +101,16 @@ def add_first_stage(parser: argparse.ArgumentParser, *, several: bool = False) -
         parser.add_argument(
             "--fusion",
             type=names_of("fusions", FUSIONS),
-            default=["rrf"],
-            help="how hybrid fuses its legs, comma-separated to evaluate each: rrf,weighted (default: rrf)",
+            default=[FirstStage.fusion],
+            help="how hybrid fuses its legs, comma-separated to evaluate each: relative,rrf,weighted "
+            f"(default: {FirstStage.fusion})",
         )
     else:
         parser.add_argument(
-            "--fusion", choices=FUSIONS, default="rrf", help="how hybrid fuses its legs (default: %(default)s)"
+            "--fusion",
+            choices=FUSIONS,
+            default=FirstStage.fusion,
+            help="how hybrid fuses its legs (default: %(default)s)",
         )
     parser.add_argument(
         "--rrf-k", type=int, default=DEFAULT_RRF_K, help="RRF's constant: 1 / (k + rank) (default: %(default)s)"
@@ -114,7 +118,8 @@ def add_first_stage(parser: argparse.ArgumentParser, *, several: bool = False) -
     parser.add_argument(
         "--weights",
         type=lambda value: tuple(float(w) for w in value.split(",")),
-        help="with --fusion weighted: DENSE,BM25 weights in [0, 1] (default: 0.5,0.5)",
+        help="with --fusion relative or weighted: DENSE,BM25 weights in [0, 1] (default: 0.75,0.25 relative, "
+        "0.5,0.5 weighted)",
     )
     parser.add_argument("--leg-k", type=int, help="how deep each hybrid leg searches (default: the candidates asked)")
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from triton_rerank.first_stage import DEFAULT_RRF_K, FirstStage
+from triton_rerank.first_stage import DEFAULT_RRF_K, DEFAULT_WEIGHTS, FirstStage
 from triton_rerank.model_sources import DEFAULT_EMBEDDER, DEFAULT_RERANKER
 
 CASCADE_NAME = "cascade"  # the second reranker's ensemble in the evaluation's repository
@@ -36,7 +36,7 @@ class EvaluationConfig:
     milvus_ca_file: str | None = None
     index: str = "HNSW"
     first_stage: Sequence[str] = ("dense",)  # each is evaluated, then reranked, on the same queries
-    fusion: Sequence[str] = ("rrf",)  # how hybrid fuses its legs (triton_rerank.first_stage): one hybrid each
+    fusion: Sequence[str] = (FirstStage.fusion,)  # how hybrid fuses its legs (triton_rerank.first_stage): one each
     rrf_k: int = DEFAULT_RRF_K
     weights: tuple[float, float] | None = None
     leg_k: int | None = None
@@ -84,7 +84,7 @@ class EvaluationConfig:
                 stages.append(FirstStage(kind))
                 continue
             for fusion in self.fusion:
-                weights = self.weights if fusion == "weighted" else None
+                weights = self.weights if fusion in DEFAULT_WEIGHTS else None
                 stages.append(FirstStage(kind, fusion=fusion, rrf_k=self.rrf_k, weights=weights, leg_k=self.leg_k))
         return stages
 
