@@ -94,7 +94,7 @@ def add_first_stage(parser: argparse.ArgumentParser, *, several: bool = False) -
             "--first-stage",
             choices=FIRST_STAGES,
             default="auto",
-            help="dense (embeddings), bm25 (full text) or hybrid (both, fused in Milvus); auto: hybrid where the "
+            help="dense (embeddings), bm25 (full text) or hybrid (both, fused); auto: hybrid where the "
             "collection has BM25, else dense (default: %(default)s)",
         )
     if several:
