@@ -73,7 +73,7 @@ def run_first_stages_benchmark(config: BenchmarkConfig) -> int:
 
 def search_latencies(store, texts: list[str], vectors, rounds: int) -> dict[str, dict]:
     """Per first stage, p50/p95 of one query's search, queries interleaved across the stages."""
-    stages = [FirstStage(kind).resolve(store) for kind in STAGES] + [FirstStage("hybrid", fusion="rrf")]
+    stages = [stage.resolve(store) for stage in (*map(FirstStage, STAGES), FirstStage("hybrid", fusion="rrf"))]
     runs = {
         stage.name: (
             lambda i, stage=stage: retrieve(store, stage, texts[i : i + 1], vectors[i : i + 1], limit=RETRIEVE_K)
