@@ -89,6 +89,9 @@ def test_trained_from_a_milvus_collection_exports_and_serves_its_own_scores(trai
     assert mining["hard"] + mining["over_margin"] == 220 - 22
     # The budget is time, so the step count is the machine's (9 were seen on shared cores): some, not a number.
     assert report["recipe"]["steps"] > 0 and len(report["dev_results"]["curve"]) == 2
+    for point in report["dev_results"]["curve"]:  # blended (the checkpoint's criterion) and alone
+        assert {"minutes", "step", "dev_ndcg@10", "reranker_alone"} == set(point)
+        assert 0 <= point["reranker_alone"] <= point["dev_ndcg@10"] <= 1  # alone is one of the blends tried
     assert json.loads((output / "train-report.json").read_text()) == report
     assert "Dev nDCG@10 during training" in (output / "README.md").read_text()
 
@@ -163,6 +166,33 @@ def test_the_command_trains_an_encoder_on_pseudo_queries_in_process(beir_folder,
     assert "wrote" in capsys.readouterr().out
     code = main(["train", "--data", str(beir_folder), "--model", str(encoder), "--output", str(tmp_path / "out")])
     assert code == 1 and "exists: name a new folder" in capsys.readouterr().err
+
+
+def test_an_encoder_trained_on_labels_gets_title_pseudo_queries_beside_them(beir_folder, tmp_path):
+    """From a plain encoder, ``auto`` mixes the corpus' titles into the labelled training; from a
+    cross-encoder, or with ``none``, it does not."""
+    from tiny_models import build_tiny_bert_encoder
+
+    encoder = build_tiny_bert_encoder(tmp_path / "encoder")
+    report = train(config(beir_folder, encoder, tmp_path / "out", max_pseudo_queries=20, force=True))
+    titles = report["mixed_pseudo_queries"]
+    assert report["base_kind"] == "encoder" and report["pseudo_queries"] is None
+    assert titles["kind"] == "titles" and titles["queries"] == 20 and titles["positives"] == 20
+    assert titles["hard"] > 0  # other documents, mined for each title, to train it against
+    assert report["queries"] == {"train": 22, "dev": 10}  # dev stays the labelled queries
+    assert "20 title pseudo-queries trained beside them" in (tmp_path / "out" / "README.md").read_text()
+
+    off = train(config(beir_folder, encoder, tmp_path / "off", mix_pseudo_queries="none", force=True))
+    assert off["mixed_pseudo_queries"] is None
+
+
+def test_mixing_titles_needs_a_corpus_with_documents(tmp_path, tiny_model):
+    path = tmp_path / "train.jsonl"
+    path.write_text(json.dumps({"query": "q", "positives": ["a"], "negatives": ["b"]}) + "\n")
+    settings = TrainConfig(data=path, model=str(tiny_model), output=tmp_path / "out", mix_pseudo_queries="titles")
+    with pytest.raises(RerankInputError, match="reads a BEIR folder's corpus"):
+        train(settings)
+    assert not (tmp_path / "out").exists()
 
 
 def test_evaluate_compares_the_base_and_the_trained_model_on_the_same_candidates(

@@ -109,6 +109,30 @@ def test_pseudo_queries_fall_back_to_the_first_sentence(tmp_path):
     assert data.queries == {"b": "First part."} and data.corpus == {"a": "One sentence only", "b": "Second part."}
 
 
+def test_pseudo_queries_beside_labels_get_their_own_query_ids(tmp_path):
+    data = pseudo_queries(beir(tmp_path, "d0\td0\t1\n"), limit=2, seed=0, query_prefix="title:")
+    assert all(q.startswith("title:") for q in data.queries)  # a judged query named "d0" stays apart
+    assert all(judged == {q.removeprefix("title:"): 1} for q, judged in data.judgments.items())
+
+
+def test_titles_go_beside_the_labels_from_an_encoder_or_when_asked(tmp_path, capsys):
+    from triton_rerank.training.runner import mixed_pseudo_queries
+
+    folder = beir(tmp_path / "titled", "q1\td0\t1\n")
+    settings = {"data": folder, "model": "m", "output": tmp_path / "out"}
+    assert len(mixed_pseudo_queries(TrainConfig(**settings), "encoder").queries) == 6
+    assert mixed_pseudo_queries(TrainConfig(**settings), "cross-encoder") is None
+    assert mixed_pseudo_queries(TrainConfig(**settings, mix_pseudo_queries="titles"), "cross-encoder") is not None
+    assert mixed_pseudo_queries(TrainConfig(**settings, mix_pseudo_queries="none"), "encoder") is None
+
+    untitled = beir(tmp_path / "untitled", "q1\ta\t1\n", corpus=[{"_id": "a", "text": "One sentence only"}])
+    settings["data"] = untitled
+    assert mixed_pseudo_queries(TrainConfig(**settings), "encoder") is None  # auto: said, and trained on labels
+    assert "no title pseudo-queries beside the labels" in capsys.readouterr().out
+    with pytest.raises(TrainingDataError, match="no document has a title"):
+        mixed_pseudo_queries(TrainConfig(**settings, mix_pseudo_queries="titles"), "encoder")
+
+
 def test_the_dev_split_is_seeded_and_disjoint():
     data = TrainingData({"d": "x"}, {f"q{n}": "t" for n in range(20)}, {f"q{n}": {"d": 1} for n in range(20)})
     train, dev = data.split(0.2, seed=3)
@@ -140,6 +164,13 @@ def test_the_margin_keeps_near_positive_hits_out_and_judged_negatives_in():
     assert pools_without[("q", "pos")] == ["judged0", "close", "far"]
 
 
+def test_hits_the_data_cannot_read_are_neither_candidates_nor_negatives():
+    data = TrainingData({"pos": "text", "far": "other"}, {"q": "query"}, {"q": {"pos": 1}})
+    hits = {"q": [("pos", 0.8), ("all-title", 0.6), ("far", 0.5)]}  # "all-title": not in this corpus
+    pools, report = negative_pools(data, hits, FakeFirstStage({"pos": 0.8}), depth=3, margin=0.05)
+    assert pools == {("q", "pos"): ["far"]} and (report.candidates, report.hard) == (2, 1)
+
+
 def test_groups_have_one_size_and_fresh_negatives_each_epoch():
     corpus = {f"d{n}": f"text {n}" for n in range(50)}
     data = TrainingData(corpus, {"q": "query"}, {"q": {"d0": 1}})
@@ -166,6 +197,7 @@ def test_a_corpus_of_positives_only_has_nothing_to_train_against():
         ({"dev_depth": 5}, "--dev-depth must be >= 10"),
         ({"milvus_uri": "x.db"}, "name it with --triton-url"),
         ({"relative_margin": 1.5}, "--relative-margin must be in"),
+        ({"pseudo_queries": "titles", "mix_pseudo_queries": "titles"}, "trains on titles alone"),
     ],
 )
 def test_config_refuses_settings_that_cannot_run(tmp_path, changes, message):

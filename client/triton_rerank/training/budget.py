@@ -21,10 +21,10 @@ WARMUP = 0.1
 class Budget(TrainerCallback):
     """Stops training at ``seconds`` of training time; evaluates ``evaluations`` times on the way."""
 
-    def __init__(self, seconds: float, total_steps: int, evaluate: Callable[[], float], evaluations: int) -> None:
+    def __init__(self, seconds: float, total_steps: int, evaluate: Callable[[], dict], evaluations: int) -> None:
         self.seconds, self.total_steps, self.evaluate = seconds, max(1, total_steps), evaluate
         self.marks = [(n + 1) / evaluations for n in range(evaluations)]
-        self.curve: list[dict] = []  # {"minutes", "step", "dev_ndcg@10"} per evaluation
+        self.curve: list[dict] = []  # {"minutes", "step", **what evaluate returns} per evaluation
         self.started: float | None = None
         self.evaluating = 0.0  # seconds spent in dev evaluations, not training
         self.step = 0
@@ -71,10 +71,10 @@ class Budget(TrainerCallback):
 
     def _evaluate(self) -> None:
         started = time.perf_counter()
-        value = self.evaluate()
+        values = self.evaluate()
         self.evaluating += time.perf_counter() - started
         minutes = (time.perf_counter() - self.started - self.evaluating) / 60
-        self.curve.append({"minutes": round(minutes, 2), "step": self.step, "dev_ndcg@10": round(value, 4)})
+        self.curve.append({"minutes": round(minutes, 2), "step": self.step, **values})
 
     def _show(self, done: float) -> None:
         if self._bar is None:

@@ -53,6 +53,14 @@ class TrainConfig:
         ),
     )
     max_pseudo_queries: int = field(default=2000, metadata=_help("documents sampled as pseudo-queries"))
+    mix_pseudo_queries: Literal["auto", "titles", "none"] = field(
+        default="auto",
+        metadata=_help(
+            "with labels, train on --max-pseudo-queries documents' titles as queries for their own text "
+            "beside them, which gives a new head its start (auto: titles from a plain encoder on a BEIR "
+            "folder, none from a cross-encoder)"
+        ),
+    )
     max_minutes: float = field(
         default=15.0, metadata=_help("the training budget; the learning-rate schedule ends with it")
     )
@@ -122,6 +130,8 @@ class TrainConfig:
             problems.append(f"--learning-rate must be in (0, 1), got {self.learning_rate}")
         if self.milvus_uri and not self.triton_url:
             problems.append("--milvus-uri mines through the served embedder: name it with --triton-url")
+        if self.pseudo_queries and self.mix_pseudo_queries == "titles":
+            problems.append("--pseudo-queries trains on titles alone: leave out --mix-pseudo-queries")
         if self.pseudo_queries and self.dev_split:
             problems.append("--pseudo-queries reads no qrels: leave out --dev-split")
         if problems:

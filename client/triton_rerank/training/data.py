@@ -129,9 +129,10 @@ def load_jsonl(path: Path) -> TrainingData:
     return _checked(TrainingData(corpus, queries, judgments), str(path))
 
 
-def pseudo_queries(source: Path, limit: int, seed: int) -> TrainingData:
+def pseudo_queries(source: Path, limit: int, seed: int, query_prefix: str = "") -> TrainingData:
     """Each sampled document's title (else its first sentence) as a query for its own text, which is
-    read without that title or sentence; every document is read so, as corpus and negatives alike."""
+    read without that title or sentence; every document is read so, as corpus and negatives alike.
+    ``query_prefix`` keeps the queries' ids (their documents' ids) apart from judged queries' ids."""
     corpus, queries, judgments = {}, {}, {}
     for document in read_documents(source):
         title = str(document.metadata.get("title") or "").strip()
@@ -146,9 +147,9 @@ def pseudo_queries(source: Path, limit: int, seed: int) -> TrainingData:
     if not queries:
         raise TrainingDataError(f"{source}: no document has a title or more than one sentence to make a query of")
     chosen = sorted(random.Random(seed).sample(sorted(queries), min(limit, len(queries))))
-    for query_id in chosen:
-        judgments[query_id] = {query_id: 1}
-    return TrainingData(corpus, {q: queries[q] for q in chosen}, judgments)
+    for document_id in chosen:
+        judgments[query_prefix + document_id] = {document_id: 1}
+    return TrainingData(corpus, {query_prefix + d: queries[d] for d in chosen}, judgments)
 
 
 def _first_sentence(text: str) -> tuple[str, str]:

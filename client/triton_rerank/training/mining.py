@@ -54,8 +54,10 @@ def negative_pools(
             threshold = scores[positive] - margin * abs(scores[positive])
             pool = list(judged_negatives)
             for doc, score in hits[query][:depth]:
+                if doc not in data.corpus:  # nothing to read, so nothing to train against: the title
+                    continue  # pseudo-queries' corpus lacks the documents that are all title
                 report.candidates += 1
-                if doc in judged or data.corpus.get(doc) in positive_texts:
+                if doc in judged or data.corpus[doc] in positive_texts:
                     report.judged_positive += doc not in judged_negatives
                 elif score > threshold:
                     report.over_margin += 1

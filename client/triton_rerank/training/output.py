@@ -28,7 +28,11 @@ def model_card(report: dict) -> str:
     dev, recipe, mining = report["dev_results"], report["recipe"], report["mining"]
     base, trained = dev["base"], dev["trained"]
     blend = report["blend"]
-    curve = "\n".join(f"| {p['minutes']} | {p['step']} | {p['dev_ndcg@10']} |" for p in dev["curve"])
+    titles = report.get("mixed_pseudo_queries")
+    mixed = f"{titles['queries']} title pseudo-queries" if titles else "no pseudo-queries"
+    curve = "\n".join(
+        f"| {p['minutes']} | {p['step']} | {p['dev_ndcg@10']} | {p['reranker_alone']} |" for p in dev["curve"]
+    )
     return f"""---
 library_name: sentence-transformers
 pipeline_tag: text-ranking
@@ -39,8 +43,9 @@ tags: [cross-encoder, reranker, triton-rerank]
 
 Base model: `{report["base_model"]}` ({report["base_kind"]}). Data: `{report["data"]}`
 (split {report["split"]}, pseudo-queries: {report["pseudo_queries"]}); {report["queries"]["train"]} training
-queries, {report["queries"]["dev"]} dev queries (dev: {report["dev"]}). Seed {report["seed"]}, device
-{report["device"]}, wall time {report["wall_seconds"]} s. Scores are raw logits (higher = more relevant).
+queries, {report["queries"]["dev"]} dev queries (dev: {report["dev"]}); {mixed} trained beside them.
+Seed {report["seed"]}, device {report["device"]}, wall time {report["wall_seconds"]} s. Scores are raw logits
+(higher = more relevant).
 
 ## Dev split (first stage's top {dev["depth"]} reranked, nDCG@10)
 | | reranker alone | blended with the first stage | blend weight |
@@ -61,9 +66,9 @@ from the first stage's top {mining["depth"]} (relative margin {mining["relative_
 ({recipe["pairs_per_second"]} pairs/s), peak memory {recipe["peak_memory_mib"]} MiB.
 Mining: {json.dumps({k: v for k, v in mining.items() if k not in ("depth", "relative_margin")})}.
 
-## Dev nDCG@10 during training
-| training minutes | step | dev nDCG@10 |
-| --- | --- | --- |
+## Dev nDCG@10 during training (the checkpoint is chosen on the first figure: blended, where the blend is on)
+| training minutes | step | dev nDCG@10 | the reranker alone |
+| --- | --- | --- | --- |
 {curve}
 
 `train-report.json` holds all of the above.

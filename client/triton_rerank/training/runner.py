@@ -36,6 +36,31 @@ def load_training(config: TrainConfig) -> data_module.TrainingData:
     return data_module.load_beir(source, config.split, skip_unknown_documents=config.skip_unknown_documents)
 
 
+def mixed_pseudo_queries(config: TrainConfig, kind: str) -> data_module.TrainingData | None:
+    """Title pseudo-queries to train beside the labels, or None.
+
+    A plain encoder's new head starts from random weights; a few hundred labelled queries and a
+    budget of minutes move it little. Titles as queries for their own text (the shared SciFact
+    model's first stage of training) teach it pair scoring from the corpus itself, no labels read."""
+    wanted = config.mix_pseudo_queries
+    if config.pseudo_queries or wanted == "none" or (wanted == "auto" and kind != "encoder"):
+        return None
+    source = Path(config.data)
+    if not source.is_dir():
+        if wanted == "auto":
+            return None
+        raise data_module.TrainingDataError(
+            f"--mix-pseudo-queries titles reads a BEIR folder's corpus; --data {source} is not one"
+        )
+    try:
+        return data_module.pseudo_queries(source, config.max_pseudo_queries, config.seed, query_prefix="title:")
+    except data_module.TrainingDataError as err:
+        if wanted == "titles":
+            raise
+        print(f"no title pseudo-queries beside the labels: {err}", flush=True)
+        return None
+
+
 def read_data(config: TrainConfig):
     """(train, dev) as the config names them."""
     train = load_training(config)
@@ -80,16 +105,22 @@ def train(config: TrainConfig, *, first_stage=None, data=None) -> dict:
         raise RerankInputError(f"--output {output} exists: name a new folder (nothing is overwritten)")
     model_name = resolve_model(config.model)
     kind = model_module.model_kind(model_name)
+    titles = mixed_pseudo_queries(config, kind)
     train_data, dev_data = data or read_data(config)
     print(
         f"data: {len(train_data.queries)} training queries, {len(dev_data.queries)} dev queries, "
-        f"{len(train_data.corpus)} documents",
+        f"{len(train_data.corpus)} documents" + (f", {len(titles.queries)} title pseudo-queries" if titles else ""),
         flush=True,
     )
     with contextlib.ExitStack() as stack:
         if first_stage is None:
             first_stage = stack.enter_context(open_first_stage(config, train_data.corpus))
-        hits, mining, pools = _mine(config, first_stage, train_data, dev_data)
+        hits, mining, pools = _mine(config, first_stage, train_data, dev=dev_data)
+        sources, title_mining = [(train_data, pools)], None
+        if titles:
+            _, found, title_pools = _mine(config, first_stage, titles, what="the title pseudo-queries")
+            sources.append((titles, title_pools))
+            title_mining = {"kind": "titles", "queries": len(titles.queries), **found.as_dict()}
 
     device = _device()
     cross_encoder = model_module.load(model_name, kind, config.max_length, device)
@@ -98,8 +129,9 @@ def train(config: TrainConfig, *, first_stage=None, data=None) -> dict:
     base = dev_set.evaluate(cross_encoder, config.blend)
     print(f"dev nDCG@10: first stage {first_ndcg:.4f}, base model {_shown(base)} ({base.seconds:.0f} s)", flush=True)
 
-    trained, curve, recipe = fit(config, kind, cross_encoder, train_data, pools, dev_set, base, device)
+    trained, curve, recipe = fit(config, kind, cross_encoder, sources, dev_set, base, device)
     report = _report(config, kind, (train_data, dev_data), first_stage.name, mining, recipe, device)
+    report["mixed_pseudo_queries"] = title_mining
     report["dev_results"] = {
         "depth": config.dev_depth,
         "first_stage_ndcg@10": round(first_ndcg, 4),
@@ -139,14 +171,16 @@ def _report(config: TrainConfig, kind: str, data, first_stage: str, mining, reci
     }
 
 
-def _mine(config: TrainConfig, first_stage, train_data, dev_data):
-    """The first stage's hits for every query, and the training positives' negative pools."""
+def _mine(config: TrainConfig, first_stage, data, *, dev=None, what: str = "the training queries"):
+    """The first stage's hits for ``data``'s queries (and ``dev``'s, as deep as dev reranks), and
+    ``data``'s negative pools."""
     started = time.perf_counter()
-    everything = data_module.TrainingData(train_data.corpus, {**train_data.queries, **dev_data.queries}, {})
-    hits = first_stage_hits(everything, first_stage, max(config.mining_depth, config.dev_depth))
-    pools, mining = negative_pools(train_data, hits, first_stage, config.mining_depth, config.relative_margin)
+    searched = data_module.TrainingData(data.corpus, {**data.queries, **(dev.queries if dev else {})}, {})
+    depth = max(config.mining_depth, config.dev_depth) if dev else config.mining_depth
+    hits = first_stage_hits(searched, first_stage, depth)
+    pools, mining = negative_pools(data, hits, first_stage, config.mining_depth, config.relative_margin)
     mining.seconds = round(time.perf_counter() - started, 1)
-    print(f"mined with {first_stage.name}: {mining.as_dict()}", flush=True)
+    print(f"mined {what} with {first_stage.name}: {mining.as_dict()}", flush=True)
     return hits, mining, pools
 
 

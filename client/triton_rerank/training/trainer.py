@@ -5,6 +5,7 @@ group), the budget's schedule and dev evaluations, and the best dev state loaded
 from __future__ import annotations
 
 import math
+import random
 import tempfile
 import time
 
@@ -19,27 +20,33 @@ MIN_STEPS = 10  # fewer cannot warm up and decay: such a budget is refused befor
 BACKWARD_COST = 3  # a training step costs about 3 forward passes (forward + backward)
 
 
-def fit(config: TrainConfig, kind: str, cross_encoder, train_data, pools, dev_set: DevSet, base: DevResult, device):
-    """Train to the budget. (best dev result, the dev curve, the recipe as run)."""
+def fit(config: TrainConfig, kind: str, cross_encoder, sources, dev_set: DevSet, base: DevResult, device):
+    """Train to the budget on ``sources``, [(training data, its negative pools)], their groups
+    shuffled together. (best dev result, the dev curve, the recipe as run)."""
     import torch
 
     group = 1 + config.hard_negatives + config.random_negatives
     batch_pairs = config.batch_size * (group if config.loss == "lambda" else 1)
     seconds, step_seconds = training_seconds(config, base, batch_pairs)
     expected_pairs = 2 * seconds / step_seconds * batch_pairs  # twice what the budget is likely to use
-    epochs = max(1, min(100, math.ceil(expected_pairs / (len(pools) * group))))
-    groups = sample_groups(
-        train_data, pools, hard=config.hard_negatives, random_=config.random_negatives, epochs=epochs, seed=config.seed
-    )
+    positives = sum(len(pools) for _, pools in sources)
+    epochs = max(1, min(100, math.ceil(expected_pairs / (positives * group))))
+    counts = {"hard": config.hard_negatives, "random_": config.random_negatives, "epochs": epochs}
+    groups = [
+        sampled
+        for n, (data, pools) in enumerate(sources)
+        for sampled in sample_groups(data, pools, **counts, seed=config.seed + n)
+    ]
+    random.Random(config.seed).shuffle(groups)  # the sources' groups mixed, not one after the other
     dataset, loss = _dataset_and_loss(config, cross_encoder, groups, group)
     best = {"result": base, "state": None}
 
-    def evaluate() -> float:  # the first trained state is always kept, so that there is one to judge
+    def evaluate() -> dict:  # the first trained state is always kept, so that there is one to judge
         result = dev_set.evaluate(cross_encoder, config.blend)
         if best["state"] is None or result.blended_ndcg > best["result"].blended_ndcg:
             state = {k: v.detach().to("cpu", copy=True) for k, v in cross_encoder.state_dict().items()}
             best.update(result=result, state=state)
-        return result.blended_ndcg
+        return {"dev_ndcg@10": round(result.blended_ndcg, 4), "reranker_alone": round(result.ndcg, 4)}
 
     budget = Budget(seconds, math.ceil(len(dataset) / config.batch_size), evaluate, config.evaluations)
     optimizer, rates = model_module.optimizer(cross_encoder, kind, config.learning_rate)
