@@ -135,10 +135,36 @@ def test_titles_go_beside_the_labels_from_an_encoder_or_when_asked(tmp_path, cap
 
 def test_the_dev_split_is_seeded_and_disjoint():
     data = TrainingData({"d": "x"}, {f"q{n}": "t" for n in range(20)}, {f"q{n}": {"d": 1} for n in range(20)})
-    train, dev = data.split(0.2, seed=3)
-    again, dev_again = data.split(0.2, seed=3)
+    train, dev = data.split(0.2, seed=3, limit=100)
+    again, dev_again = data.split(0.2, seed=3, limit=100)
     assert len(dev.queries) == 6 and not set(train.queries) & set(dev.queries)  # a third of 20: no fewer
     assert dev.queries == dev_again.queries and train.queries == again.queries
+
+
+def test_the_dev_split_has_a_ceiling_and_the_queries_over_it_train():
+    data = TrainingData({"d": "x"}, {f"q{n}": "t" for n in range(2000)}, {f"q{n}": {"d": 1} for n in range(2000)})
+    train, dev = data.split(0.1, seed=0, limit=100)  # a tenth would be 200 dev queries
+    assert len(dev.queries) == 100 and len(train.queries) == 1900
+    assert set(train.queries) | set(dev.queries) == set(data.queries)  # every query used, none twice
+
+
+def test_a_named_dev_split_is_held_out_and_sampled_to_the_ceiling(tmp_path, capsys):
+    from triton_rerank.training.runner import read_data
+
+    queries = [{"_id": f"q{n}", "text": f"query {n}"} for n in range(6)]
+    folder = beir(tmp_path / "beir", "q0\td0\t1\nq1\td1\t1\n", queries=queries)
+    (folder / "qrels" / "dev.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n" + "".join(f"q{n}\td{n}\t1\n" for n in (2, 3, 4, 5))
+    )
+    settings = {"data": folder, "model": "m", "output": tmp_path / "out", "dev_split": "dev"}
+    train, dev = read_data(TrainConfig(**settings, max_dev_queries=3))
+    assert set(train.queries) == {"q0", "q1"} and len(dev.queries) == 3 and set(dev.queries) < {"q2", "q3", "q4", "q5"}
+    assert "dev: 3 of --dev-split's 4 queries (--max-dev-queries)" in capsys.readouterr().out
+    assert set(read_data(TrainConfig(**settings))[1].queries) == {"q2", "q3", "q4", "q5"}
+
+    (folder / "qrels" / "dev.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\n")
+    with pytest.raises(TrainingDataError, match="share 1 queries \\(q1\\): dev must be held out"):
+        read_data(TrainConfig(**settings))
 
 
 class FakeFirstStage:
@@ -197,6 +223,7 @@ def test_a_corpus_of_positives_only_has_nothing_to_train_against():
         ({"dev_depth": 5}, "--dev-depth must be >= 10"),
         ({"milvus_uri": "x.db"}, "name it with --triton-url"),
         ({"relative_margin": 1.5}, "--relative-margin must be in"),
+        ({"max_dev_queries": 0}, "--max-dev-queries must be >= 1"),
         ({"pseudo_queries": "titles", "mix_pseudo_queries": "titles"}, "trains on titles alone"),
     ],
 )

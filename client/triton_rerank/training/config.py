@@ -45,6 +45,13 @@ class TrainConfig:
         default=None, metadata=_help("a BEIR qrels split to choose checkpoints on (default: --dev-fraction of --split)")
     )
     dev_fraction: float = field(default=0.1, metadata=_help("the seeded fraction of training queries held out as dev"))
+    max_dev_queries: int = field(
+        default=100,
+        metadata=_help(
+            "at most this many dev queries (seeded; from --dev-fraction the rest train): each dev evaluation "
+            "reranks dev queries x --dev-depth pairs, so a large split would spend the budget on evaluations"
+        ),
+    )
     pseudo_queries: Literal["titles"] | None = field(
         default=None,
         metadata=_help(
@@ -119,7 +126,8 @@ class TrainConfig:
                 problems.append(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
         if self.hard_negatives + self.random_negatives < 1:
             problems.append("a positive needs at least one negative: raise --hard-negatives or --random-negatives")
-        for name in ("mining_depth", "dev_depth", "evaluations", "batch_size", "max_length", "max_pseudo_queries"):
+        counts = ("mining_depth", "dev_depth", "evaluations", "batch_size", "max_length", "max_pseudo_queries")
+        for name in (*counts, "max_dev_queries"):
             if getattr(self, name) < 1:
                 problems.append(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         if self.dev_depth < 10:

@@ -43,7 +43,11 @@ def cross_validate(config: TrainConfig, folds: int, test_depth: int) -> dict:
             test = TrainingData(full.corpus, {q: full.queries[q] for q in tested}, {q: qrels[q] for q in tested})
             rest = full.subset(sorted(q for q in ids if fold_of[q] != fold))
             fold_config = dataclasses.replace(config, output=Path(scratch) / f"fold-{fold}", force=True)
-            report = train(fold_config, data=rest.split(config.dev_fraction, config.seed), first_stage=first_stage)
+            report = train(
+                fold_config,
+                data=rest.split(config.dev_fraction, config.seed, config.max_dev_queries),
+                first_stage=first_stage,
+            )
             trained = model_module.load(str(fold_config.output), "cross-encoder", config.max_length, "cpu")
             values = _fold_values(DevSet(test, test_hits, test_depth), base, trained, report)
             rows.append(

@@ -46,16 +46,23 @@ class TrainingData:
             self.corpus, {q: self.queries[q] for q in query_ids}, {q: self.judgments[q] for q in query_ids}
         )
 
-    def split(self, fraction: float, seed: int) -> tuple[TrainingData, TrainingData]:
+    def split(self, fraction: float, seed: int, limit: int) -> tuple[TrainingData, TrainingData]:
         """(train, dev): a seeded ``fraction`` of the queries held out as dev, and no fewer than
         ``MIN_DEV_QUERIES`` (or a third of a smaller set): a dev split of a handful of queries
-        picks checkpoints and blend weights by chance."""
+        picks checkpoints and blend weights by chance. No more than ``limit`` either: every dev
+        evaluation reranks each dev query's candidates, so a large collection's tenth would spend the
+        budget on evaluations; the queries over it train."""
         ids = sorted(self.queries)
         if len(ids) < 2:
             raise TrainingDataError(f"{len(ids)} judged query: a dev split needs at least 2 (or name --dev-split)")
-        size = max(1, round(len(ids) * fraction), min(MIN_DEV_QUERIES, len(ids) // 3))
+        size = min(limit, max(1, round(len(ids) * fraction), min(MIN_DEV_QUERIES, len(ids) // 3)))
         dev = set(random.Random(seed).sample(ids, size))
         return self.subset([q for q in ids if q not in dev]), self.subset(sorted(dev))
+
+    def sample(self, limit: int, seed: int) -> TrainingData:
+        """At most ``limit`` of the queries, seeded."""
+        ids = sorted(self.queries)
+        return self if len(ids) <= limit else self.subset(sorted(random.Random(seed).sample(ids, limit)))
 
 
 def load_beir(folder: Path, split: str, *, skip_unknown_documents: bool = False) -> TrainingData:

@@ -65,7 +65,7 @@ def read_data(config: TrainConfig):
     """(train, dev) as the config names them."""
     train = load_training(config)
     if not config.dev_split or config.pseudo_queries or Path(config.data).is_file():
-        return train.split(config.dev_fraction, config.seed)
+        return train.split(config.dev_fraction, config.seed, config.max_dev_queries)
     dev = data_module.judged_beir(
         Path(config.data), config.dev_split, train.corpus, skip_unknown_documents=config.skip_unknown_documents
     )
@@ -74,7 +74,11 @@ def read_data(config: TrainConfig):
             f"--split {config.split} and --dev-split {config.dev_split} share {len(shared)} queries "
             f"({', '.join(shared[:5])}): dev must be held out"
         )
-    return train, dev
+    if len(dev.queries) > config.max_dev_queries:
+        print(
+            f"dev: {config.max_dev_queries} of --dev-split's {len(dev.queries)} queries (--max-dev-queries)", flush=True
+        )
+    return train, dev.sample(config.max_dev_queries, config.seed)
 
 
 @contextlib.contextmanager
@@ -160,7 +164,8 @@ def _report(config: TrainConfig, kind: str, data, first_stage: str, mining, reci
         "base_kind": kind,
         "data": str(config.data),
         "split": None if config.pseudo_queries or Path(config.data).is_file() else config.split,
-        "dev": config.dev_split or f"{config.dev_fraction:g} of the training queries (seed {config.seed})",
+        "dev": (config.dev_split or f"{config.dev_fraction:g} of the training queries")
+        + f" (at most {config.max_dev_queries}, seed {config.seed})",
         "pseudo_queries": config.pseudo_queries,
         "queries": {"train": len(train_data.queries), "dev": len(dev_data.queries)},
         "first_stage": first_stage,
