@@ -80,7 +80,8 @@ def test_trained_from_a_milvus_collection_exports_and_serves_its_own_scores(trai
     from triton_rerank.serving.server import EmbeddedTritonServer, free_port_settings
 
     output, report = trained
-    assert "Milvus collection 'documents'" in report["first_stage"]
+    # searched as the pipeline searches this collection by default: ingest gave it BM25
+    assert report["first_stage"] == "hybrid (relative 0.75/0.25) (Milvus collection 'documents')"
     mining = report["mining"]
     # a third of the 32 queries is dev (no fewer than that for small sets); 10 hits each
     assert report["queries"] == {"train": 22, "dev": 10}
@@ -108,6 +109,29 @@ def test_trained_from_a_milvus_collection_exports_and_serves_its_own_scores(trai
     with EmbeddedTritonServer(repository, free_port_settings()) as server, TritonRerankFunction(server.grpc_url) as rf:
         served = rf.score("paris", documents)
     np.testing.assert_allclose(served, expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("first_stage", ["auto", "dense", "bm25", "hybrid"])
+def test_training_searches_the_collection_as_the_pipeline_does(
+    first_stage, beir_folder, collection, triton_server, tiny_model, tmp_path
+):
+    """Negatives are mined from, and dev reranks, the candidates the user's pipeline serves, with the
+    first-stage scores the pipeline's blend reads."""
+    from triton_rerank.pipeline import RerankPipeline
+    from triton_rerank.training.first_stage import MilvusFirstStage
+
+    url = triton_server.grpc_url
+    settings = config(beir_folder, tiny_model, tmp_path / "out", milvus_uri=collection, triton_url=url)
+    queries = ["How do vaccines train the immune system?", "sea level", "Python dictionaries and lists"]
+    with MilvusStore(collection) as store, TritonEmbedFunction(url) as embed, TritonRerankFunction(url) as rerank:
+        stage = dataclasses.replace(settings, first_stage=first_stage).search_stage().resolve(store)
+        assert stage.kind == ("hybrid" if first_stage == "auto" else first_stage)
+        mined = MilvusFirstStage(store, stage, embed.encode, {}).search(queries, 10)
+        pipeline = RerankPipeline(store, embed, rerank, first_stage=first_stage)
+        for query, hits in zip(queries, mined, strict=True):
+            served = sorted(pipeline.search(query, retrieve_k=10, top_k=10).hits, key=lambda h: h.first_stage_rank)
+            assert [d for d, _ in hits] == [h.id for h in served]
+            assert [s for _, s in hits] == pytest.approx([h.first_stage_score for h in served], rel=1e-5)
 
 
 def test_a_model_that_does_not_beat_its_base_is_not_written(beir_folder, tiny_model, tmp_path):

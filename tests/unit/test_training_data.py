@@ -193,8 +193,18 @@ def test_the_margin_keeps_near_positive_hits_out_and_judged_negatives_in():
 def test_hits_the_data_cannot_read_are_neither_candidates_nor_negatives():
     data = TrainingData({"pos": "text", "far": "other"}, {"q": "query"}, {"q": {"pos": 1}})
     hits = {"q": [("pos", 0.8), ("all-title", 0.6), ("far", 0.5)]}  # "all-title": not in this corpus
-    pools, report = negative_pools(data, hits, FakeFirstStage({"pos": 0.8}), depth=3, margin=0.05)
+    pools, report = negative_pools(data, hits, FakeFirstStage({"pos": 0.8, "far": 0.5}), depth=3, margin=0.05)
     assert pools == {("q", "pos"): ["far"]} and (report.candidates, report.hard) == (2, 1)
+
+
+def test_the_guard_compares_the_embedders_scores_not_the_first_stages():
+    """A hybrid or BM25 hit's score is fused or BM25, and a positive the search missed has none: the
+    guard judges every candidate by the embedder's cosine."""
+    data = TrainingData({d: f"text {d}" for d in ("pos", "near", "far")}, {"q": "query"}, {"q": {"pos": 1}})
+    hits = {"q": [("near", 0.9), ("far", 0.8)]}  # fused scores; the positive was not found
+    cosines = {"pos": 0.70, "near": 0.69, "far": 0.30}
+    pools, report = negative_pools(data, hits, FakeFirstStage(cosines), depth=2, margin=0.05)
+    assert pools == {("q", "pos"): ["far"]} and report.over_margin == 1
 
 
 def test_groups_have_one_size_and_fresh_negatives_each_epoch():
@@ -224,6 +234,9 @@ def test_a_corpus_of_positives_only_has_nothing_to_train_against():
         ({"milvus_uri": "x.db"}, "name it with --triton-url"),
         ({"relative_margin": 1.5}, "--relative-margin must be in"),
         ({"max_dev_queries": 0}, "--max-dev-queries must be >= 1"),
+        ({"first_stage": "hybrid"}, "without one, the data's corpus is searched in-process, dense"),
+        ({"fusion": "rrf"}, "without one, the data's corpus is searched in-process, dense"),
+        ({"milvus_uri": "x.db", "triton_url": "u", "first_stage": "dense", "fusion": "rrf"}, "has one leg"),
         ({"pseudo_queries": "titles", "mix_pseudo_queries": "titles"}, "trains on titles alone"),
     ],
 )

@@ -111,6 +111,16 @@ class TrainConfig:
     milvus_token: str | None = field(default=None, repr=False, metadata={"cli": False})
     milvus_ca_file: str | None = field(default=None, metadata={"cli": False})
     collection: str = field(default="documents", metadata=_help("the Milvus collection to mine from"))
+    first_stage: Literal["auto", "dense", "bm25", "hybrid"] = field(
+        default="auto",
+        metadata=_help(
+            "how --milvus-uri's collection is searched for negatives and dev candidates: as the pipeline "
+            "searches it (auto: hybrid where the collection has BM25, else dense); without --milvus-uri, dense"
+        ),
+    )
+    fusion: Literal["relative", "rrf", "weighted"] = field(
+        default="relative", metadata=_help("how a hybrid first stage fuses its legs, as `search --fusion`")
+    )
     triton_url: str | None = field(default=None, metadata=_help("the Triton serving the embedder for --milvus-uri"))
     seed: int = field(default=0, metadata=_help("seeds the dev split, the sampling and the trainer"))
     force: bool = field(default=False, metadata=_help("write the model even when it does not beat the base on dev"))
@@ -138,9 +148,30 @@ class TrainConfig:
             problems.append(f"--learning-rate must be in (0, 1), got {self.learning_rate}")
         if self.milvus_uri and not self.triton_url:
             problems.append("--milvus-uri mines through the served embedder: name it with --triton-url")
+        problems.extend(self._first_stage_problems())
         if self.pseudo_queries and self.mix_pseudo_queries == "titles":
             problems.append("--pseudo-queries trains on titles alone: leave out --mix-pseudo-queries")
         if self.pseudo_queries and self.dev_split:
             problems.append("--pseudo-queries reads no qrels: leave out --dev-split")
         if problems:
             raise RerankInputError("; ".join(problems))
+
+    def _first_stage_problems(self) -> list[str]:
+        if not self.milvus_uri:
+            if self.first_stage in ("auto", "dense") and self.fusion == "relative":
+                return []
+            return [
+                "--first-stage and --fusion choose how --milvus-uri's collection is searched; without one, "
+                "the data's corpus is searched in-process, dense"
+            ]
+        try:
+            self.search_stage()
+        except RerankInputError as err:
+            return [str(err)]
+        return []
+
+    def search_stage(self):
+        """The ``FirstStage`` that --first-stage and --fusion name (``auto`` resolved against the collection)."""
+        from triton_rerank.first_stage import FirstStage
+
+        return FirstStage(self.first_stage, self.fusion)

@@ -1,8 +1,9 @@
-"""The first stage training mines from and reranks on dev: the user's own Milvus collection
-(through the served embedder), or the data's corpus searched in-process with the default
+"""The first stage training mines from and reranks on dev: the user's own Milvus collection,
+searched as their pipeline searches it, or the data's corpus searched in-process with the default
 bi-encoder when no collection is named. Both answer the same two questions: the best ``k``
-documents of each query with their scores, and the score of given documents (a judged positive's
-first-stage score sets the margin its negatives must keep)."""
+documents of each query with their first-stage scores (what the blend reads), and the embedder's
+cosine of given documents, which the mining guard compares (a judged positive's sets the margin
+its negatives must keep)."""
 
 from __future__ import annotations
 
@@ -49,25 +50,39 @@ class InProcessDense:
         return dict(zip(document_ids, map(float, similarity), strict=True))
 
 
-class MilvusDense:
-    """The collection ``ingest`` wrote, searched with the served embedder. Its documents' texts
-    join ``corpus`` as they are found, so negatives the data never named can still be read."""
+class MilvusFirstStage:
+    """The collection ``ingest`` wrote, searched as the pipeline searches it (``stage``: dense, BM25
+    or hybrid, resolved against the collection), queries embedded by the served embedder. Its
+    documents' texts join ``corpus`` as they are found, so negatives the data never named can still
+    be read."""
 
-    def __init__(self, store, embed: Callable[[list[str]], np.ndarray], corpus: dict[str, str]) -> None:
-        self.name = f"dense (Milvus collection {store.collection!r})"
-        self._store, self._embed, self._corpus = store, embed, corpus
+    def __init__(self, store, stage, embed: Callable[[list[str]], np.ndarray], corpus: dict[str, str]) -> None:
+        self.name = f"{stage.name} (Milvus collection {store.collection!r})"
+        self._store, self._stage, self._embed, self._corpus = store, stage, embed, corpus
+        self._vectors: dict[str, np.ndarray] = {}  # document id -> unit vector, for scores()
 
     def search(self, queries: list[str], k: int) -> list[Hits]:
+        from triton_rerank.first_stage import retrieve
+
         found = []
         for start in range(0, len(queries), 64):
-            for matches in self._store.search(self._embed(queries[start : start + 64]), limit=k):
+            batch = queries[start : start + 64]
+            vectors = self._embed(batch) if self._stage.needs_vectors else None
+            for matches in retrieve(self._store, self._stage, batch, vectors, limit=k):
                 self._corpus.update((m.id, m.text) for m in matches if m.id not in self._corpus)
                 found.append([(m.id, m.score) for m in matches])
         return found
 
     def scores(self, query: str, document_ids: list[str]) -> dict[str, float]:
-        """Cosine of the embedder's vectors, as the collection scores: the data's positives need
-        not be in the collection under the same ids (a JSONL file has none)."""
-        vectors = np.asarray(self._embed([query] + [self._corpus[d] for d in document_ids]), dtype=np.float64)
-        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-        return dict(zip(document_ids, map(float, vectors[1:] @ vectors[0]), strict=True))
+        """Cosine of the embedder's vectors, whatever the stage: the data's positives need not be in
+        the collection under the same ids (a JSONL file has none), and a BM25 or fused score means
+        nothing for a document the search did not return."""
+        missing = list(dict.fromkeys(d for d in document_ids if d not in self._vectors))
+        vectors = _unit(self._embed([query] + [self._corpus[d] for d in missing]))
+        self._vectors.update(zip(missing, vectors[1:], strict=True))
+        return {d: float(self._vectors[d] @ vectors[0]) for d in document_ids}
+
+
+def _unit(vectors) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float64)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)

@@ -2,10 +2,11 @@
 against the unjudged true positives among them, and random documents beside them.
 
 The guard is sentence-transformers' ``relative_margin`` (its docs recommend 0.05): a first-stage
-hit may serve as a negative for a positive only if it scores at most ``(1 - margin)`` times that
-positive's first-stage score. Hits that score as high as a judged positive are the likeliest
-unjudged positives, and training them down teaches the model to miss relevant documents. Judged
-negatives (grade 0) are always kept: someone looked at them.
+hit may serve as a negative for a positive only if the embedder scores it at most ``(1 - margin)``
+times that positive (cosine, whichever first stage found the hit: a BM25 or fused score exists only
+for what a search returned, and a judged positive may not be among it). Hits that score as high as
+a judged positive are the likeliest unjudged positives, and training them down teaches the model to
+miss relevant documents. Judged negatives (grade 0) are always kept: someone looked at them.
 """
 
 from __future__ import annotations
@@ -49,17 +50,17 @@ def negative_pools(
         positives = [d for d, g in judged.items() if g > 0]
         positive_texts = {data.corpus[d] for d in positives}
         judged_negatives = [d for d, g in judged.items() if g == 0]
-        scores = first_stage.scores(data.queries[query], positives)
+        candidates = [doc for doc, _ in hits[query][:depth] if doc in data.corpus]  # else nothing to read:
+        # the title pseudo-queries' corpus lacks the documents that are all title
+        scores = first_stage.scores(data.queries[query], positives + candidates)
         for positive in positives:
             threshold = scores[positive] - margin * abs(scores[positive])
             pool = list(judged_negatives)
-            for doc, score in hits[query][:depth]:
-                if doc not in data.corpus:  # nothing to read, so nothing to train against: the title
-                    continue  # pseudo-queries' corpus lacks the documents that are all title
+            for doc in candidates:
                 report.candidates += 1
                 if doc in judged or data.corpus[doc] in positive_texts:
                     report.judged_positive += doc not in judged_negatives
-                elif score > threshold:
+                elif scores[doc] > threshold:
                     report.over_margin += 1
                 else:
                     pool.append(doc)

@@ -14,7 +14,7 @@ from triton_rerank.errors import RerankInputError
 from triton_rerank.model_sources import resolve_model
 from triton_rerank.training.config import TrainConfig
 from triton_rerank.training.dev import DevResult, DevSet
-from triton_rerank.training.first_stage import InProcessDense, MilvusDense
+from triton_rerank.training.first_stage import InProcessDense, MilvusFirstStage
 from triton_rerank.training.mining import first_stage_hits, negative_pools
 from triton_rerank.training.output import write_model
 from triton_rerank.training.trainer import fit
@@ -95,7 +95,7 @@ def open_first_stage(config: TrainConfig, corpus: dict[str, str]):
         ) as store,
         TritonEmbedFunction(config.triton_url) as embed,
     ):
-        yield MilvusDense(store, embed.encode, corpus)
+        yield MilvusFirstStage(store, config.search_stage().resolve(store), embed.encode, corpus)
 
 
 def train(config: TrainConfig, *, first_stage=None, data=None) -> dict:
