@@ -123,12 +123,16 @@ def convert_onnx(path: Path, precision: str) -> None:
         # Per-channel weights keep rankings far better than per-tensor at no cost in speed. Only
         # MatMul and Attention are quantized: an int8 embedding table saves memory, not time, and
         # costs accuracy. DefaultTensorType: the fused graph's contrib ops defeat shape inference
-        # without it.
+        # without it. reduce_range: 7-bit weights, so that a score is the same on every x86 CPU. Without
+        # VNNI (AVX2, AVX-512 before Cascade Lake, AMD before Zen 4) ONNX Runtime's u8 x s8 kernels add
+        # pairs of products in 16 bits, which saturate on 8-bit weights (a random-weight model's
+        # ranking fell to a rank correlation of 0.71 on such a CPU); see docs/int8.md.
         quantize_dynamic(
             model,
             path,
             op_types_to_quantize=["MatMul", "Attention"],
             per_channel=True,
+            reduce_range=True,
             weight_type=QuantType.QInt8,
             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
             use_external_data_format=large,
@@ -172,7 +176,13 @@ def convert_openvino(onnx_path: Path, precision: str, calibration: list[list[np.
         names = [port.get_any_name() for port in model.inputs]
         batches = [dict(zip(names, batch, strict=True)) for batch in calibration]
         model = nncf.quantize(
-            model, nncf.Dataset(batches), model_type=nncf.ModelType.TRANSFORMER, subset_size=len(batches)
+            model,
+            nncf.Dataset(batches),
+            model_type=nncf.ModelType.TRANSFORMER,
+            subset_size=len(batches),
+            # 7-bit weights in every layer (NNCF's default fixes the first only): without VNNI the
+            # CPU's int8 dot products saturate on 8-bit weights (see convert_onnx, docs/int8.md).
+            advanced_parameters=nncf.AdvancedQuantizationParameters(overflow_fix=nncf.OverflowFix.ENABLE),
         )
     # compress_to_fp16=False: fp16 weights would round them once more before bf16 does.
     ov.save_model(model, str(target), compress_to_fp16=False)
