@@ -43,6 +43,10 @@ def test_int8_export_quantizes_the_graph_and_reports_its_cost(int8_repository):
     ops = Counter(node.op_type for node in graph.graph.node)
     assert ops["DynamicQuantizeLinear"] + ops["DynamicQuantizeMatMul"] > 0, ops  # activations quantized at run time
     assert {o.domain for o in graph.opset_import} <= {"", "com.microsoft"}  # still loads in the 24.10 container
+    weights = [onnx.numpy_helper.to_array(t) for t in graph.graph.initializer if t.data_type == onnx.TensorProto.INT8]
+    # 7 bits (|w| <= 64): a u8 x s8 pair sums to at most 2 x 255 x 64 < 2^15, so CPUs without VNNI,
+    # whose int8 dot products add pairs in saturating 16 bits, score as VNNI CPUs do
+    assert weights and max(int(np.abs(w.astype(np.int16)).max()) for w in weights) <= 64
 
     report = json.loads((int8_repository / "cross_encoder" / "1" / "export.json").read_text())
     assert report["precision"] == "int8"
