@@ -118,18 +118,24 @@ def test_tritons_own_spans_land_under_the_apis_trace(tiny_repository):
         with EmbeddedTritonServer(tiny_repository, settings) as server:
             env = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, **fast_export}
             with ApiProcess(server.grpc_url, "--batch-size", "2", env=env) as api:
-                answer = httpx.post(
-                    f"{api.url}/v2/rerank",
-                    json={"model": "reranker", "query": QUERY, "documents": DOCUMENTS},
-                    headers={"traceparent": f"00-{TRACE_ID}-{CALLER_SPAN}-01", "x-request-id": "req-triton-1"},
-                )
-                assert answer.status_code == 200
 
                 def complete(spans) -> bool:
                     calls = {s.span_id for s in spans if s.name == "triton.infer"}
                     return len(calls) == 3 and len({s.parent_id for s in spans if s.parent_id in calls}) == 3
 
-                spans = receiver.wait_for(TRACE_ID, complete)
+                # Triton 2.51 now and then exports nothing for one of the three concurrent requests (1 run
+                # in 4 to 10 on 2026-12-06, at trace rate 0 or 1): a second request, in a trace of its own,
+                # tells that flake from a propagation that does not work (which fails both).
+                for trace_id in (TRACE_ID, TRACE_ID[::-1]):
+                    answer = httpx.post(
+                        f"{api.url}/v2/rerank",
+                        json={"model": "reranker", "query": QUERY, "documents": DOCUMENTS},
+                        headers={"traceparent": f"00-{trace_id}-{CALLER_SPAN}-01", "x-request-id": "req-triton-1"},
+                    )
+                    assert answer.status_code == 200
+                    spans = receiver.wait_for(trace_id, complete, timeout_s=15)
+                    if complete(spans):
+                        break
             triton_log = server.log_path.read_text()
     services = {s.service for s in spans}
     assert services == {"triton-rerank-api", "triton-inference-server"}, services
