@@ -39,13 +39,25 @@ def beir_folder(tmp_path_factory, sample_corpus):
     return folder
 
 
-@pytest.fixture(scope="module")
-def collection(tmp_path_factory, triton_server, beir_folder):
+def ingested(tmp_path_factory, triton_server, beir_folder) -> str:
     uri = str(tmp_path_factory.mktemp("milvus") / "documents.db")
     with MilvusStore(uri, index="FLAT") as store, TritonEmbedFunction(triton_server.grpc_url) as embed:
         ingest(read_documents(beir_folder), store, embed.encode)
         assert store.count() == 32
     return uri
+
+
+@pytest.fixture(scope="module")
+def collection(tmp_path_factory, triton_server, beir_folder):
+    return ingested(tmp_path_factory, triton_server, beir_folder)
+
+
+@pytest.fixture(scope="module")
+def searched_collection(tmp_path_factory, triton_server, beir_folder):
+    """A collection of its own, opened while it is fresh: pymilvus reuses its gRPC channel to a Milvus
+    Lite file, and after minutes idle Lite answers that channel's keepalive pings with GOAWAY
+    ("too_many_pings"), which failed the next open once."""
+    return ingested(tmp_path_factory, triton_server, beir_folder)
 
 
 def config(beir_folder, tiny_model, output, **changes) -> TrainConfig:
@@ -113,7 +125,7 @@ def test_trained_from_a_milvus_collection_exports_and_serves_its_own_scores(trai
 
 @pytest.mark.parametrize("first_stage", ["auto", "dense", "bm25", "hybrid"])
 def test_training_searches_the_collection_as_the_pipeline_does(
-    first_stage, beir_folder, collection, triton_server, tiny_model, tmp_path
+    first_stage, beir_folder, searched_collection, triton_server, tiny_model, tmp_path
 ):
     """Negatives are mined from, and dev reranks, the candidates the user's pipeline serves, with the
     first-stage scores the pipeline's blend reads."""
@@ -121,9 +133,13 @@ def test_training_searches_the_collection_as_the_pipeline_does(
     from triton_rerank.training.first_stage import MilvusFirstStage
 
     url = triton_server.grpc_url
-    settings = config(beir_folder, tiny_model, tmp_path / "out", milvus_uri=collection, triton_url=url)
+    settings = config(beir_folder, tiny_model, tmp_path / "out", milvus_uri=searched_collection, triton_url=url)
     queries = ["How do vaccines train the immune system?", "sea level", "Python dictionaries and lists"]
-    with MilvusStore(collection) as store, TritonEmbedFunction(url) as embed, TritonRerankFunction(url) as rerank:
+    with (
+        MilvusStore(searched_collection) as store,
+        TritonEmbedFunction(url) as embed,
+        TritonRerankFunction(url) as rerank,
+    ):
         stage = dataclasses.replace(settings, first_stage=first_stage).search_stage().resolve(store)
         assert stage.kind == ("hybrid" if first_stage == "auto" else first_stage)
         mined = MilvusFirstStage(store, stage, embed.encode, {}).search(queries, 10)
