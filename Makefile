@@ -37,7 +37,7 @@ quickstart: $(BIN)/triton-rerank
 	$(BIN)/triton-rerank quickstart $(ARGS)
 
 test: $(BIN)/triton-rerank .container-onnxruntime/onnxruntime .container-openvino/openvino
-	$(BIN)/ruff check client scripts tests
+	$(BIN)/ruff check client benchmarks scripts tests
 	@# docker-compose.yml through Docker Compose's own parser (no daemon needed)
 	"$$($(BIN)/python -c 'import compose, pathlib; print(pathlib.Path(compose.__file__).parent / "docker-compose")')" \
 		-f docker-compose.yml config --quiet
@@ -51,7 +51,7 @@ model-repository: $(BIN)/triton-rerank
 # Triton's perf_analyzer for `triton-rerank benchmark` (optional; the benchmark says when it lacks it),
 # from the tritonclient 2.51.0 wheel into .tools/bin.
 perf-analyzer: $(BIN)/triton-rerank
-	$(BIN)/python -m triton_rerank.bench.perf_analyzer .tools
+	$(BIN)/python -m benchmarks.perf_analyzer .tools
 
 # The in-process peers of `triton-rerank benchmark --tiers` (sentence-transformers' ONNX and OpenVINO
 # backends), in an environment of their own: their optimum packages pin transformers 4.x.
@@ -69,7 +69,7 @@ peers: .venv-peers/bin/python
 qwen3-tokenizer: generated/qwen3-tokenizer/tokenizer.json
 
 generated/qwen3-tokenizer/tokenizer.json: | $(BIN)/triton-rerank
-	$(BIN)/python -m triton_rerank.bench.families generated/qwen3-tokenizer
+	$(BIN)/python -m benchmarks.families generated/qwen3-tokenizer
 
 clean:
 	rm -rf generated .container-onnxruntime .container-openvino .tools

@@ -1,10 +1,13 @@
 #!/usr/bin/env python
-"""Benchmark the served reranker against the in-process baseline, side by side:
-`triton-rerank benchmark`, kept as a script (see --help)."""
+"""Benchmark the served reranker against the in-process baseline, side by side (see --help).
+Runs from a checkout: the benchmarks are not in the wheel."""
 
 import sys
+from pathlib import Path
 
-from triton_rerank.cli import main
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's benchmarks/
+
+from benchmarks.cli import main  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(main(["benchmark", *sys.argv[1:]]))
+    sys.exit(main("benchmark", sys.argv[1:], prog="scripts/benchmark.py"))

@@ -1,9 +1,13 @@
 #!/usr/bin/env python
-"""A bounded load test of the served reranker: `triton-rerank load-test`, kept as a script (see --help)."""
+"""A bounded load test of the served reranker (see --help).
+Runs from a checkout: the benchmarks are not in the wheel."""
 
 import sys
+from pathlib import Path
 
-from triton_rerank.cli import main
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's benchmarks/
+
+from benchmarks.cli import main  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(main(["load-test", *sys.argv[1:]]))
+    sys.exit(main("load-test", sys.argv[1:], prog="scripts/load_test.py"))

@@ -13,7 +13,7 @@ import random
 import sys
 from pathlib import Path
 
-from triton_rerank.evaluation.data import load_beir
+from triton_rerank.beir import load_beir
 from triton_rerank.model_sources import DEFAULT_EMBEDDER
 from triton_rerank.training.data import TrainingData
 from triton_rerank.training.first_stage import InProcessDense
@@ -28,7 +28,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--margins", default="0,0.02,0.05,0.1,0.2")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    documents, queries, qrels = load_beir(args.data, args.split, None)
+    collection = load_beir(args.data, args.split)
+    documents, queries, qrels = collection.documents, collection.queries, collection.judgments
     corpus = {d.id: d.text for d in documents}
     rng = random.Random(args.seed)
     judged, hidden = {}, {}

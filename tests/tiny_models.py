@@ -123,7 +123,7 @@ def build_tiny_xlmr_cross_encoder(folder: Path, *, seed: int = 0, max_length: in
     vocabulary with ``▁`` word starts, ``<s> A </s></s> B </s>`` pairs and no ``token_type_ids``."""
     from transformers import XLMRobertaConfig, XLMRobertaForSequenceClassification
 
-    from triton_rerank.bench.families import xlmr_tokenizer
+    from benchmarks.families import xlmr_tokenizer
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -144,8 +144,8 @@ def windowed_reference(
     scored alone by ``CrossEncoder.predict`` and folded here; returns (scores, the deciding spans)."""
     import numpy as np
 
+    from triton_rerank.backends.tokenizer_model import windowed_rows
     from triton_rerank.protocol import DEFAULT_MAX_CHUNKS_PER_DOC
-    from triton_rerank.serving.backends.tokenizer_model import windowed_rows
 
     pairs = [(query, document) for document in documents]
     rows, owners, spans = windowed_rows(

@@ -11,6 +11,8 @@ import types
 import typing
 from typing import Any, Literal
 
+from triton_rerank.errors import RerankInputError
+
 
 def add_flags(parser: argparse.ArgumentParser, cls: type, title: str | None = None) -> None:
     """One flag per user-facing field of the dataclass ``cls``; the default is the field's."""
@@ -39,8 +41,15 @@ def add_flags(parser: argparse.ArgumentParser, cls: type, title: str | None = No
 
 
 def from_flags(cls: type, args: argparse.Namespace):
-    """An instance of ``cls`` from the parsed flags; the other fields keep their defaults."""
-    return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if f.metadata.get("cli", True)})
+    """An instance of ``cls`` from the parsed flags; the other fields keep their defaults. A value
+    the settings refuse (their ``ValueError``) is the user's input error, said as the settings say it."""
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if f.metadata.get("cli", True)}
+    try:
+        return cls(**values)
+    except RerankInputError:
+        raise
+    except ValueError as err:
+        raise RerankInputError(str(err)) from err
 
 
 def _base_type(hint: Any) -> Any:

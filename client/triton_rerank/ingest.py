@@ -59,10 +59,14 @@ def _read_jsonl(path: Path) -> Iterator[Document]:
 
 def jsonl_rows(path: Path, error: type[Exception] = RerankInputError) -> Iterator[tuple[int, object]]:
     """(line number, parsed value) for each non-blank line of a ``.jsonl`` or ``.jsonl.gz`` file; a
-    line that is not JSON raises ``error`` naming it."""
+    line that is not UTF-8 or not JSON raises ``error`` naming it."""
     opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as lines:
-        for number, line in enumerate(lines, 1):
+    with opener(path, "rb") as lines:
+        for number, raw in enumerate(lines, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise error(f"{path}:{number}: not UTF-8 text ({err})") from None
             if not line.strip():
                 continue
             try:

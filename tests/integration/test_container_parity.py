@@ -222,7 +222,7 @@ def test_the_containers_openvino_loads_each_openvino_export_and_scores_the_same(
 
     import numpy as np
 
-    from triton_rerank.serving.backends.runner_model import openvino_runner
+    from triton_rerank.backends.runner_model import openvino_runner
     from triton_rerank.serving.export.precision import bf16_support
 
     if bf16_support():

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from transformers import AutoConfig, AutoTokenizer
 
+from benchmarks.families import SHAPES, build_shape, non_embedding_parameters, parse_family
 from tiny_models import WORDS, build_tiny_qwen3_reranker
-from triton_rerank.bench.families import SHAPES, build_shape, non_embedding_parameters, parse_family
 from triton_rerank.serving.export import export_model
 
 pytestmark = pytest.mark.integration

@@ -14,8 +14,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from tiny_models import build_tiny_qwen3_reranker
 from triton_rerank import RerankInputError, TritonRerankFunction
+from triton_rerank.backends.tokenizer_model import Prompt, windowed_rows
 from triton_rerank.serving import repository as repo
-from triton_rerank.serving.backends.tokenizer_model import Prompt, windowed_rows
 from triton_rerank.serving.export import ExportError, export_model
 from triton_rerank.serving.export.llm import QWEN3_INSTRUCTION, QWEN3_TEMPLATE
 from triton_rerank.serving.layout import RepositorySettings
@@ -183,7 +183,7 @@ def test_the_export_command_takes_the_kind_and_the_instruction(qwen3, tmp_path, 
 def test_the_rerank_api_serves_the_llm_reranker_by_name_with_its_instruction(server, qwen3):
     import httpx
 
-    from triton_rerank.api.process import ApiProcess
+    from benchmarks.api_process import ApiProcess
 
     instruction = "Given a scientific claim, retrieve abstracts that support or refute it"
     want = model_card_probabilities(qwen3, [(QUERY, d) for d in DOCUMENTS], instruction)

@@ -107,8 +107,8 @@ def test_the_blocking_client_carries_its_request_id_and_trace_into_every_triton_
 def test_tritons_own_spans_land_under_the_apis_trace(tiny_repository):
     """The API exporting by the standard OTEL_* variables, Triton in its OpenTelemetry trace mode,
     both to one OTLP receiver: Triton's spans are children of the API's Triton calls and carry the id."""
-    from triton_rerank.api.process import ApiProcess
-    from triton_rerank.bench.otlp_receiver import OtlpReceiver
+    from benchmarks.api_process import ApiProcess
+    from benchmarks.otlp_receiver import OtlpReceiver
     from triton_rerank.serving.server import EmbeddedTritonServer, free_port_settings
 
     fast_export = {"OTEL_BSP_SCHEDULE_DELAY": "100"}
@@ -150,7 +150,7 @@ def test_tritons_own_spans_land_under_the_apis_trace(tiny_repository):
 
 
 def test_readiness_means_triton_and_the_default_model_while_liveness_asks_nothing(triton_server):
-    from triton_rerank.api.process import ApiProcess
+    from benchmarks.api_process import ApiProcess
     from triton_rerank.serving.server import free_port
 
     with ApiProcess(triton_server.grpc_url) as api:
@@ -167,7 +167,7 @@ def test_readiness_means_triton_and_the_default_model_while_liveness_asks_nothin
 
 
 def test_json_logs_carry_the_request_fields(triton_server):
-    from triton_rerank.api.process import ApiProcess
+    from benchmarks.api_process import ApiProcess
 
     with ApiProcess(triton_server.grpc_url, "--log-format", "json", "--access-log") as api:
         body = {"model": "reranker", "query": QUERY, "documents": DOCUMENTS[:3]}
@@ -233,7 +233,7 @@ def test_every_metric_the_dashboard_and_alerts_read_is_in_a_real_scrape(triton_s
     from monitoring_assets import GPU_ONLY_PREFIX, NOT_SCRAPED, alert_expressions, dashboard_expressions, metric_names
     from pymilvus import MilvusClient
 
-    from triton_rerank.api.process import ApiProcess
+    from benchmarks.api_process import ApiProcess
 
     with ApiProcess(triton_server.grpc_url) as api:
         body = {"model": "reranker", "query": QUERY, "documents": DOCUMENTS}

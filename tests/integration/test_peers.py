@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from triton_rerank.bench.peers import PeerProcess
-from triton_rerank.bench.report import tier_verdicts, tiers_markdown
-from triton_rerank.bench.tiers import TIERS
-from triton_rerank.bench.workload import Request
+from benchmarks.peers import PeerProcess
+from benchmarks.report import tier_verdicts, tiers_markdown
+from benchmarks.tiers import TIERS
+from benchmarks.workload import Request
 
 REQUESTS = [
     Request("what is the capital of france", ["paris is the capital of france", "berlin", "", "café 🚀"]),

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from triton_rerank import TritonRerankFunction
+from triton_rerank.backends.runner_model import bf16_missing
 from triton_rerank.model_sources import resolve_model
-from triton_rerank.serving.backends.runner_model import bf16_missing
 from triton_rerank.serving.export import (
     ExportCheckError,
     ExportError,
@@ -267,7 +267,7 @@ def test_a_graph_past_protobufs_2_gb_keeps_its_weights_in_one_file_beside_it(
 ):
     from tokenizers import Tokenizer
 
-    from triton_rerank.serving.backends.tokenizer_model import encode
+    from triton_rerank.backends.tokenizer_model import encode
     from triton_rerank.serving.export import graphs
     from triton_rerank.serving.layout import BERT_INPUTS
 

@@ -35,7 +35,7 @@ def free_port() -> int:
 @contextlib.contextmanager
 def rerank_api(triton_url: str, *args: str, env: dict | None = None):
     """``triton-rerank api`` as a user starts it, on a free port; yields (base URL, the process)."""
-    from triton_rerank.api.process import ApiProcess
+    from benchmarks.api_process import ApiProcess
 
     with ApiProcess(triton_url, *args, env=env) as api:
         yield api.url, api

@@ -1,5 +1,7 @@
-"""The shape of the code, held by tests: no import circles in the package, modules and functions
-of a size one can read, and one wire contract whose copies beside the backends never drift."""
+"""The shape of the code, held by tests: the package in floors that import only downwards (so no
+import circle), the code that runs inside Triton apart, the build machine's tools outside the
+package, modules and functions of a size one can read, and one wire contract whose copies beside
+the backends never drift."""
 
 from __future__ import annotations
 
@@ -15,6 +17,22 @@ from triton_rerank.serving.repository import write_configs
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "client" / "triton_rerank"
 MAX_MODULE_LINES, MAX_FUNCTION_LINES = 400, 60
+# The package's floors, lowest first. A module imports its own floor and those below, never one above:
+# what the client needs never pulls in the API, the serving side, training or the command line.
+FLOORS = (
+    # leaves: the wire contract, the error tree, and helpers that import nothing above them
+    ("protocol", "errors", "flags", "metrics", "model_sources", "samples", "analyzers", "blend", "loop", "backends"),
+    # the client: Triton over HTTP/gRPC, its options, errors and traces (the wheel without extras)
+    ("triton_rerank", "endpoints", "triton_errors", "tracing", "options", "transport", "base", "client", "embed"),
+    # retrieval: Milvus, the first stages, ingest, BEIR collections, the pipeline
+    ("store", "first_stage", "ingest", "beir", "pipeline"),
+    # what serves: the rerank HTTP API, and the model repository, its export, the embedded server, deploy
+    ("api", "serving"),
+    ("training",),
+    ("evaluation",),
+    ("commands", "cli"),
+)
+BACKENDS = "triton_rerank.backends"  # inside Triton: of the package, only the wire contract
 
 
 def module_name(path: Path) -> str:
@@ -81,13 +99,71 @@ def test_the_cycle_finder_finds_circles():
     assert sorted(import_cycles(graph)) == [["a", "b", "c"], ["e", "f"]]
 
 
+def floor(module: str) -> int:
+    """The floor of a package module (``triton_rerank.api.routes`` -> the floor of ``api``)."""
+    parts = module.split(".")
+    room = parts[1] if len(parts) > 1 else parts[0]
+    found = [level for level, rooms in enumerate(FLOORS) if room in rooms]
+    assert found, f"{module} is on no floor: add its room to FLOORS"
+    return found[0]
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    return sorted(
+        f"{module} -> {target}"
+        for module, targets in graph.items()
+        for target in targets
+        if floor(target) > floor(module)
+    )
+
+
+def test_the_package_imports_only_downwards_and_the_backends_only_the_wire_contract():
+    graph = {name: imported_modules(path) - {name} for name, path in MODULES.items() if not name.startswith(BACKENDS)}
+    assert upward_imports(graph) == []
+    backends = {name: imported_modules(path) for name, path in MODULES.items() if name.startswith(BACKENDS + ".")}
+    assert set(backends) == {f"{BACKENDS}.{m}" for m in ("tokenizer_model", "aggregator_model", "runner_model")}
+    assert set().union(*backends.values()) <= {"triton_rerank.protocol"}, backends
+
+
+def test_the_floor_check_finds_an_import_upwards():
+    """The check above can fail: the client importing the API, or the store the command line."""
+    graph = {"triton_rerank.client": {"triton_rerank.api.service"}, "triton_rerank.store": {"triton_rerank.cli"}}
+    assert upward_imports(graph) == [
+        "triton_rerank.client -> triton_rerank.api.service",
+        "triton_rerank.store -> triton_rerank.cli",
+    ]
+    assert upward_imports({"triton_rerank.cli": {"triton_rerank.client"}}) == []
+
+
+def test_the_package_never_imports_the_build_machines_tools_or_the_tests():
+    """benchmarks/ and tests/ are not in the wheel: nothing in it may need them."""
+    outside = {"benchmarks", "tests", "tiny_models", "conftest", "scripts"}
+    found = {
+        f"{name} imports {imported}"
+        for name, path in MODULES.items()
+        for imported in _all_imports(path)
+        if imported.split(".")[0] in outside
+    }
+    assert found == set()
+
+
+def _all_imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+    return found
+
+
 def test_errors_are_a_leaf():
     assert imported_modules(MODULES["triton_rerank.errors"]) == set()
     assert imported_modules(MODULES["triton_rerank.protocol"]) == set()
 
 
 def source_files() -> list[Path]:
-    return sorted([*PACKAGE.rglob("*.py"), *(ROOT / "scripts").glob("*.py")])
+    return sorted([*PACKAGE.rglob("*.py"), *(ROOT / "benchmarks").glob("*.py"), *(ROOT / "scripts").glob("*.py")])
 
 
 @pytest.mark.parametrize("path", source_files(), ids=lambda p: str(p.relative_to(ROOT)))

@@ -42,7 +42,7 @@ def runner(monkeypatch):
         monkeypatch.setitem(sys.modules, "onnxruntime", ort)
 
     monkeypatch.setitem(sys.modules, "triton_python_backend_utils", types.ModuleType("triton_python_backend_utils"))
-    module = importlib.import_module("triton_rerank.serving.backends.runner_model")
+    module = importlib.import_module("triton_rerank.backends.runner_model")
     return module, fake_ort
 
 

@@ -40,7 +40,7 @@ def model_dir(tmp_path_factory):
 @pytest.fixture
 def runner_module(monkeypatch):
     monkeypatch.setitem(sys.modules, "triton_python_backend_utils", types.ModuleType("triton_python_backend_utils"))
-    return importlib.import_module("triton_rerank.serving.backends.runner_model")
+    return importlib.import_module("triton_rerank.backends.runner_model")
 
 
 def load(module, model_dir, **parameters):

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from triton_rerank.serving.backends.tokenizer_model import read_options
+from triton_rerank.backends.tokenizer_model import read_options
 
 
 def _read_options(parameters: dict, pairs: bool = True) -> dict:

@@ -77,7 +77,7 @@ def test_an_exporter_this_service_cannot_make_is_refused_by_name(monkeypatch, en
 def test_the_api_command_exports_traces_as_the_variables_say():
     """In a process of its own (a tracer provider is set once per process): a span reaches an OTLP
     receiver over HTTP, under the service name the variables give."""
-    from triton_rerank.bench.otlp_receiver import OtlpReceiver
+    from benchmarks.otlp_receiver import OtlpReceiver
 
     code = (
         "from opentelemetry import trace; from triton_rerank import tracing; "

@@ -10,8 +10,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
 
-from triton_rerank.serving.backends.aggregator_model import fold
-from triton_rerank.serving.backends.tokenizer_model import document_windows
+from triton_rerank.backends.aggregator_model import fold
+from triton_rerank.backends.tokenizer_model import document_windows
 
 WORDS = ["paris", "capital", "france", "river", "water", "cell", "protein", "the", "of", "a", ",", "."]
 
@@ -129,7 +129,7 @@ def test_fold_refuses_rows_out_of_order(owners):
 
 
 def test_long_texts_hold_the_judged_document_among_unjudged_ones_within_the_lengths():
-    from triton_rerank.bench.long_corpus import make_long_texts
+    from benchmarks.long_corpus import make_long_texts
 
     texts = {f"d{i}": " ".join(f"w{i}" for _ in range(10 + i % 7)) for i in range(200)}
     judged = {"d3", "d50", "d77"}
@@ -153,7 +153,7 @@ def test_long_texts_hold_the_judged_document_among_unjudged_ones_within_the_leng
 def test_a_query_longer_than_the_model_leaves_the_document_half_of_it(tokenizer):
     """Its windows are half of max_length each (the pair truncation then cuts both), in order, and
     cover the document: not windows of a negative size."""
-    from triton_rerank.serving.backends.tokenizer_model import windowed_rows
+    from triton_rerank.backends.tokenizer_model import windowed_rows
 
     tokenizer.no_truncation()
     tokenizer.no_padding()
@@ -164,3 +164,20 @@ def test_a_query_longer_than_the_model_leaves_the_document_half_of_it(tokenizer)
     assert spans[-1][1] == len(document)
     for (_, text), (start, end) in zip(rows, spans, strict=True):
         assert text == document[start:end] and len(tokenizer.encode(text, add_special_tokens=False).ids) <= 24
+
+
+@pytest.mark.parametrize("document", ["", "   ", "\n\n"])
+def test_an_empty_or_blank_document_behind_a_query_longer_than_the_model_is_one_row(tokenizer, document):
+    """Such a document has no tokens to cut into windows: it is read as it is, in one row (it raised
+    IndexError in the tokenizer step, which the API answered with a 500)."""
+    from triton_rerank.backends.tokenizer_model import windowed_rows
+
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    pairs = [("protein " * 100, document), ("protein " * 100, "paris capital")]
+    rows, owners, spans = windowed_rows(tokenizer, 48, pairs, 32)
+    assert owners[0] == 0 and owners.count(0) == 1 and rows[0] == (pairs[0][0], document)
+    assert spans[0] == (0, len(document)) and set(owners) == {0, 1}
+    assert document_windows(document, tokenizer.encode(document, add_special_tokens=False), 8, 4, 32) == [
+        (0, len(document))
+    ]

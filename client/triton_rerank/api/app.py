@@ -15,7 +15,10 @@ uvicorn. ``create_app`` only wires: the handlers are ``routes``, what every requ
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
+import time
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
@@ -68,3 +71,28 @@ def create_app(settings: ApiSettings, service: RerankService | None = None) -> S
     app.state.settings, app.state.service, app.state.metrics = settings, service, metrics
     app.state.openapi = openapi_document()
     return app
+
+
+@contextlib.contextmanager
+def serving(settings: ApiSettings, startup_timeout_s: float = 30.0):
+    """The API served by uvicorn on a thread of this process, for as long as the ``with`` lasts:
+    yields its URL (the quick start shows it to the user this way, with no process of its own)."""
+    import uvicorn
+
+    config = uvicorn.Config(
+        create_app(settings), host=settings.host, port=settings.port, log_config=None, access_log=False
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="triton-rerank-api", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + startup_timeout_s
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            raise RuntimeError(f"the rerank API did not start on {settings.host}:{settings.port}")
+        time.sleep(0.05)
+    try:
+        yield f"http://{settings.host}:{settings.port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)

@@ -13,11 +13,6 @@ from triton_rerank.protocol import DEFAULT_LONG_DOCUMENTS, LONG_DOCUMENT_POLICIE
 
 # Where commands write generated models: ignored by git, so the main job never touches tracked files.
 GENERATED_REPOSITORY = Path("generated/model_repository")
-# Data and models for the benchmarks' and evaluations' defaults: $TRITON_RERANK_SHARED, else the
-# shared/ folder beside the checkout the commands are run from (the build machines' layout).
-SHARED = Path(os.environ.get("TRITON_RERANK_SHARED", "../shared"))
-# The Python of the in-process peers' environment (`make peers` builds it in the checkout).
-PEERS_PYTHON = Path(os.environ.get("TRITON_RERANK_PEERS_PYTHON", ".venv-peers/bin/python"))
 
 
 def add_repository(parser: argparse.ArgumentParser, help_text: str = "model repository") -> None:

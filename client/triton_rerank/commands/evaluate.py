@@ -7,9 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from triton_rerank.bench.peers import PEERS
 from triton_rerank.commands.common import (
-    PEERS_PYTHON,
     add_first_stage,
     add_milvus,
     add_models,
@@ -66,19 +64,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=["first"],
         help="long-document policies to rerank with, comma-separated: first,max,mean (default: first)",
     )
-    parser.add_argument(
-        "--peers",
-        type=names_of("peers", PEERS),
-        default=[],
-        help=f"in-process peers that rerank the same candidates, comma-separated: {', '.join(PEERS)} "
-        "(sentence-transformers' backends; `make peers`)",
-    )
-    parser.add_argument(
-        "--peers-python",
-        type=Path,
-        default=PEERS_PYTHON,
-        help="the Python of the peers' environment, built by `make peers` (default: %(default)s)",
-    )
     _add_comparison(parser)
     parser.add_argument("--out", type=Path, default=Path("generated/evaluation.json"), help="(default: %(default)s)")
 
@@ -94,7 +79,8 @@ def _add_comparison(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, peers=None) -> int:
+    """``peers``: other in-process rerankers of the same candidates (``evaluation.runner.InProcessRuns``)."""
     from triton_rerank.evaluation import run_evaluation
 
     if args.compare_models:
@@ -112,9 +98,5 @@ def run(args: argparse.Namespace) -> int:
         )
         return 0
 
-    try:
-        config = from_flags(EvaluationConfig, args)
-    except ValueError as err:
-        raise SystemExit(str(err)) from None
-    run_evaluation(config)
+    run_evaluation(from_flags(EvaluationConfig, args), peers)
     return 0

@@ -7,8 +7,8 @@
    embedding it through Triton;
 4. runs a few queries and prints the first-stage order (hybrid: BM25 and dense fused in Milvus, with
    where each leg put each document) next to the reranked order, with scores and timings;
-5. starts the rerank HTTP API (``triton-rerank api``) in front of the same Triton and shows one
-   ``curl`` against its Cohere route, with the answer; then stops what it started.
+5. serves the rerank HTTP API (what ``triton-rerank api`` serves) in front of the same Triton and
+   shows one ``curl`` against its Cohere route, with the answer; then stops what it started.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import shlex
-import sys
 import tempfile
 import time
 import urllib.request
@@ -32,7 +31,6 @@ from triton_rerank.commands.common import (
     first_stage_options,
     open_store,
 )
-from triton_rerank.errors import RerankError
 from triton_rerank.samples import SAMPLE_CORPUS, SAMPLE_QUERIES
 
 
@@ -67,22 +65,24 @@ def side_by_side(result, top_k: int, kind: str = "cross-encoder", first_stage: s
 def show_rerank_api(triton_url: str, query: str, documents: list[str]) -> None:
     """The same reranker over HTTP, as the retrieval ecosystem calls it: one curl, and its answer."""
     try:
-        from triton_rerank.api.process import ApiProcess
-        from triton_rerank.api.settings import RERANK_API_KEY_ENV
+        from triton_rerank.api.app import serving
+        from triton_rerank.api.settings import RERANK_API_KEY_ENV, ApiSettings
+        from triton_rerank.serving.server import free_port
     except ImportError as err:
         print(f"\n(the rerank API needs the api extra: {err})")
         return
     body = json.dumps({"model": "reranker", "query": query, "documents": documents, "top_n": 2})
     key = os.environ.get(RERANK_API_KEY_ENV)
-    with ApiProcess(triton_url) as api:
-        request = urllib.request.Request(f"{api.url}/v2/rerank", data=body.encode(), method="POST")
+    settings = ApiSettings(triton_url=triton_url, port=free_port(), api_key=key or None)
+    with serving(settings) as url:
+        request = urllib.request.Request(f"{url}/v2/rerank", data=body.encode(), method="POST")
         request.add_header("content-type", "application/json")
         if key:
             request.add_header("authorization", f"Bearer {key}")
         answer = urllib.request.urlopen(request, timeout=60).read().decode()
         auth = f' -H "Authorization: Bearer ${RERANK_API_KEY_ENV}"' if key else ""
         print("\nThe same reranker over HTTP (triton-rerank api: Cohere /v2/rerank, Jina /v1/rerank, TEI /rerank):")
-        print(f"  $ curl -s {api.url}/v2/rerank -H 'content-type: application/json'{auth} -d {shlex.quote(body)}")
+        print(f"  $ curl -s {url}/v2/rerank -H 'content-type: application/json'{auth} -d {shlex.quote(body)}")
         print(f"  {answer}")
 
 
@@ -93,30 +93,26 @@ def run(args: argparse.Namespace) -> int:
     from triton_rerank.serving.server import triton_for
 
     exports = [(args.reranker_model, args.reranker_kind, {}), (args.embedder_model, "bi-encoder", {})]
-    try:
+    with (
+        tempfile.TemporaryDirectory(prefix="triton-rerank-quickstart-") as workdir,
+        triton_for(args.triton_url, args.repository, exports) as (url, _),
+    ):
+        milvus_uri = args.milvus_uri or str(Path(workdir) / "quickstart.db")
         with (
-            tempfile.TemporaryDirectory(prefix="triton-rerank-quickstart-") as workdir,
-            triton_for(args.triton_url, args.repository, exports) as (url, _),
+            open_store(args, milvus_uri, collection="quickstart", index="FLAT") as store,
+            TritonEmbedFunction(url) as embed,
+            TritonRerankFunction(url) as rerank,
         ):
-            milvus_uri = args.milvus_uri or str(Path(workdir) / "quickstart.db")
-            with (
-                open_store(args, milvus_uri, collection="quickstart", index="FLAT") as store,
-                TritonEmbedFunction(url) as embed,
-                TritonRerankFunction(url) as rerank,
-            ):
-                started = time.perf_counter()
-                report = ingest(read_documents(args.corpus), store, embed)
-                print(
-                    f"Milvus ({milvus_uri}): ingested {report.written} new of {report.read} documents "
-                    f"in {time.perf_counter() - started:.1f} s; the collection holds {store.count()}"
-                )
-                pipeline = RerankPipeline(store, embed, rerank, **first_stage_options(args))
-                pipeline.search("warm-up", retrieve_k=2, top_k=1)
-                for query in args.query or SAMPLE_QUERIES:
-                    result = pipeline.search(query, retrieve_k=args.retrieve_k, top_k=args.top_k)
-                    side_by_side(result, args.top_k, args.reranker_kind, pipeline.first_stage.name)
-            show_rerank_api(url, result.query, [c.text[:60] for c in result.candidates[:3]])
-    except (RerankError, OSError, ValueError, RuntimeError, ImportError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+            started = time.perf_counter()
+            report = ingest(read_documents(args.corpus), store, embed)
+            print(
+                f"Milvus ({milvus_uri}): ingested {report.written} new of {report.read} documents "
+                f"in {time.perf_counter() - started:.1f} s; the collection holds {store.count()}"
+            )
+            pipeline = RerankPipeline(store, embed, rerank, **first_stage_options(args))
+            pipeline.search("warm-up", retrieve_k=2, top_k=1)
+            for query in args.query or SAMPLE_QUERIES:
+                result = pipeline.search(query, retrieve_k=args.retrieve_k, top_k=args.top_k)
+                side_by_side(result, args.top_k, args.reranker_kind, pipeline.first_stage.name)
+        show_rerank_api(url, result.query, [c.text[:60] for c in result.candidates[:3]])
     return 0

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from triton_rerank.evaluation.data import load_beir
+from triton_rerank.beir import load_beir
 from triton_rerank.metrics import evaluate
 from triton_rerank.model_sources import resolve_model
 
@@ -36,7 +36,8 @@ def compare_rerankers(
     from triton_rerank.training.first_stage import InProcessDense
     from triton_rerank.training.mining import first_stage_hits
 
-    documents, queries, qrels = load_beir(data, split, max_queries)
+    collection = load_beir(data, split, max_queries=max_queries)
+    documents, queries, qrels = collection.documents, collection.queries, collection.judgments
     corpus = {d.id: d.text for d in documents}
     held_out = TrainingData(corpus, queries, qrels)
     first_stage = InProcessDense(corpus, embedder)

@@ -45,33 +45,21 @@ class EvaluationConfig:
     no_reference: bool = False
     rerank_data: Path | None = None
     long_documents: Sequence[str] = ("first",)
-    peers: Sequence[str] = ()
-    peers_python: Path = Path(".venv-peers/bin/python")
     out: Path = Path("generated/evaluation.json")
 
     def __post_init__(self) -> None:
         self.first_stages()  # a bad first stage or fusion setting fails here, before anything is served
         if len(self.first_stage) > 1 and (
-            self.cascade_model or self.rerank_data or self.peers or list(self.long_documents) != ["first"]
+            self.cascade_model or self.rerank_data or list(self.long_documents) != ["first"]
         ):
             raise ValueError(
                 "several --first-stage values compare first stages, each reranked once: leave out --cascade-model, "
-                "--rerank-data, --peers and --long-documents"
+                "--rerank-data and --long-documents"
             )
         if self.cascade_model and not 10 <= self.cascade_k <= self.retrieve_k:
             raise ValueError(f"--cascade-k must be from 10 (nDCG@10 reads 10) to --retrieve-k, got {self.cascade_k}")
         if self.cascade_model and self.rerank_data:
             raise ValueError("--cascade-model reranks the collection's own texts: leave out --rerank-data")
-        if self.peers and (self.rerank_data or self.reranker_kind != "cross-encoder"):
-            raise ValueError(
-                "--peers are sentence-transformers cross-encoders on the collection's own texts: "
-                "leave out --rerank-data and --reranker-kind llm-reranker"
-            )
-        if self.peers and not Path(self.peers_python).exists():
-            raise ValueError(
-                f"--peers run in the peers' environment, and there is none at {self.peers_python}: "
-                "run `make peers` first (or name one with --peers-python)"
-            )
 
     def first_stages(self) -> list[FirstStage]:
         """The first stages to evaluate, in the order given; the fusion settings go to hybrid."""

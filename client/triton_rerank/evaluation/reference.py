@@ -1,11 +1,9 @@
 """The in-process side of an evaluation: the reference (sentence-transformers, or an LLM
-reranker's model card code) and the in-process peers (sentence-transformers' own backends)."""
+reranker's model card code) and the exact BM25 beside Milvus'."""
 
 from __future__ import annotations
 
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -83,34 +81,3 @@ def exact_bm25(config: EvaluationConfig, documents, queries: dict, *, stem: bool
     doc_ids = [d.id for d in documents]
     print(f"reference: exact BM25{' stemmed' if stem else ''} in {time.perf_counter() - started:.0f} s", flush=True)
     return {q: [doc_ids[i] for i in found[n]] for n, q in enumerate(query_ids)}
-
-
-def peer_runs(config: EvaluationConfig, queries: dict, first_stage: dict, texts: dict, timings: dict) -> dict:
-    """Each peer's ranking of the served first stage's very candidates (the collection's own texts),
-    one worker process at a time, so that no peer competes with another for the cores."""
-    from triton_rerank.bench.peers import PEER_NAMES, PeerProcess
-    from triton_rerank.bench.workload import Request
-    from triton_rerank.model_sources import resolve_model
-    from triton_rerank.serving.export.precision import builtin_calibration_pairs
-
-    model = resolve_model(config.reranker_model)
-    runs = {}
-    with tempfile.TemporaryDirectory(prefix="triton-rerank-peers-") as work:
-        for kind in config.peers:
-            peer = PeerProcess(kind, Path(model), Path(work) / kind, config.peers_python).start(
-                builtin_calibration_pairs()
-            )
-            try:
-                started = time.perf_counter()
-                run = {}
-                for q, ids in first_stage.items():
-                    (scores,) = peer.score([Request(queries[q], [texts[d] for d in ids])])
-                    run[q] = ranked_ids(ids, scores)
-            finally:
-                peer.stop()
-            seconds = time.perf_counter() - started
-            pairs = sum(len(ids) for ids in first_stage.values())
-            timings[kind] = {"s": seconds, "pairs": pairs}
-            print(f"peer {PEER_NAMES[kind]}: reranked {pairs} pairs in {seconds:.0f} s", flush=True)
-            runs[PEER_NAMES[kind]] = run
-    return runs

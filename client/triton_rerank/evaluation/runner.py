@@ -1,26 +1,34 @@
 """One evaluation, end to end: export and serve (or use a running Triton), the served runs, the
-peers and the reference, the metrics side by side, the noise band, and the report."""
+reference, any other in-process rerankers a caller brings (the benchmarks' peers), the metrics side
+by side, the noise band, and the report."""
 
 from __future__ import annotations
 
 import json
 import platform
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
+from triton_rerank.beir import load_beir
 from triton_rerank.evaluation.config import CASCADE_NAME, EvaluationConfig
-from triton_rerank.evaluation.data import load_beir
-from triton_rerank.evaluation.reference import exact_bm25, peer_runs, reference_runs
+from triton_rerank.evaluation.reference import exact_bm25, reference_runs
 from triton_rerank.evaluation.served import served_runs
 from triton_rerank.metrics import evaluate, noise_band
 from triton_rerank.serving.layout import RepositorySettings
 
+# Other rerankers of the first stage's very candidates: (queries, {query id: candidate ids}, {document
+# id: text}, timings to fill in) -> {name: {query id: ranked ids}}.
+InProcessRuns = Callable[[dict, dict, dict, dict], dict[str, dict]]
 
-def run_evaluation(config: EvaluationConfig) -> dict:
-    """Evaluate, print the table, write ``config.out``; returns the report."""
+
+def run_evaluation(config: EvaluationConfig, peers: InProcessRuns | None = None) -> dict:
+    """Evaluate, print the table, write ``config.out``; returns the report. ``peers`` rerank the
+    served first stage's candidates in-process too (``benchmarks.peer_evaluation``)."""
     from triton_rerank.serving.server import triton_for
 
-    documents, queries, qrels = load_beir(config.data, config.split, config.max_queries)
+    collection = load_beir(config.data, config.split, max_queries=config.max_queries)
+    documents, queries, qrels = collection.documents, collection.queries, collection.judgments
     print(f"{config.data.name}: {len(documents)} documents, {len(queries)} judged queries ({config.split})", flush=True)
     with (
         tempfile.TemporaryDirectory(prefix="triton-rerank-eval-") as workdir,
@@ -43,11 +51,13 @@ def run_evaluation(config: EvaluationConfig) -> dict:
     if config.rerank_data is not None:
         served_timings.update(gain_kept(first_scores, scored))
     timings = {"served": served_timings}
-    if config.peers:
+    peer_names = []
+    if peers is not None:
         texts = {d.id: d.text for d in documents}
         timings["peers"] = {}
-        for name, run in peer_runs(config, queries, first_stage, texts, timings["peers"]).items():
+        for name, run in peers(queries, first_stage, texts, timings["peers"]).items():
             rows[f"reranked: {name} on Milvus top-{config.retrieve_k} (in-process peer)"] = evaluate(run, qrels)
+            peer_names.append(name)
     if any(name != "dense" for name in first_stages):  # Milvus' BM25 beside exact ones (cheap: always)
         rows = {
             f"first stage: exact BM25{', stemmed' if stem else ''} (bm25s, in-process)": evaluate(
@@ -70,7 +80,7 @@ def run_evaluation(config: EvaluationConfig) -> dict:
         if served_scores:  # the served scores against the reference's, same candidates
             band = noise_band(reference_scores, served_scores, first_stage, qrels)
     print_table(config, len(queries), rows, band)
-    return write_report(config, len(queries), len(documents), rows, timings, band)
+    return write_report(config, len(queries), len(documents), rows, timings, band, peer_names)
 
 
 def exports(config: EvaluationConfig) -> list[tuple[str, str, dict]]:
@@ -150,7 +160,7 @@ def print_table(config: EvaluationConfig, queries: int, rows: dict, band: dict |
 
 
 def write_report(
-    config: EvaluationConfig, queries: int, documents: int, rows: dict, timings: dict, band: dict | None
+    config: EvaluationConfig, queries: int, documents: int, rows: dict, timings: dict, band: dict | None, peers: list
 ) -> dict:
     report = {
         "data": str(config.data),
@@ -176,7 +186,7 @@ def write_report(
         "retrieve_k": config.retrieve_k,
         "rerank_data": str(config.rerank_data) if config.rerank_data else None,
         "long_documents": list(config.long_documents),
-        "peers": list(config.peers),
+        "peers": peers,
         "machine": f"{platform.machine()}, {platform.system()}, Python {platform.python_version()}",
         "results": rows,
         "noise_band": band,

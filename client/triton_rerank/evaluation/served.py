@@ -113,7 +113,7 @@ def rerank_run(
     """Each query's candidates reranked (with ``texts`` instead of theirs, when given) under one
     long-document policy; records the seconds and the rows the cross-encoder scored, and each
     (query, document) pair's score in ``scores`` when given."""
-    from triton_rerank.bench.stats import triton_stats
+    from triton_rerank.serving.statistics import triton_stats
 
     name = policy if texts is not None else "short" if policy == "first" else f"short {policy}"
     before = triton_stats(stats_url) if stats_url else None

@@ -21,9 +21,11 @@ BERT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 ONNX_FILE = "model.onnx"
 TORCHSCRIPT_FILE = "model.pt"
 OPENVINO_FILE = "model.xml"  # OpenVINO IR; its weights are model.bin beside it
-TOKENIZER_CODE = Path(__file__).parent / "backends" / "tokenizer_model.py"
-AGGREGATOR_CODE = Path(__file__).parent / "backends" / "aggregator_model.py"
-RUNNER_CODE = Path(__file__).parent / "backends" / "runner_model.py"
+# The Python-backend code that runs inside Triton (triton_rerank/backends), copied beside the configs.
+BACKENDS = Path(__file__).parents[1] / "backends"
+TOKENIZER_CODE = BACKENDS / "tokenizer_model.py"
+AGGREGATOR_CODE = BACKENDS / "aggregator_model.py"
+RUNNER_CODE = BACKENDS / "runner_model.py"
 # The wire contract, copied beside each Python backend's model.py under this name (they import it).
 PROTOCOL_CODE = Path(protocol.__file__)
 PROTOCOL_COPY = "rerank_protocol.py"

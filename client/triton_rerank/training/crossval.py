@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 import triton_rerank.training.model as model_module
-from triton_rerank.evaluation.data import load_beir as load_judged
+from triton_rerank.beir import load_beir
 from triton_rerank.model_sources import resolve_model
 from triton_rerank.training.config import TrainConfig
 from triton_rerank.training.data import TrainingData
@@ -29,7 +29,7 @@ from triton_rerank.training.runner import load_training, open_first_stage, train
 
 def cross_validate(config: TrainConfig, folds: int, test_depth: int) -> dict:
     full = load_training(config)  # every judged query
-    _, _, qrels = load_judged(Path(config.data), config.split, None)  # tested on every judgment, pooled or not
+    qrels = load_beir(Path(config.data), config.split).judgments  # tested on every judgment, pooled or not
     ids = sorted(full.queries)
     random.Random(config.seed).shuffle(ids)
     fold_of = {q: n % folds for n, q in enumerate(ids)}

@@ -8,14 +8,13 @@ set with a hole in it would train quietly on less than the user gave.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import random
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from triton_rerank.errors import RerankInputError
+from triton_rerank.beir import CollectionError, read_judged, some
 from triton_rerank.ingest import jsonl_rows, read_documents
 
 # Cohere's retired fine-tuning format names the same fields otherwise: both are read.
@@ -25,8 +24,8 @@ MIN_DEV_QUERIES = 30
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 
-class TrainingDataError(RerankInputError):
-    """The training data is missing, malformed or names what is not there."""
+# The training data is missing, malformed or names what is not there: one error with the collections'.
+TrainingDataError = CollectionError
 
 
 @dataclass
@@ -72,45 +71,10 @@ def load_beir(folder: Path, split: str, *, skip_unknown_documents: bool = False)
 
 
 def judged_beir(folder: Path, split: str, corpus: dict[str, str], *, skip_unknown_documents: bool) -> TrainingData:
-    qrels_path, queries_path = folder / "qrels" / f"{split}.tsv", folder / "queries.jsonl"
-    for path in (qrels_path, queries_path):
-        if not path.is_file():
-            raise TrainingDataError(f"{path} is missing: a BEIR folder holds corpus.jsonl, queries.jsonl, qrels/")
-    queries = {}
-    for number, row in _jsonl_rows(queries_path):
-        if not isinstance(row.get("_id"), str | int) or not isinstance(row.get("text"), str):
-            raise TrainingDataError(f"{queries_path}:{number}: needs '_id' and 'text'")
-        queries[str(row["_id"])] = row["text"]
-    judgments: dict[str, dict[str, int]] = {}
-    unknown_queries, unknown_documents = [], []
-    with qrels_path.open(encoding="utf-8") as lines:
-        reader = csv.DictReader(lines, delimiter="\t")
-        if not {"query-id", "corpus-id", "score"} <= set(reader.fieldnames or ()):
-            raise TrainingDataError(f"{qrels_path}: needs the header query-id, corpus-id, score (tab-separated)")
-        for number, row in enumerate(reader, 2):
-            try:
-                grade = int(row["score"])
-            except (TypeError, ValueError):
-                raise TrainingDataError(f"{qrels_path}:{number}: score {row['score']!r} is not an integer") from None
-            if grade < 0:
-                raise TrainingDataError(f"{qrels_path}:{number}: score {grade} is negative")
-            query, document = row["query-id"], row["corpus-id"]
-            if query not in queries:
-                unknown_queries.append(query)
-            elif document not in corpus:
-                unknown_documents.append(document)
-            else:
-                judgments.setdefault(query, {})[document] = grade
-    if unknown_queries:
-        raise TrainingDataError(
-            f"{qrels_path} names {len(unknown_queries)} queries not in {queries_path}: {_some(unknown_queries)}"
-        )
-    if unknown_documents and not skip_unknown_documents:
-        raise TrainingDataError(
-            f"{qrels_path} names {len(unknown_documents)} documents not in the corpus: {_some(unknown_documents)} "
-            "(a corpus that is a pool of a larger one: pass --skip-unknown-documents to train without them)"
-        )
-    return _checked(TrainingData(corpus, {q: queries[q] for q in judgments}, judgments), str(qrels_path))
+    """``split``'s judged queries over ``corpus`` (``beir.read_judged``), each with a positive."""
+    unknown = "skip" if skip_unknown_documents else "error"
+    queries, judgments = read_judged(Path(folder), split, corpus, unknown_documents=unknown)
+    return _checked(TrainingData(corpus, queries, judgments), str(Path(folder) / "qrels" / f"{split}.tsv"))
 
 
 def load_jsonl(path: Path) -> TrainingData:
@@ -201,10 +165,5 @@ def _checked(data: TrainingData, source: str) -> TrainingData:
         raise TrainingDataError(f"{source}: no judged query")
     without = [q for q, judged in data.judgments.items() if not any(g > 0 for g in judged.values())]
     if without:
-        raise TrainingDataError(f"{source}: {len(without)} queries have no positive judgment: {_some(without)}")
+        raise TrainingDataError(f"{source}: {len(without)} queries have no positive judgment: {some(without)}")
     return data
-
-
-def _some(names: list[str], shown: int = 5) -> str:
-    names = list(dict.fromkeys(names))
-    return ", ".join(map(repr, names[:shown])) + (f" and {len(names) - shown} more" if len(names) > shown else "")

@@ -1,1 +1,1 @@
-../../../client/triton_rerank/serving/backends/aggregator_model.py
+../../../client/triton_rerank/backends/aggregator_model.py

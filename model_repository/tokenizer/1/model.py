@@ -1,1 +1,1 @@
-../../../client/triton_rerank/serving/backends/tokenizer_model.py
+../../../client/triton_rerank/backends/tokenizer_model.py

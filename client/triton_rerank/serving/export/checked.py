@@ -16,9 +16,9 @@ import numpy as np
 
 import triton_rerank.serving.export.graphs as graphs
 import triton_rerank.serving.export.precision as precision
+from triton_rerank.backends.tokenizer_model import encode
 from triton_rerank.serving import layout
 from triton_rerank.serving import repository as repo
-from triton_rerank.serving.backends.tokenizer_model import encode
 from triton_rerank.serving.export_options import ExportOptions
 
 log = logging.getLogger(__name__)

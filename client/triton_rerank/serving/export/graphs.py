@@ -169,7 +169,7 @@ def load_scorer(path: Path, device: str = "cpu"):
     ``model.xml`` (OpenVINO at the CPU's default precision: bf16 where an export may be bf16) or
     ``model.pt`` (TorchScript, on the ``device`` it was traced for)."""
     if path.suffix == ".xml":
-        from triton_rerank.serving.backends.runner_model import openvino_runner
+        from triton_rerank.backends.runner_model import openvino_runner
 
         run = openvino_runner(str(path))
     elif path.suffix == ".onnx":

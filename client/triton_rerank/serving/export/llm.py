@@ -18,8 +18,8 @@ import torch
 from tokenizers import processors
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from triton_rerank.backends.tokenizer_model import Prompt
 from triton_rerank.serving import layout
-from triton_rerank.serving.backends.tokenizer_model import Prompt
 from triton_rerank.serving.export.checked import (
     SAMPLE_PAIRS,
     ExportError,

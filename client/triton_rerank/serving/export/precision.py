@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
+from triton_rerank.backends.runner_model import bf16_missing, length_slices, score_in_slices
+from triton_rerank.backends.tokenizer_model import Prompt, encode
 from triton_rerank.metrics import rank_correlation, top_k_overlap
 from triton_rerank.samples import SAMPLE_QUERIES, sample_texts
 from triton_rerank.serving import layout
-from triton_rerank.serving.backends.runner_model import bf16_missing, length_slices, score_in_slices
-from triton_rerank.serving.backends.tokenizer_model import Prompt, encode
 from triton_rerank.serving.export.graphs import (
     PROTOBUF_LIMIT,
     graph_files,

@@ -1,6 +1,6 @@
 """The served variants a benchmark compares: exports of one model, each on its own embedded
 server, and copies of a repository with one config lever changed. (The rerank API in front of one:
-``triton_rerank.api.process.ApiProcess``.)"""
+``benchmarks.api_process.ApiProcess``.)"""
 
 from __future__ import annotations
 

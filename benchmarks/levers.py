@@ -7,10 +7,10 @@ import statistics
 import time
 from pathlib import Path
 
-from triton_rerank.bench.harness import Cell, measure, served_scorer
-from triton_rerank.bench.servers import Served, lever_repository
-from triton_rerank.bench.stats import triton_stats
-from triton_rerank.bench.workload import Request
+from benchmarks.harness import Cell, measure, served_scorer
+from benchmarks.servers import Served, lever_repository
+from benchmarks.workload import Request
+from triton_rerank.serving.statistics import triton_stats
 
 
 def _instances(count, threads):

@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from triton_rerank.bench.config import BenchmarkConfig, data_description, machine
+from benchmarks.config import BenchmarkConfig, data_description, machine
 
 FAMILY_PRECISIONS = ("fp32", "int8")
 FAMILY_N = 10  # documents a request: the big families read about 2 pairs/s on 2 cores
@@ -26,10 +26,10 @@ FAMILY_N = 10  # documents a request: the big families read about 2 pairs/s on 2
 def run_families(config: BenchmarkConfig) -> int:
     """Each family's served pairs/s, fp32 and int8, beside its in-process PyTorch reference, on
     the same DL19 requests, one client; random-weight shapes where no checkpoint is at hand."""
-    from triton_rerank.bench.families import parse_family
-    from triton_rerank.bench.report import families_markdown
-    from triton_rerank.bench.servers import Served
-    from triton_rerank.bench.workload import load_requests
+    from benchmarks.families import parse_family
+    from benchmarks.report import families_markdown
+    from benchmarks.servers import Served
+    from benchmarks.workload import load_requests
 
     started = time.perf_counter()
     data, work = config.dl19(), config.workdir()
@@ -79,7 +79,7 @@ def run_families(config: BenchmarkConfig) -> int:
 
 def family_model(label: str, model: str, work: Path, config: BenchmarkConfig) -> str:
     """The folder or hub id to export: a ``shape:`` model is built once in ``work``."""
-    from triton_rerank.bench.families import SHAPE_PREFIX, build_shape
+    from benchmarks.families import SHAPE_PREFIX, build_shape
 
     if not model.startswith(SHAPE_PREFIX):
         return model
@@ -110,10 +110,10 @@ def export_family(label: str, model: str, kind: str, repository: Path, refused: 
 
 def measure_family(label, model, path, kind, repository: Path, url: str, requests, config, refused: dict) -> dict:
     """One family's row: its size, tokens per pair, and pairs/s in PyTorch and served."""
-    from triton_rerank.bench.families import SHAPE_PREFIX, non_embedding_parameters
-    from triton_rerank.bench.harness import Cell, run_clients, served_scorer
-    from triton_rerank.bench.workload import tokens_per_pair
-    from triton_rerank.serving.backends.tokenizer_model import Prompt
+    from benchmarks.families import SHAPE_PREFIX, non_embedding_parameters
+    from benchmarks.harness import Cell, run_clients, served_scorer
+    from benchmarks.workload import tokens_per_pair
+    from triton_rerank.backends.tokenizer_model import Prompt
     from triton_rerank.serving.export import reference_reranker
     from triton_rerank.serving.export.llm import QWEN3_INSTRUCTION, QWEN3_TEMPLATE
 
@@ -159,7 +159,7 @@ def vocabulary_texts(scifact_folder: Path) -> list[str]:
     if scifact.exists():
         with gzip.open(scifact, "rt") as lines:
             return [(row["title"] + " " + row["text"]) for row in map(json.loads, lines)]
-    from triton_rerank.bench.workload import synthetic_passages
+    from benchmarks.workload import synthetic_passages
 
     return synthetic_passages(2000)
 
@@ -168,9 +168,9 @@ def run_cpu_scaling(config: BenchmarkConfig) -> int:
     """Served int8 pairs/s on 1, 2, 4, ... cores: the server (and the Python models it starts)
     pinned to the first C cores with C intra-op threads, its clients on the other cores where there
     are others; the efficiency per core is pairs/s per core against one core's."""
-    from triton_rerank.bench.harness import Cell, run_clients, served_scorer
-    from triton_rerank.bench.servers import Served
-    from triton_rerank.bench.workload import load_requests
+    from benchmarks.harness import Cell, run_clients, served_scorer
+    from benchmarks.servers import Served
+    from benchmarks.workload import load_requests
     from triton_rerank.serving.export import ensure_exported
     from triton_rerank.serving.layout import RepositorySettings
 

@@ -7,18 +7,18 @@ from __future__ import annotations
 
 import time
 
-from triton_rerank.bench.config import BenchmarkConfig, data_description, machine
-from triton_rerank.bench.grid import Workload, measure_grid, never
+from benchmarks.config import BenchmarkConfig, data_description, machine
+from benchmarks.grid import Workload, measure_grid, never
 
 API_GRID = [(n, c) for n in (10, 100) for c in (1, 4, 16)]
 
 
 def run_api_benchmark(config: BenchmarkConfig) -> int:
     """The rerank API against the direct gRPC client, on one int8 server, interleaved."""
-    from triton_rerank.api.process import ApiProcess
-    from triton_rerank.bench.harness import accuracy, api_scorer, served_scorer
-    from triton_rerank.bench.report import api_markdown, api_overhead, save
-    from triton_rerank.bench.servers import Served, export_repositories
+    from benchmarks.api_process import ApiProcess
+    from benchmarks.harness import accuracy, api_scorer, served_scorer
+    from benchmarks.report import api_markdown, api_overhead, save
+    from benchmarks.servers import Served, export_repositories
 
     started = time.perf_counter()
     data, work = config.dl19(), config.workdir()

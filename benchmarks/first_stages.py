@@ -19,8 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from triton_rerank.bench.config import BenchmarkConfig, machine
-from triton_rerank.bench.harness import percentiles_ms
+from benchmarks.config import BenchmarkConfig, machine
+from benchmarks.harness import percentiles_ms
 from triton_rerank.first_stage import FirstStage, fuse, retrieve
 
 STAGES = ("dense", "bm25", "hybrid")
@@ -29,7 +29,7 @@ RETRIEVE_K, TOP_K = 100, 10
 
 def run_first_stages_benchmark(config: BenchmarkConfig) -> int:
     from triton_rerank import TritonEmbedFunction, TritonRerankFunction
-    from triton_rerank.evaluation.data import load_beir
+    from triton_rerank.beir import load_beir
     from triton_rerank.ingest import ingest
     from triton_rerank.model_sources import DEFAULT_EMBEDDER
     from triton_rerank.pipeline import RerankPipeline
@@ -37,7 +37,8 @@ def run_first_stages_benchmark(config: BenchmarkConfig) -> int:
     from triton_rerank.store import MilvusStore
 
     started = time.perf_counter()
-    documents, queries, _ = load_beir(config.first_stage_data, "test", None)
+    collection = load_beir(config.first_stage_data, "test")
+    documents, queries = collection.documents, collection.queries
     texts = list(queries.values())
     whole = texts[: 30 if config.quick else 100]
     exports = [(str(config.model), "cross-encoder", {}), (DEFAULT_EMBEDDER, "bi-encoder", {})]

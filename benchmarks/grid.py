@@ -19,7 +19,7 @@ class Workload:
 
     @classmethod
     def plan(cls, quick: bool, data: Path | None, rounds: int, grid: list[tuple[int, int]] | None = None) -> Workload:
-        from triton_rerank.bench.workload import load_requests
+        from benchmarks.workload import load_requests
 
         if grid is None:  # 16 clients x 1000 documents would queue for minutes on a small machine.
             grid = [(100, c) for c in (1, 4, 16)]
@@ -50,7 +50,7 @@ def never(n: int, clients: int) -> bool:
 
 def measure_grid(variants: dict[str, tuple], workload: Workload, rounds: int) -> list:
     """Interleaved rounds over every (N, clients) cell and variant; returns the cells measured."""
-    from triton_rerank.bench.harness import Cell, measure
+    from benchmarks.harness import Cell, measure
 
     cells = {(name, n, c): Cell(name, n, c) for name in variants for n, c in workload.grid}
     names = list(variants)

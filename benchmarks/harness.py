@@ -14,10 +14,10 @@ from typing import Protocol
 
 import numpy as np
 
+from benchmarks.workload import Request
 from triton_rerank.base import DEFAULT_BATCH_SIZE
-from triton_rerank.bench.stats import add_stats, stats_delta, triton_stats, triton_summary
-from triton_rerank.bench.workload import Request
 from triton_rerank.metrics import rank_correlation, top_k_overlap
+from triton_rerank.serving.statistics import add_stats, stats_delta, triton_stats, triton_summary
 
 Scorer = Callable[[str, list[str]], np.ndarray]
 REQUEST_TIMEOUT_S = 600.0  # 16 clients x 1000 documents queue for minutes on 2 cores: not an error

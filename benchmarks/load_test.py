@@ -59,7 +59,7 @@ def process_group_rss_mb(leader: int) -> float:
 
 
 def one_run(make_scorer, args: argparse.Namespace, requests: list) -> dict:
-    from triton_rerank.bench.harness import percentiles_ms, run_clients
+    from benchmarks.harness import percentiles_ms, run_clients
 
     run = run_clients(make_scorer, requests, args.clients, duration_s=args.duration_s)
     return {
@@ -73,10 +73,10 @@ def one_run(make_scorer, args: argparse.Namespace, requests: list) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from triton_rerank.api.process import ApiProcess
+    from benchmarks.api_process import ApiProcess
+    from benchmarks.harness import api_scorer, served_scorer
+    from benchmarks.workload import Request
     from triton_rerank.api.settings import RERANK_API_KEY_ENV
-    from triton_rerank.bench.harness import api_scorer, served_scorer
-    from triton_rerank.bench.workload import Request
     from triton_rerank.samples import SAMPLE_QUERIES, sample_texts
     from triton_rerank.serving.server import triton_for
 

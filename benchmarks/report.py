@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from triton_rerank.bench.harness import Cell
+from benchmarks.harness import Cell
 
 
 def save(out: Path, stem: str, report: dict, table: str) -> int:

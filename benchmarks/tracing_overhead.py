@@ -9,20 +9,20 @@ from __future__ import annotations
 
 import time
 
-from triton_rerank.bench.api_overhead import API_GRID
-from triton_rerank.bench.config import BenchmarkConfig, data_description, machine
-from triton_rerank.bench.grid import Workload, measure_grid, never
+from benchmarks.api_overhead import API_GRID
+from benchmarks.config import BenchmarkConfig, data_description, machine
+from benchmarks.grid import Workload, measure_grid, never
 
 OFF, ON = "API, tracing off", "API, tracing on"
 GOAL = 0.95
 
 
 def run_tracing_benchmark(config: BenchmarkConfig) -> int:
-    from triton_rerank.api.process import ApiProcess
-    from triton_rerank.bench.harness import api_scorer
-    from triton_rerank.bench.otlp_receiver import OtlpReceiver
-    from triton_rerank.bench.report import save
-    from triton_rerank.bench.servers import Served, export_repositories
+    from benchmarks.api_process import ApiProcess
+    from benchmarks.harness import api_scorer
+    from benchmarks.otlp_receiver import OtlpReceiver
+    from benchmarks.report import save
+    from benchmarks.servers import Served, export_repositories
 
     started = time.perf_counter()
     data, work = config.dl19(), config.workdir()

@@ -9,7 +9,7 @@ import argparse
 import json
 from pathlib import Path
 
-from triton_rerank.commands.common import SHARED
+from benchmarks.paths import SHARED
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from triton_rerank.bench.long_corpus import write_long_beir
+    from benchmarks.long_corpus import write_long_beir
 
     summary = write_long_beir(args.data, args.out, args.tokenizer, args.split, args.seed)
     print(json.dumps(summary))

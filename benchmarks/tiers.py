@@ -12,9 +12,9 @@ import json
 import sys
 import time
 
-from triton_rerank.bench.config import BenchmarkConfig, data_description, machine
-from triton_rerank.bench.grid import Workload, measure_grid, never
-from triton_rerank.bench.peers import PEER_NAMES
+from benchmarks.config import BenchmarkConfig, data_description, machine
+from benchmarks.grid import Workload, measure_grid, never
+from benchmarks.peers import PEER_NAMES
 
 # Tier -> its in-process peers (kind, name in the report) and its served exports (bench.servers.EXPORTS).
 TIERS = {
@@ -29,10 +29,10 @@ TIERS = {
 
 def run_tiers_benchmark(config: BenchmarkConfig) -> int:
     """Each tier's served precision against that tier's in-process peers, interleaved in one run."""
-    from triton_rerank.bench.harness import accuracy, baseline_scorer
-    from triton_rerank.bench.peers import PeerProcess
-    from triton_rerank.bench.servers import Served, export_repositories
-    from triton_rerank.bench.workload import load_requests
+    from benchmarks.harness import accuracy, baseline_scorer
+    from benchmarks.peers import PeerProcess
+    from benchmarks.servers import Served, export_repositories
+    from benchmarks.workload import load_requests
     from triton_rerank.serving.export.precision import bf16_support
 
     if not config.peers_python.exists():
@@ -74,8 +74,8 @@ def run_tiers_benchmark(config: BenchmarkConfig) -> int:
 def _variants(config: BenchmarkConfig, baseline, served: dict, peers: dict, skipped: dict, calibration) -> dict:
     """The baseline, then each tier's peers (started here, into ``peers``) and served exports; what
     could not run goes into ``skipped`` with why."""
-    from triton_rerank.bench.harness import served_scorer
-    from triton_rerank.bench.peers import PeerProcess
+    from benchmarks.harness import served_scorer
+    from benchmarks.peers import PeerProcess
     from triton_rerank.serving.export.precision import bf16_support
 
     variants = {"pymilvus (torch)": (lambda: baseline, None, never)}
@@ -100,7 +100,7 @@ def _variants(config: BenchmarkConfig, baseline, served: dict, peers: dict, skip
 
 def _report(config: BenchmarkConfig, data, results: dict, skipped: dict, samples: int, started: float, peers) -> int:
     """Writes tiers-benchmark.json and .md; 1 when a request of ours failed."""
-    from triton_rerank.bench.report import tier_verdicts, tiers_markdown
+    from benchmarks.report import tier_verdicts, tiers_markdown
 
     cells = [cell.summary() for cell in results["cells"]]
     report = {

@@ -11,13 +11,13 @@ import statistics
 import time
 from pathlib import Path
 
-from triton_rerank.bench.config import BenchmarkConfig
+from benchmarks.config import BenchmarkConfig
 
 
 def run_long_documents_benchmark(config: BenchmarkConfig) -> int:
     """Long documents under ``max`` against their windows sent as plain documents: the same rows."""
-    from triton_rerank.bench.harness import served_scorer
-    from triton_rerank.bench.servers import Served, export_repositories
+    from benchmarks.harness import served_scorer
+    from benchmarks.servers import Served, export_repositories
 
     started = time.perf_counter()
     data, work = config.dl19(), config.workdir()
@@ -42,9 +42,9 @@ def _requests(repository: Path, data: Path | None, count: int):
     of their windows, and how many rows (windows) they make."""
     from tokenizers import Tokenizer
 
-    from triton_rerank.bench.workload import Request, load_requests
+    from benchmarks.workload import Request, load_requests
+    from triton_rerank.backends.tokenizer_model import windowed_rows
     from triton_rerank.protocol import DEFAULT_MAX_CHUNKS_PER_DOC
-    from triton_rerank.serving.backends.tokenizer_model import windowed_rows
     from triton_rerank.serving.layout import TOKENIZER
     from triton_rerank.serving.repository import load_config
 
@@ -65,7 +65,7 @@ def _requests(repository: Path, data: Path | None, count: int):
 
 def _measure(config: BenchmarkConfig, served, variants: dict, requests: dict, rows: int):
     """Interleaved rounds at 1 and 4 clients: each (variant, clients) cell, and its rows/s per run."""
-    from triton_rerank.bench.harness import Cell, measure
+    from benchmarks.harness import Cell, measure
 
     cells, rates = {}, {}  # rates: rows/s of each run
     warm = requests["the same rows sent plain"][0]

@@ -56,8 +56,10 @@ def document_windows(text, encoding, window, stride, max_chunks):
     step (the ``window - stride`` tokens after this window's start), else the latest sentence or
     line start there, else the word that holds the shared part's first token. So a passage of its
     own paragraph is read from its start, as it would be alone. Every token up to the end of the
-    last window is in one window at least."""
+    last window is in one window at least. A text of no tokens (empty, or blank) is one window."""
     words, offsets, count = encoding.word_ids, encoding.offsets, len(encoding.ids)
+    if count == 0:
+        return [(0, len(text))]
     spans, start = [], 0
     while True:
         end = min(start + window, count)
@@ -145,7 +147,7 @@ def windowed_rows(plain, max_length, pairs, max_chunks, window=None, stride=None
     for i, (_, document) in enumerate(pairs):
         encoding = encodings.get(i)
         windows = [(0, len(document))]
-        if encoding is not None and len(encoding.ids) > budget:
+        if encoding is not None and len(encoding.ids) > max(budget, 0):  # no tokens: one row, whatever the budget
             windows = document_windows(document, encoding, size, overlap, max_chunks)
         rows += [(query, document[start:end]) for start, end in windows]
         owners += [i] * len(windows)
@@ -188,7 +190,7 @@ class TritonPythonModel:
         for request in requests:
             try:
                 options = read_options(json.loads(request.parameters() or "{}"), self.pairs, self.max_length)
-                rows = self._read_pairs(request) if self.pairs else self._read_texts(request)
+                rows = self._read_pairs(request) if self.pairs else self._read_strings(request, protocol.TEXTS)
                 responses.append(pb_utils.InferenceResponse(output_tensors=self._tokenize(rows, **options)))
             except ValueError as err:  # this request is bad (an input error: 400 / INVALID_ARGUMENT); others go on
                 error = pb_utils.TritonError(str(err), pb_utils.TritonError.INVALID_ARG)
@@ -201,9 +203,6 @@ class TritonPythonModel:
             raise ValueError(f"QUERY must hold exactly one string, got {query.size}")
         query = _decode(query[0], protocol.QUERY, self.max_bytes)
         return [(query, document) for document in self._read_strings(request, protocol.DOCUMENTS)]
-
-    def _read_texts(self, request):
-        return self._read_strings(request, protocol.TEXTS)
 
     def _read_strings(self, request, name):
         values = pb_utils.get_input_tensor_by_name(request, name).as_numpy().reshape(-1)

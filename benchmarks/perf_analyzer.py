@@ -2,7 +2,7 @@
 client harness by a tool that is not ours. Nothing is downloaded when the benchmark runs: it uses
 --perf-analyzer, the one on PATH, or the one ``make perf-analyzer`` installed (``install`` below).
 
-    python -m triton_rerank.bench.perf_analyzer .tools     # what make perf-analyzer runs
+    python -m benchmarks.perf_analyzer .tools     # what make perf-analyzer runs
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from triton_rerank.bench.workload import Request
+from benchmarks.workload import Request
 
 INSTALLED = Path(".tools/bin/perf_analyzer")  # where make perf-analyzer puts it, from the project root
 # The release of the embedded server; newer tritonclient wheels no longer carry the binary.

@@ -4,7 +4,7 @@ own ONNX and OpenVINO backends, each as its documentation sets it up, each in a 
 They need optimum-onnx / optimum-intel, which pin transformers 4.x while this project's export runs
 on transformers 5, so they live in an environment of their own (``make peers`` builds
 ``.venv-peers`` from the ``peers`` extra). The benchmark starts one worker per peer in that
-environment (``python -m triton_rerank.bench.peers``) and talks to it over stdin/stdout, one JSON
+environment (``python -m benchmarks.peers``) and talks to it over stdin/stdout, one JSON
 line each way: ``score`` (for the accuracy columns) and ``measure`` (C client threads sharing the
 one model, as ``harness.run_clients`` runs every other variant).
 
@@ -27,6 +27,8 @@ import subprocess
 import sys
 from dataclasses import asdict
 from pathlib import Path
+
+from benchmarks.paths import ROOT
 
 PEER_NAMES = {  # kind -> its name in reports
     "st-onnx": "ST ONNX fp32",
@@ -96,8 +98,8 @@ def serve(kind: str, model: str, work: str) -> None:
     """The worker: loads the peer, then answers one JSON line per command until stdin closes."""
     import numpy as np
 
-    from triton_rerank.bench.harness import run_clients
-    from triton_rerank.bench.workload import Request
+    from benchmarks.harness import run_clients
+    from benchmarks.workload import Request
 
     global _replies
     _replies, sys.stdout = sys.stdout, sys.stderr  # whatever the libraries print stays off the reply channel
@@ -141,8 +143,10 @@ class PeerProcess:
 
     def start(self, calibration: list[tuple[str, str]]) -> PeerProcess:
         self.work.mkdir(parents=True, exist_ok=True)
-        command = [str(self.python), "-m", "triton_rerank.bench.peers", self.kind, str(self.model), str(self.work)]
-        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        command = [str(self.python), "-m", "benchmarks.peers", self.kind, str(self.model), str(self.work)]
+        self.process = subprocess.Popen(  # from the checkout's root, where `-m benchmarks.peers` is found
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT
+        )
         self._send({"calibration": calibration})
         self._receive()  # {"ready": kind}, once the model is loaded (and exported)
         return self
@@ -154,7 +158,7 @@ class PeerProcess:
         return [np.asarray(scores) for scores in self._receive()["scores"]]
 
     def measure(self, requests, clients: int):
-        from triton_rerank.bench.harness import Run
+        from benchmarks.harness import Run
 
         self._send({"op": "measure", "requests": [(r.query, r.documents) for r in requests], "clients": clients})
         return Run(**self._receive())
@@ -180,5 +184,5 @@ class PeerProcess:
         return json.loads(line)
 
 
-if __name__ == "__main__":  # python -m triton_rerank.bench.peers KIND MODEL WORK
+if __name__ == "__main__":  # python -m benchmarks.peers KIND MODEL WORK
     serve(*sys.argv[1:4])

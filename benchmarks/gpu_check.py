@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from triton_rerank.bench.workload import synthetic_passages
+from benchmarks.workload import synthetic_passages
 
 
 def random_weights_copy(folder: Path, target: Path) -> Path:
@@ -156,8 +156,8 @@ def compare_served(result: dict, url: str, model: Path, device: str, query: str,
 
 def time_served(result: dict, url: str, query: str, documents: list[str], rounds: int) -> None:
     """pairs/s and p50 of the served path with 1, 4 and 16 clients, each sending ``rounds`` requests."""
-    from triton_rerank.bench.harness import percentiles_ms, run_clients, served_scorer
-    from triton_rerank.bench.workload import Request
+    from benchmarks.harness import percentiles_ms, run_clients, served_scorer
+    from benchmarks.workload import Request
 
     for clients in (1, 4, 16):
         run = run_clients(served_scorer(url), [Request(query, documents)] * (clients * rounds), clients)

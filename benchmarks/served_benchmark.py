@@ -17,13 +17,13 @@ import sys
 import time
 from pathlib import Path
 
-from triton_rerank.bench.config import BenchmarkConfig, data_description, machine
-from triton_rerank.bench.grid import Workload, measure_grid, never
+from benchmarks.config import BenchmarkConfig, data_description, machine
+from benchmarks.grid import Workload, measure_grid, never
 
 
 def run_served_benchmark(config: BenchmarkConfig) -> int:
     """The baseline and the fp32 and int8 exports; 1 when a request failed."""
-    from triton_rerank.bench.servers import Served, export_repositories
+    from benchmarks.servers import Served, export_repositories
 
     started = time.perf_counter()
     data, work = config.dl19(), config.workdir()
@@ -43,9 +43,9 @@ def run_served_benchmark(config: BenchmarkConfig) -> int:
 
 def _measure(config: BenchmarkConfig, workload: Workload, work: Path, fp32, int8) -> dict:
     """The baseline and both exports over the grid; the levers and perf_analyzer in a full run."""
-    from triton_rerank.bench.harness import accuracy, baseline_scorer, served_scorer
-    from triton_rerank.bench.levers import measure_levers
-    from triton_rerank.bench.perf_analyzer import run_perf_analyzer
+    from benchmarks.harness import accuracy, baseline_scorer, served_scorer
+    from benchmarks.levers import measure_levers
+    from benchmarks.perf_analyzer import run_perf_analyzer
 
     baseline = baseline_scorer(config.model)
     variants = {
@@ -83,8 +83,8 @@ def _measure(config: BenchmarkConfig, workload: Workload, work: Path, fp32, int8
 def write_report(
     config: BenchmarkConfig, data, workload: Workload, fp32_repository: Path, results: dict, wall_s: float
 ) -> int:
-    from triton_rerank.bench.report import markdown, plot, ratios
-    from triton_rerank.bench.workload import tokens_per_pair
+    from benchmarks.report import markdown, plot, ratios
+    from benchmarks.workload import tokens_per_pair
 
     cells = results.pop("cells")
     report = {
