@@ -5,6 +5,11 @@ replicas, retries, limits, readiness, the pipeline's cascade). A blocking client
 this loop and waits for the answer, so that logic is written once, and a blocking client may be
 called from several threads at once: every call runs on this one thread, where tritonclient's
 asyncio clients are used as they must be (tritonclient's blocking clients are not thread-safe).
+
+A forked child gets a loop of its own. The parent's loop is copied into it without its thread, and
+with the parent's epoll instance, which fork shares: were the child to close anything of the parent's
+(its connections, when collected), the parent's sockets would leave the parent's epoll and its
+calls would hang. So in the child the copy is given a selector of its own first.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import os
+import selectors
 import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
@@ -21,6 +27,20 @@ T = TypeVar("T")
 _lock = threading.Lock()
 _loop: asyncio.AbstractEventLoop | None = None
 _owner_pid: int | None = None  # a forked child starts a loop of its own: the parent's thread is not there
+
+
+def _detach_inherited_loop() -> None:
+    """In a forked child: the parent's loop (copied, never to run here) stops sharing the parent's
+    epoll instance, so that nothing closed here unregisters the parent's sockets."""
+    global _loop
+    inherited, _loop = _loop, None
+    if inherited is not None and isinstance(getattr(inherited, "_selector", None), selectors.BaseSelector):
+        inherited._selector = selectors.DefaultSelector()
+        _inherited.append(inherited)  # kept: never closed nor collected here
+
+
+_inherited: list[asyncio.AbstractEventLoop] = []
+os.register_at_fork(after_in_child=_detach_inherited_loop)
 
 
 def _serve(loop: asyncio.AbstractEventLoop, started: threading.Event) -> None:

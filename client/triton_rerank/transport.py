@@ -15,7 +15,10 @@ are never idle between the requests of one call.
 
 It is asyncio only, and creates its connections inside the running event loop, as aiohttp and
 grpc.aio require; the blocking clients run it on the loop of ``triton_rerank.loop``, so the
-failover logic exists once. A failure becomes one of ``errors`` through ``triton_errors.translate``.
+failover logic exists once. A failure becomes one of ``errors`` through ``triton_errors.translate``;
+an exception that table does not know (a bug) is raised as it is. The splits of one call run in a
+task group: when one fails, the others are cancelled, and those not yet sent are never sent. The
+connections belong to the process (and event loop) that made them: a forked child makes its own.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from triton_rerank.errors import (
     ModelNotReadyError,
     RerankError,
     RerankInputError,
+    RerankTimeoutError,
     ServerResponseError,
     ServerUnavailableError,
 )
@@ -99,6 +103,8 @@ class AsyncTransport:
         self._down_until = [0.0] * len(self.urls)
         self._limits: dict[str, int] | object = _UNKNOWN  # read from the servers on first need
         self._clients: list | None = None  # connected inside the running loop, on first need
+        self._owner_pid: int | None = None  # the process that connected them
+        self._inherited: list = []  # a forked child's copy of its parent's clients: never used, never closed
         self._module = None
 
     def _backoff(self):
@@ -130,8 +136,11 @@ class AsyncTransport:
 
     def _failed(self, replica: int, err: BaseException, failures: dict[int, RerankError]) -> None:
         """Translate ``err`` and raise it, unless another replica (or this one later) may serve the
-        request: then mark the replica down and keep its latest failure."""
+        request: then mark the replica down and keep its latest failure. An exception the table does
+        not know is raised unchanged."""
         error = self.translate(err, self.urls[replica])
+        if error is None:
+            raise err
         if not isinstance(error, FAILOVER_ERRORS):
             raise error from err
         self._down_until[replica] = time.monotonic() + RETRY_DOWN_AFTER_S
@@ -199,15 +208,21 @@ class AsyncTransport:
             raise ServerResponseError(f"{self.model_name} returned {got} for {rows} inputs")
         return values.astype(np.float32, copy=False)
 
-    def translate(self, err: BaseException, url: str | None = None) -> RerankError:
-        """``errors.translate`` for this model, naming the server(s) that failed."""
+    def translate(self, err: BaseException, url: str | None = None) -> RerankError | None:
+        """``triton_errors.translate`` for this model, naming the server(s) that failed."""
         where = f"Triton at {url or ', '.join(self.urls)}"
         return translate(err, where=where, model_name=self.model_name, timeout_s=self.timeout_s)
 
     def _connect(self) -> list:
-        """tritonclient's asyncio clients, one per replica, made in the running loop on first use."""
+        """tritonclient's asyncio clients, one per replica, made in the running loop on first use,
+        and made again in a forked child: the parent's are bound to the parent's loop and sockets,
+        which the child must neither use nor close (they are kept, unused)."""
+        if self._clients is not None and self._owner_pid != os.getpid():
+            self._inherited.append(self._clients)
+            self._clients = None
         if self._clients is None:
             if self.endpoint.protocol == "grpc":
+                _check_grpc_usable()
                 import tritonclient.grpc.aio as module
 
                 self._clients = [module.InferenceServerClient(e.address, ssl=e.ssl) for e in self.endpoints]
@@ -218,7 +233,7 @@ class AsyncTransport:
                     module.InferenceServerClient(e.address, ssl=e.ssl, conn_timeout=self.timeout_s)
                     for e in self.endpoints
                 ]
-            self._module = module
+            self._module, self._owner_pid = module, os.getpid()
         return self._clients
 
     async def infer(
@@ -255,14 +270,22 @@ class AsyncTransport:
     async def infer_many(
         self, batches: list[Batch], output: Output, parameters: dict | None = None
     ) -> list[np.ndarray]:
-        """``infer`` for each batch, up to ``max_in_flight`` at once; results in batch order."""
+        """``infer`` for each batch, up to ``max_in_flight`` at once; results in batch order. The
+        first failure is raised once every other batch has been cancelled (those in flight stop,
+        those waiting for a slot are never sent)."""
         slots = asyncio.Semaphore(self.max_in_flight)
 
         async def one(strings: dict[str, list[bytes]], rows: int) -> np.ndarray:
             async with slots:
                 return await self.infer(strings, output, rows, parameters)
 
-        return list(await asyncio.gather(*(one(strings, rows) for strings, rows in batches)))
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(one(strings, rows)) for strings, rows in batches]
+        except BaseExceptionGroup as failed:
+            first = _first(failed)
+            raise first from first.__cause__  # the failure itself, its own cause kept
+        return [task.result() for task in tasks]
 
     async def limits(self) -> dict[str, int]:
         """The asyncio twin of ``Transport.limits``."""
@@ -274,8 +297,9 @@ class AsyncTransport:
                 configs.append(
                     await client.get_model_config(self.model_name, headers=self.headers, **self._config_kwargs())
                 )
-            except Exception:  # down, or an older repository: requests will say what is wrong
-                continue
+            except Exception as err:  # down, or an older repository: requests will say what is wrong
+                if self.translate(err) is None:
+                    raise
         return self._settle_limits(configs)
 
     async def ready_models(self) -> dict[str, dict]:
@@ -295,15 +319,24 @@ class AsyncTransport:
                 return configs
             except Exception as err:  # down: try the next replica
                 failure = self.translate(err, self.urls[replica])
+                if failure is None:
+                    raise
         raise failure
 
     async def is_ready(self) -> bool:
-        for client in self._connect():
+        """True when a replica has the model ready; False when none can be reached or none has it
+        ready. What says something else is wrong (a wrong API key, a bug) is raised: it would not
+        mend by waiting, as "not ready" promises."""
+        for replica, client in enumerate(self._connect()):
             try:
                 if await client.is_model_ready(self.model_name, headers=self.headers, **self._ready_kwargs()):
                     return True
-            except Exception:
-                continue
+            except Exception as err:
+                error = self.translate(err, self.urls[replica])
+                if error is None:
+                    raise
+                if not isinstance(error, (*FAILOVER_ERRORS, RerankTimeoutError)):
+                    raise error from err
         return False
 
     async def close(self) -> None:
@@ -311,3 +344,25 @@ class AsyncTransport:
             for client in self._clients:
                 await client.close()
             self._clients = None
+
+
+_grpc_pid: int | None = None  # the process whose transports use gRPC
+
+
+def _check_grpc_usable() -> None:
+    """gRPC cannot run in a process forked from one that used it: grpc's threads are not copied by
+    fork, and its asyncio channels hang there (grpc's own limit). Said at once instead."""
+    global _grpc_pid
+    if _grpc_pid is not None and _grpc_pid != os.getpid():
+        raise RerankInputError(
+            "this process was forked from one that used gRPC, which grpc does not support (its channels "
+            "would hang here): start worker processes with multiprocessing's 'spawn' or 'forkserver' method, "
+            "or use an http:// URL in forked workers"
+        )
+    _grpc_pid = os.getpid()
+
+
+def _first(group: BaseExceptionGroup) -> BaseException:
+    """The first failure of a task group (nested groups opened), which the caller raises."""
+    first = group.exceptions[0]
+    return _first(first) if isinstance(first, BaseExceptionGroup) else first

@@ -9,6 +9,11 @@ request (a document's bytes, a parameter's value). Patterns only split a status 
 for several things (gRPC UNAVAILABLE: unreachable, queue full and a missing API key alike; NOT_FOUND
 and UNAVAILABLE: an unknown model and one still loading), and they never see a request id, which a
 caller may choose. tests/unit/test_errors_table.py runs real messages through it.
+
+What the table does not know (no Triton status, no network failure) is not mapped at all:
+``translate`` returns None and the caller re-raises the exception as it is, so that a bug, ours or a
+library's, keeps its type and traceback instead of reading as "Triton failed" (httpx's
+``map_httpcore_exceptions`` does the same).
 """
 
 from __future__ import annotations
@@ -66,8 +71,9 @@ def classify(status: str, message: str) -> str | None:
     return None
 
 
-def translate(err: BaseException, *, where: str, model_name: str, timeout_s: float) -> RerankError:
-    """Map a tritonclient / network exception (from the server(s) ``where``) onto the error tree."""
+def translate(err: BaseException, *, where: str, model_name: str, timeout_s: float) -> RerankError | None:
+    """Map a tritonclient / network exception (from the server(s) ``where``) onto the error tree;
+    None for any other exception, which the caller re-raises unchanged."""
     from tritonclient.utils import InferenceServerException
 
     if isinstance(err, RerankError):
@@ -80,7 +86,7 @@ def translate(err: BaseException, *, where: str, model_name: str, timeout_s: flo
     elif isinstance(err, UNAVAILABLE_TYPES) or any(c.__name__ in UNAVAILABLE_TYPE_NAMES for c in type(err).__mro__):
         message, verdict = f"{type(err).__name__}: {err}", "unavailable"
     else:
-        message, verdict = f"unexpected {type(err).__name__}: {err}", None
+        return None
     return _error(verdict, message, where=where, model_name=model_name, timeout_s=timeout_s)
 
 

@@ -281,3 +281,50 @@ def test_a_blocking_client_called_on_its_own_loop_says_so_instead_of_hanging():
 
     with pytest.raises(RuntimeError, match="on its own event loop"):
         loop.run(inner())
+
+
+class _Client:
+    """What a tritonclient asyncio client does at one call: raises ``failure``."""
+
+    def __init__(self, failure: BaseException) -> None:
+        self.failure = failure
+
+    async def infer(self, *args, **kwargs):
+        raise self.failure
+
+    async def is_model_ready(self, *args, **kwargs):
+        raise self.failure
+
+    async def close(self) -> None:
+        pass
+
+
+def _transport_raising(failure: BaseException) -> AsyncTransport:
+    transport = AsyncTransport("grpc://127.0.0.1:1", "reranker", retry_s=0)
+    transport._connect()  # the real clients, for this process; replaced by ones that fail as a call would
+    transport._clients = [_Client(failure)]
+    return transport
+
+
+async def test_an_exception_the_error_table_does_not_know_is_raised_as_it_is_not_as_triton_failed():
+    """A bug (ours, or a library's) keeps its type and traceback: it is not a ServerResponseError."""
+    from triton_rerank.triton_errors import translate
+
+    bug = KeyError("a bug")
+    assert translate(bug, where="Triton", model_name="reranker", timeout_s=1) is None
+    with pytest.raises(KeyError) as raised:
+        await _transport_raising(bug).infer({"QUERY": [b"q"]}, "SCORES", 1)
+    assert raised.value is bug
+
+
+async def test_is_ready_says_false_for_a_server_down_and_raises_what_waiting_would_not_mend():
+    from tritonclient.utils import InferenceServerException
+
+    from triton_rerank.errors import RerankAuthError
+
+    assert await _transport_raising(ConnectionRefusedError(111, "refused")).is_ready() is False
+    wrong_key = InferenceServerException("This API is restricted, expecting header 'x-api-key'", "401")
+    with pytest.raises(RerankAuthError, match="needs an API key"):
+        await _transport_raising(wrong_key).is_ready()
+    with pytest.raises(KeyError):
+        await _transport_raising(KeyError("a bug")).is_ready()
