@@ -7,7 +7,7 @@ from __future__ import annotations
 import hmac
 import time
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -38,6 +38,12 @@ class Metrics:
             "Time from request to response, by route",
             ["route"],
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+            registry=self.registry,
+        )
+
+        self.rows_in_flight = Gauge(
+            "rerank_api_rows_in_flight",
+            "Rows (pairs) the rerank requests have on Triton now, against --max-concurrent-rows",
             registry=self.registry,
         )
 

@@ -1,7 +1,10 @@
 """The routes of the rerank API, one handler per API at module level. Each reads what it needs from
 ``request.app.state`` (``settings``, ``service``, ``metrics``) and answers errors in its own API's
 format (``schemas.Dialect``): a handler raises ``ApiError``, ``answers_in`` turns it into that
-API's status and body, and turns a bug into a 500 that is logged, never fatal to the service.
+API's status and body, and turns a bug into a 500 that says "internal error" and is logged with its
+traceback, never fatal to the service. A rerank handler ends with its caller: once the body is read,
+the connection is watched, and a caller that goes away cancels the work, its Triton calls included
+(vLLM's ``with_cancellation``).
 
 Bodies are parsed here, not by a framework, because ``/rerank`` takes two shapes. ``relevance_score``
 is the sigmoid of the model's logit, in [0, 1], as Cohere and Jina users expect; TEI's ``raw_scores``
@@ -10,6 +13,8 @@ gives the logit. Every document is scored; ``top_n`` only cuts the answer.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import logging
 import math
@@ -43,24 +48,26 @@ from triton_rerank.client import activate, rank
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Request], Awaitable[Response]]
+CLIENT_CLOSED = 499  # nginx's status for a request whose caller went away first: what the access log shows
 
 
 def error_response(dialect: Dialect, err: ApiError) -> JSONResponse:
     return JSONResponse(dialect.body(err.problem, err.message), status_code=dialect.status(err.problem))
 
 
-def answers_in(dialect: Dialect) -> Callable[[Handler], Handler]:
-    """A handler whose ``ApiError`` (and any bug) is answered in ``dialect``."""
+def answers_in(dialect: Dialect, *, cancellable: bool = False) -> Callable[[Handler], Handler]:
+    """A handler whose ``ApiError`` (and any bug) is answered in ``dialect``; a ``cancellable`` one
+    stops when its caller goes away (``until_disconnected``)."""
 
     def wrap(handler: Handler) -> Handler:
         @functools.wraps(handler)
         async def endpoint(request: Request) -> Response:
             try:
-                return await handler(request)
+                return await (until_disconnected(request, handler) if cancellable else handler(request))
             except ApiError as err:
                 return error_response(dialect, err)
-            except Exception:  # a bug of ours: answered, logged, never fatal to the service
-                log.exception("unexpected error on %s", request.url.path)
+            except Exception:  # a bug of ours: answered, logged with its traceback, never fatal to the service
+                log.exception("internal error on %s", request.url.path)
                 return JSONResponse(dialect.body("backend", "internal error"), status_code=500)
 
         return endpoint
@@ -68,8 +75,34 @@ def answers_in(dialect: Dialect) -> Callable[[Handler], Handler]:
     return wrap
 
 
-async def read_json(request: Request) -> dict:
-    """The body as a JSON object, read up to the size limit."""
+async def until_disconnected(request: Request, handler: Handler) -> Response:
+    """``handler(request)``, cancelled if the caller disconnects first. The body is read (within its
+    limit) before the connection is watched, so that watching takes none of it."""
+    request.state.body = await read_bytes(request)
+    work = asyncio.ensure_future(handler(request))
+    gone = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait((work, gone), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+        if not work.done():  # the caller went away (or the server stops): the work stops with it
+            work.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await work
+    if work.cancelled():
+        log.info("the caller of %s went away: its request was cancelled", request.url.path)
+        return Response(status_code=CLIENT_CLOSED)
+    return work.result()
+
+
+async def _disconnected(request: Request) -> None:
+    """Returns once the ASGI server says the caller has gone."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def read_bytes(request: Request) -> bytes:
+    """The body, read up to the size limit."""
     limit = request.app.state.settings.max_body_bytes
     length = request.headers.get("content-length", "")
     if length.isdigit() and int(length) > limit:
@@ -80,8 +113,14 @@ async def read_json(request: Request) -> dict:
         if size > limit:
             raise ApiError("too_large", f"the body is over the limit of {limit:,} bytes")
         chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_json(request: Request) -> dict:
+    """The body (read already, or now) as a JSON object."""
+    body = getattr(request.state, "body", None)
     try:
-        data = orjson.loads(b"".join(chunks))
+        data = orjson.loads(body if body is not None else await read_bytes(request))
     except orjson.JSONDecodeError as err:
         raise ApiError("malformed", f"the body is not valid JSON (UTF-8): {err}") from None
     if not isinstance(data, dict):
@@ -130,13 +169,14 @@ async def score(
     request.state.model, request.state.documents = model.name, len(documents)  # for the access log
     tracing.annotate(**{"rerank.model": model.name, "rerank.documents": len(documents)})
     request.app.state.metrics.count_documents(route, len(documents))
-    return await service.logits(model, query, documents, options)
+    with service.admitted(service.rows(model, query, documents, options)):  # rows, not requests, are the cost
+        return await service.logits(model, query, documents, options)
 
 
 # --- the rerank routes -----------------------------------------------------------------------------
 
 
-@answers_in(COHERE)
+@answers_in(COHERE, cancellable=True)
 async def cohere_rerank(request: Request) -> Response:
     """Cohere v2: {id, results: [{index, relevance_score}], meta}."""
     body = await read_body(request, CohereRerank)
@@ -190,7 +230,7 @@ async def _jina_answer(request: Request, route: str, body: JinaRerank) -> Respon
     return answer(content)
 
 
-@answers_in(JINA)
+@answers_in(JINA, cancellable=True)
 async def jina_rerank(request: Request) -> Response:
     return await _jina_answer(request, "/v1/rerank", await read_body(request, JinaRerank))
 
@@ -200,7 +240,7 @@ def tei_schema(data: dict) -> type[Body]:
     return JinaRerank if "texts" not in data and "documents" in data else TeiRerank
 
 
-@answers_in(TEI)
+@answers_in(TEI, cancellable=True)
 async def tei_rerank(request: Request) -> Response:
     """TEI: [{index, score, text?}]; a vLLM-shaped body (``documents``) gets vLLM's answer."""
     body = await read_body(request, tei_schema)

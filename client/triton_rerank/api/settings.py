@@ -8,6 +8,7 @@ from typing import Literal
 
 import triton_rerank.protocol as protocol
 from triton_rerank.endpoints import DEFAULT_URL
+from triton_rerank.errors import RerankInputError
 
 RERANK_API_KEY_ENV = "RERANK_API_KEY"  # the key this service asks callers for (Authorization: Bearer ...)
 COHERE_MAX_DOCUMENTS = 1000  # Cohere's documented limit per request
@@ -33,6 +34,11 @@ class ApiSettings:
     max_documents: int = _setting(COHERE_MAX_DOCUMENTS, "most documents per request (more are refused)")
     max_body_bytes: int = _setting(10 * 2**20, "largest request body, in bytes (larger: 413)")
     max_concurrent_requests: int = _setting(512, "requests handled at once; more are answered 429 at once")
+    max_concurrent_rows: int = _setting(
+        8192,
+        "rows (pairs, or windows of long documents) on Triton at once, over every request; a request that does "
+        "not fit is answered 429 at once, never queued",
+    )
     auto_truncate: bool = _setting(True, "TEI requests without 'truncate' are truncated (else refused when too long)")
     long_documents: Literal["first", "max", "mean", "error"] = _setting(
         protocol.DEFAULT_LONG_DOCUMENTS,
@@ -67,12 +73,24 @@ class ApiSettings:
         unknown = set(self.allowed_policies()) - set(protocol.LONG_DOCUMENT_POLICIES)
         if unknown:
             policies = ", ".join(protocol.LONG_DOCUMENT_POLICIES)
-            raise ValueError(f"--allowed-long-documents: unknown policies {sorted(unknown)}; they are {policies}")
-        for name in ("max_documents", "max_body_bytes", "max_concurrent_requests", "max_chunks_per_doc"):
+            raise RerankInputError(f"--allowed-long-documents: unknown policies {sorted(unknown)}; they are {policies}")
+        for name in (
+            "max_documents",
+            "max_body_bytes",
+            "max_concurrent_requests",
+            "max_concurrent_rows",
+            "max_chunks_per_doc",
+        ):
             if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+                raise RerankInputError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.max_concurrent_rows < max(self.max_rows_per_request, self.max_documents):
+            raise RerankInputError(
+                f"--max-concurrent-rows ({self.max_concurrent_rows}) must be at least --max-rows-per-request "
+                f"({self.max_rows_per_request}) and --max-documents ({self.max_documents}): the largest request "
+                "would never be admitted"
+            )
         if self.max_rows_per_request < self.max_chunks_per_doc:
-            raise ValueError(
+            raise RerankInputError(
                 f"--max-rows-per-request ({self.max_rows_per_request}) must be at least --max-chunks-per-doc "
                 f"({self.max_chunks_per_doc}): one long document would never fit"
             )
