@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from triton_rerank.documents import Document
 from triton_rerank.errors import RerankInputError
 from triton_rerank.ingest import jsonl_rows, read_documents
-from triton_rerank.store import Document
 
 QRELS_HEADER = ("query-id", "corpus-id", "score")
 # What to do with a judgment of a document the corpus lacks (a corpus that is a pool of a larger one):

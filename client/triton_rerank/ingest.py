@@ -7,7 +7,10 @@ BEIR and sentence-transformers do for retrieval, and kept in the metadata too.
 
 ``ingest`` is idempotent and resumable: each batch first asks Milvus which of its ids are already
 there and embeds only the rest, and rows are upserted by id. A rerun after an interrupted run ends
-with every document present exactly once. A run that wrote anything ends with a flush, which makes
+with every document present exactly once. An id read twice in one source (``1`` and ``"1"`` are one
+id: Milvus' ids are strings) is refused, naming both places, before its batch is written: which copy
+to keep is the user's to say (``duplicates="first"`` keeps the first and counts the others), never
+an accident of the batch size. A run that wrote anything ends with a flush, which makes
 Milvus Lite search its index instead of rebuilding one per query (``MilvusStore.flush``).
 """
 
@@ -19,19 +22,26 @@ import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 from triton_rerank.base import check_batch_size
+from triton_rerank.documents import Document, check_documents
 from triton_rerank.errors import RerankInputError
-from triton_rerank.store import Document, MilvusStore, check_documents
+
+if TYPE_CHECKING:  # the milvus extra is needed to write, not to read a source
+    from triton_rerank.store import MilvusStore
 
 TEXT_SUFFIXES = (".txt", ".md")
 
 
 @dataclass
 class IngestReport:
+    """What a run did with each document it read: read = skipped + written + duplicates."""
+
     read: int = 0  # documents read from the source
     skipped: int = 0  # already in the collection (an earlier run wrote them)
     written: int = 0  # embedded and upserted by this run
+    duplicates: int = 0  # an id read before in this source, left out (duplicates="first")
     batches: int = 0
 
 
@@ -89,7 +99,7 @@ def _document_from_row(row: object, where: str) -> Document:
     if not isinstance(title, str):
         raise RerankInputError(f"{where}: 'title' must be a string")
     metadata = {k: v for k, v in row.items() if k not in ("_id", "id", "text")}
-    return Document(id=str(doc_id), text=f"{title} {text}" if title else text, metadata=metadata)
+    return Document(id=str(doc_id), text=f"{title} {text}" if title else text, metadata=metadata, source=where)
 
 
 def _read_text_files(folder: Path) -> Iterator[Document]:
@@ -102,7 +112,7 @@ def _read_text_files(folder: Path) -> Iterator[Document]:
             text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError as err:
             raise RerankInputError(f"{path} is not UTF-8 text: {err}") from err
-        yield Document(id=name, text=text, metadata={"path": name})
+        yield Document(id=name, text=text, metadata={"path": name}, source=name)
 
 
 def ingest(
@@ -112,6 +122,7 @@ def ingest(
     *,
     batch_size: int = 256,
     refresh: bool = False,
+    duplicates: Literal["error", "first"] = "error",
     on_batch: Callable[[IngestReport], None] | None = None,
 ) -> IngestReport:
     """Embed and upsert ``documents`` in batches; see the module docstring.
@@ -119,14 +130,19 @@ def ingest(
     Args:
         embed: Texts -> vectors, e.g. a ``TritonEmbedFunction``.
         refresh: Re-embed and overwrite documents already present (after their text changed).
+        duplicates: An id read twice: ``error`` refuses it (naming both places), ``first`` keeps
+            the first copy and counts the others in ``IngestReport.duplicates``.
         on_batch: Called with the running report after each batch (progress bars).
     """
     check_batch_size(batch_size)
+    if duplicates not in ("error", "first"):
+        raise RerankInputError(f"duplicates must be 'error' or 'first', got {duplicates!r}")
     report = IngestReport()
+    seen: dict[str, str] = {}  # id -> where it was first read
     iterator = iter(documents)
     while batch := list(itertools.islice(iterator, batch_size)):
         report.read += len(batch)
-        batch = list({d.id: d for d in batch}.values())  # an id twice in one batch: the last wins
+        batch = _first_copies(batch, seen, duplicates, report)
         check_documents(batch)
         present = set() if refresh else store.existing_ids([d.id for d in batch])
         todo = [d for d in batch if d.id not in present]
@@ -140,3 +156,22 @@ def ingest(
     if report.written:
         store.flush()
     return report
+
+
+def _first_copies(batch: list[Document], seen: dict[str, str], duplicates: str, report: IngestReport) -> list[Document]:
+    """The documents of ``batch`` whose ids were not read before; a repeated id is refused (or, with
+    ``first``, counted and left out)."""
+    kept = []
+    for document in batch:
+        if document.id not in seen:
+            seen[document.id] = document.source or f"document {len(seen) + report.duplicates + 1}"
+            kept.append(document)
+        elif duplicates == "first":
+            report.duplicates += 1
+        else:
+            raise RerankInputError(
+                f"{document.source or 'a document'}: id {document.id!r} was read before, at {seen[document.id]} "
+                "(ids are strings in Milvus, so 1 and \"1\" are one id); give each document its own id, or keep "
+                "the first copy of each (ingest --keep-first-duplicate)"
+            )
+    return kept

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
@@ -25,12 +24,21 @@ except ImportError as err:  # pragma: no cover - depends on the install
     raise ImportError(f"Milvus needs the 'milvus' extra: pip install 'triton-rerank[milvus]' ({err})") from err
 
 from triton_rerank.analyzers import DEFAULT_ANALYZER, analyzer_params
+from triton_rerank.documents import (  # noqa: F401 (Document, LegHit, Match: what the store returns, named here too)
+    MAX_ID_LENGTH,
+    MAX_LIMIT,
+    MAX_TEXT_BYTES,
+    Document,
+    LegHit,
+    Match,
+    check_documents,
+    check_limit,
+    check_text_queries,
+)
 from triton_rerank.errors import RerankError, RerankInputError
 
 log = logging.getLogger(__name__)
 
-MAX_ID_LENGTH = 512
-MAX_TEXT_BYTES = 65_535  # Milvus' VARCHAR limit
 INDEX_PARAMS = {
     "HNSW": {"M": 16, "efConstruction": 200},
     "FLAT": {},
@@ -41,11 +49,19 @@ SPARSE_FIELD = "sparse"  # BM25 term weights, computed by Milvus from ``text``
 # BM25's saturation and length normalisation, set rather than left to defaults that differ: Milvus
 # servers default to k1 = 1.2, Milvus Lite 3.2.2 to 1.5. 1.2 / 0.75 are Lucene's and Elasticsearch's.
 BM25_PARAMS = {"bm25_k1": 1.2, "bm25_b": 0.75}
-MAX_LIMIT = 16384  # Milvus' topk limit
 
 
 class StoreError(RerankError):
     """Milvus is unreachable or refused an operation; the message says which and why."""
+
+
+class MissingCollectionError(StoreError, RerankInputError):
+    """The collection (or the Milvus Lite file) asked for does not exist: a misspelt name, most often."""
+
+
+def _is_lite_file(uri: str) -> bool:
+    """A Milvus Lite database (``documents.db``, a folder), not a server URI: pymilvus' own test."""
+    return uri.endswith(".db")
 
 
 def _without_credentials(uri: str) -> str:
@@ -56,54 +72,19 @@ def _without_credentials(uri: str) -> str:
     return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
 
 
-@dataclass(frozen=True)
-class Document:
-    id: str
-    text: str
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class LegHit:
-    """Where one leg of a first stage (``dense`` or ``bm25``) put a document: 1-based rank, score."""
-
-    rank: int
-    score: float
-
-
-@dataclass(frozen=True)
-class Match:
-    """A first-stage hit: the document and its first-stage score (cosine for dense, BM25 for bm25,
-    the fused score for hybrid), with each leg's rank and score where that leg found it."""
-
-    id: str
-    text: str
-    score: float
-    metadata: dict[str, Any]
-    legs: dict[str, LegHit] = field(default_factory=dict)
-
-
-def check_documents(documents: Sequence[Document]) -> None:
-    """Refuse what Milvus would refuse, naming the document: nothing is cut short silently."""
-    for document in documents:
-        if not isinstance(document.id, str) or not document.id or len(document.id.encode()) > MAX_ID_LENGTH:
-            raise RerankInputError(
-                f"document id {document.id!r} must be a non-empty str of at most {MAX_ID_LENGTH} bytes"
-            )
-        if not isinstance(document.text, str):
-            raise RerankInputError(f"document {document.id!r}: text must be a str, got {type(document.text).__name__}")
-        size = len(document.text.encode("utf-8", errors="surrogatepass"))
-        if size > MAX_TEXT_BYTES:
-            raise RerankInputError(f"document {document.id!r} is {size} bytes; Milvus stores at most {MAX_TEXT_BYTES}")
-
-
 class MilvusStore:
     """One Milvus collection of documents.
 
     Args:
         uri: A local file (``documents.db``: Milvus Lite) or a server URI (``http://host:19530``).
         collection: Collection name.
-        dimension: Embedding size; the collection is created with it when absent.
+        create: Whether an absent collection may be made (``ingest`` makes one; ``search`` and the
+            API must not: a misspelt name would make an empty collection, and a misspelt Milvus Lite
+            path an empty file). False: an absent collection (or file) is a ``MissingCollectionError``
+            naming the collections there.
+        dimension: Embedding size of a collection made here: by default the size of the first
+            vectors written (the embedder's). An existing collection's own size is read from it;
+            a ``dimension`` given that differs is refused.
         index: ``HNSW`` (default), ``FLAT`` (exact; fine for small sets) or ``IVF_FLAT``.
         bm25: Give a new collection BM25 full-text search beside the vectors (an existing one keeps
             its schema; ``has_bm25`` says which it is).
@@ -123,7 +104,8 @@ class MilvusStore:
         uri: str = "documents.db",
         *,
         collection: str = "documents",
-        dimension: int = 384,
+        create: bool = True,
+        dimension: int | None = None,
         index: str = "HNSW",
         token: str | None = None,
         consistency: str = "Strong",
@@ -142,13 +124,16 @@ class MilvusStore:
         self.dimension = dimension
         self.index = index
         self.consistency = consistency
+        self.exists = False  # the collection, once it exists (made now, or at the first write)
         client_options = {**({"server_pem_path": ca_file} if ca_file else {}), **(client_options or {})}
+        if not create and _is_lite_file(uri) and not Path(uri).exists():
+            raise MissingCollectionError(f"no Milvus Lite file {uri}: ingest documents into it first")
         try:
             self._client = MilvusClient(uri=uri, token=token or "", **client_options)
         except Exception as err:
             message = str(err).replace(token, "***") if token else str(err)
             raise StoreError(f"cannot open Milvus at {self._shown_uri}: {message}") from err
-        self._ensure_collection()
+        self._ensure_collection(create)
 
     def _call(self, what: str, function, *args, **kwargs):
         try:
@@ -156,22 +141,32 @@ class MilvusStore:
         except MilvusException as err:
             raise StoreError(f"Milvus at {self._shown_uri} refused to {what} ({self.collection}): {err}") from err
 
-    def _ensure_collection(self) -> None:
+    def _ensure_collection(self, create: bool) -> None:
         client = self._client
         if not self._call("list collections", client.has_collection, self.collection):
-            self._create()
-            return
+            if not create:
+                names = self._call("list collections", client.list_collections)
+                raise MissingCollectionError(
+                    f"Milvus at {self._shown_uri} has no collection {self.collection!r}; it has: "
+                    f"{', '.join(sorted(names)) or 'none'} (ingest documents into it first)"
+                )
+            if self.dimension is not None:
+                self._create()
+            return  # else made at the first write, as large as its vectors
         described = self._call("describe the collection", client.describe_collection, self.collection)
-        dims = [f["params"].get("dim") for f in described["fields"] if f["name"] == "vector"]
-        if dims and int(dims[0]) != self.dimension:
+        dims = [int(f["params"]["dim"]) for f in described["fields"] if f["name"] == "vector"]
+        if dims and self.dimension is not None and dims[0] != self.dimension:
             raise StoreError(
                 f"collection {self.collection!r} holds {dims[0]}-d vectors, not {self.dimension}-d: "
                 "use another collection for another embedding model"
             )
+        self.dimension, self.exists = (dims[0] if dims else self.dimension), True
         self.has_bm25 = any(f["name"] == SPARSE_FIELD for f in described["fields"])  # its schema, not the argument
         self._call("load the collection", client.load_collection, self.collection)
 
     def _create(self) -> None:
+        if not isinstance(self.dimension, int) or isinstance(self.dimension, bool) or self.dimension < 1:
+            raise RerankInputError(f"dimension must be a positive int, got {self.dimension!r}")
         schema, index_params = self._schema()
         try:
             self._call(
@@ -197,6 +192,7 @@ class MilvusStore:
             ", BM25" if self.has_bm25 else "",
             self._shown_uri,
         )
+        self.exists = True
 
     def _schema(self):
         """A new collection's schema and indexes: the dense vector, and BM25 of the text unless bm25=False."""
@@ -231,13 +227,18 @@ class MilvusStore:
         return schema, index_params
 
     def upsert(self, documents: Sequence[Document], vectors: np.ndarray) -> int:
-        """Write documents with their vectors; an id written before is replaced, not duplicated."""
+        """Write documents with their vectors; an id written before is replaced, not duplicated. The
+        first write makes an absent collection, as large as these vectors."""
         if len(documents) != len(vectors):
             raise RerankInputError(f"{len(documents)} documents but {len(vectors)} vectors")
         check_documents(documents)
         vectors = np.asarray(vectors, dtype=np.float32)
+        if not self.exists and self.dimension is None and vectors.ndim == 2:
+            self.dimension = vectors.shape[1]
         if vectors.ndim != 2 or vectors.shape[1] != self.dimension or not np.isfinite(vectors).all():
             raise RerankInputError(f"vectors must be finite, of shape [n, {self.dimension}]; got {vectors.shape}")
+        if not self.exists:
+            self._create()
         rows = [
             {"id": d.id, "text": d.text, "vector": v.tolist(), "metadata": d.metadata}
             for d, v in zip(documents, vectors, strict=True)
@@ -253,18 +254,22 @@ class MilvusStore:
 
     def existing_ids(self, ids: Sequence[str]) -> set[str]:
         """Those of ``ids`` already in the collection."""
-        if not ids:
+        if not ids or not self.exists:
             return set()
         rows = self._call("query ids", self._client.get, self.collection, ids=list(ids), output_fields=["id"])
         return {row["id"] for row in rows}
 
     def count(self) -> int:
+        if not self.exists:
+            return 0
         rows = self._call("count rows", self._client.query, self.collection, filter="", output_fields=["count(*)"])
         return int(rows[0]["count(*)"])
 
     def ids(self) -> list[str]:
         """Every id in the collection (for checks and small collections)."""
         found: list[str] = []
+        if not self.exists:
+            return found
         iterator = self._call(
             "iterate ids", self._client.query_iterator, self.collection, batch_size=1000, output_fields=["id"]
         )
@@ -284,6 +289,7 @@ class MilvusStore:
 
     def _search(self, what: str, request, score=float) -> list[list[Match]]:
         """One leg's search, as ``dense_request`` or ``text_request`` describes it."""
+        self.require_collection()
         filter = request.filter
         results = self._call(
             f"{what} (filter {filter!r})" if filter else what,
@@ -303,6 +309,7 @@ class MilvusStore:
         """Milvus' fusion (``ranker``: ``RRFRanker`` or ``WeightedRanker``) of the ``requests`` (from
         ``dense_request`` and ``text_request``), best fused score first."""
         check_limit(limit)
+        self.require_collection()
         results = self._call(
             "hybrid search",
             self._client.hybrid_search,
@@ -316,12 +323,20 @@ class MilvusStore:
         return _matches(results)
 
     def dense_request(self, vectors: np.ndarray, *, limit: int, filter: str | None = None):
+        self.require_collection()
         vectors = np.asarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[1] != self.dimension or not np.isfinite(vectors).all():
             raise RerankInputError(f"query vectors must be finite, of shape [n, {self.dimension}]; got {vectors.shape}")
         check_limit(limit)
         param = {"metric_type": "COSINE", "params": SEARCH_PARAMS[self.index]}
         return AnnSearchRequest(data=vectors.tolist(), anns_field="vector", param=param, limit=limit, filter=filter)
+
+    def require_collection(self) -> None:
+        """Refuse a search of a collection that nothing was written to yet."""
+        if not self.exists:
+            raise MissingCollectionError(
+                f"collection {self.collection!r} at {self._shown_uri} holds no documents yet: ingest into it first"
+            )
 
     def require_bm25(self) -> None:
         """Refuse, saying how to get one, where the collection has no BM25 field."""
@@ -333,6 +348,7 @@ class MilvusStore:
             )
 
     def text_request(self, queries: Sequence[str], *, limit: int, filter: str | None = None):
+        self.require_collection()
         self.require_bm25()
         check_text_queries(queries)
         check_limit(limit)
@@ -351,17 +367,6 @@ class MilvusStore:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def check_text_queries(queries: Sequence[str]) -> None:
-    for i, query in enumerate(queries):
-        if not isinstance(query, str) or not query.strip():
-            raise RerankInputError(f"query {i} is empty: BM25 needs words to match ({query!r})")
-
-
-def check_limit(limit: object) -> None:
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
-        raise RerankInputError(f"limit must be an int in 1..{MAX_LIMIT}, got {limit!r}")
 
 
 def _matches(results, score=float) -> list[list[Match]]:

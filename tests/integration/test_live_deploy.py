@@ -16,6 +16,7 @@ import torch
 from tiny_models import build_tiny_bert_cross_encoder
 from triton_rerank import TritonRerankFunction
 from triton_rerank.cli import main
+from triton_rerank.errors import RerankInputError
 from triton_rerank.serving.deploy import DeployError, deploy, history, rollback
 from triton_rerank.serving.export import export_cross_encoder
 from triton_rerank.serving.server import EmbeddedTritonServer, free_port_settings
@@ -122,5 +123,5 @@ def test_a_server_that_does_not_allow_loading_keeps_serving_and_the_repository_i
             np.testing.assert_allclose(rf.score("paris", DOCUMENTS), scores["a"], atol=1e-4)
     assert sorted(p.name for p in repository.iterdir()) == before
     assert json.loads(json.dumps(history(repository)))["serving"] == 1
-    with pytest.raises(DeployError, match="no version None to roll back to"):
+    with pytest.raises(RerankInputError, match="no version None to roll back to"):
         rollback(repository, "http://127.0.0.1:1")

@@ -13,9 +13,13 @@ from triton_rerank.serving.layout import RepositorySettings
 
 
 def test_every_subcommand_is_on_the_one_entry_point():
+    """Each name runs its own module's ``run`` (a name wired to another module's, or to none, fails)."""
+    import importlib
+
     parser = build_parser()
-    for command in COMMANDS:
-        assert parser.parse_args([command, *_required(command)]).run
+    for command, module in COMMANDS.items():
+        args = parser.parse_args([command, *_required(command)])
+        assert (args.command, args.run) == (command, importlib.import_module(module).run)
 
 
 def _required(command: str) -> list[str]:
@@ -23,7 +27,6 @@ def _required(command: str) -> list[str]:
         "ingest": ["corpus.jsonl"],
         "search": ["a query"],
         "evaluate": ["--data", "beir"],
-        "gpu-check": ["--model", "m"],
         "train": ["--data", "beir", "--model", "m", "--output", "out"],
         "deploy": ["--model", "m"],
     }.get(command, [])
@@ -85,3 +88,64 @@ def test_search_and_ingest_take_the_first_stage_and_the_analyzer():
     assert search.first_stage == "bm25" and build_parser().parse_args(["search", "q"]).first_stage == "auto"
     ingest = build_parser().parse_args(["ingest", "c.jsonl", "--analyzer", "standard", "--no-bm25"])
     assert (ingest.analyzer, ingest.bm25) == ("standard", False)
+
+
+TWICE = b'{"id": 1, "text": "a"}\n{"_id": "1", "text": "b"}\n'  # 1 and "1": one id in Milvus
+
+
+def _beir_without_qrels(folder):
+    folder.mkdir()
+    (folder / "corpus.jsonl").write_text('{"_id": "d1", "text": "a document"}\n')
+    (folder / "queries.jsonl").write_text('{"_id": "q1", "text": "a query"}\n')
+    return folder
+
+
+def _collection(path):
+    from triton_rerank.documents import Document
+    from triton_rerank.store import MilvusStore
+
+    with MilvusStore(str(path), index="FLAT", bm25=False) as store:
+        store.upsert([Document("d1", "a document")], [[1.0, 0.0, 0.0]])
+    return path
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (lambda tmp: ["api", "--max-documents", "0"], "--max-documents must be at least 1, got 0"),
+        (lambda tmp: ["evaluate", "--data", str(_beir_without_qrels(tmp / "beir"))], "qrels/test.tsv is missing"),
+        (
+            lambda tmp: ["ingest", str(_write(tmp / "bad.jsonl", b'{"_id": "a", "text": "caf\xe9"}\n')),
+                         "--milvus-uri", str(tmp / "docs.db")],
+            "bad.jsonl:1: not UTF-8 text",
+        ),
+        (
+            lambda tmp: ["ingest", str(_write(tmp / "twice.jsonl", TWICE)), "--milvus-uri", str(tmp / "docs.db")],
+            "twice.jsonl:2: id '1' was read before",
+        ),
+        (
+            lambda tmp: ["search", "q", "--milvus-uri", str(tmp / "new.db"), "--collection", "typo"],
+            "no Milvus Lite file",
+        ),
+        (
+            lambda tmp: ["search", "q", "--milvus-uri", str(_collection(tmp / "docs.db")), "--collection", "typo"],
+            "has no collection 'typo'; it has: documents",
+        ),
+        (lambda tmp: ["deploy", "--list", "--repository", str(tmp / "none")], "holds no 'reranker' ensemble"),
+    ],
+    ids=["api-limit", "evaluate-no-qrels", "ingest-not-utf8", "ingest-duplicate-id", "search-no-file",
+         "search-misspelt-collection", "deploy-empty-repository"],
+)  # fmt: skip
+def test_a_users_input_error_is_one_line_and_exit_status_2(tmp_path, capsys, argv, message):
+    from triton_rerank.cli import main
+
+    assert main(argv(tmp_path)) == 2
+    err = capsys.readouterr().err  # after any progress bar, the error alone on its line: no traceback
+    last = err.rstrip("\n").split("\n")[-1]
+    assert last.startswith("error: ") and message in last and "Traceback" not in err, err
+    assert not (tmp_path / "new.db").exists()  # a misspelt Milvus Lite path is not made
+
+
+def _write(path, data: bytes):
+    path.write_bytes(data)
+    return path

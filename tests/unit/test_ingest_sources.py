@@ -99,3 +99,41 @@ def test_a_private_ca_reaches_pymilvus_as_its_server_pem_path(monkeypatch):
     with pytest.raises(store_module.StoreError):
         store_module.MilvusStore("https://milvus.example:19530", ca_file="ca.pem", client_options={"server_name": "m"})
     assert seen["server_pem_path"] == "ca.pem" and seen["server_name"] == "m"
+
+
+def test_a_jsonl_line_that_is_not_utf8_is_named_by_file_and_line(tmp_path):
+    path = tmp_path / "docs.jsonl"
+    path.write_bytes(b'{"_id": "a", "text": "fine"}\n{"_id": "b", "text": "caf\xe9"}\n')
+    with pytest.raises(RerankInputError, match=r"docs.jsonl:2: not UTF-8 text"):
+        list(read_documents(path))
+
+
+def _vectors(texts: list[str]):
+    """Three numbers per text, from its length: a stand-in embedder for what ingest does with ids."""
+    import numpy as np
+
+    return np.array([[len(t), 1.0, 2.0] for t in texts], dtype=np.float32)
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 3, 256])
+def test_an_id_read_twice_is_refused_or_keeps_its_first_copy_whatever_the_batch_size(tmp_path, batch_size):
+    """1 and "1" are one id in Milvus. Refused by default, naming both lines, before the batch that
+    holds the second copy is written; with duplicates="first" the first copy is kept at every batch
+    size, and the report adds up: read = skipped + written + duplicates."""
+    from triton_rerank.ingest import ingest
+    from triton_rerank.store import MilvusStore
+
+    rows = [{"id": 1, "text": "first copy"}, {"_id": "x", "text": "x"}, {"id": "1", "text": "second copy, longer"}]
+    source = write_jsonl(tmp_path / "docs.jsonl", [*rows, {"_id": "y", "text": "y"}])
+    with MilvusStore(str(tmp_path / "error.db"), index="FLAT", bm25=False) as store:
+        with pytest.raises(RerankInputError, match=r"docs.jsonl:3: id '1' was read before, at .*docs.jsonl:1"):
+            ingest(read_documents(source), store, _vectors, batch_size=batch_size)
+        assert store.count() == (2 if batch_size < 3 else 0)  # the batches before the second copy's, no more
+    with MilvusStore(str(tmp_path / "first.db"), index="FLAT", bm25=False) as store:
+        report = ingest(read_documents(source), store, _vectors, batch_size=batch_size, duplicates="first")
+        assert (report.read, report.written, report.skipped, report.duplicates) == (4, 3, 0, 1)
+        assert store.dimension == 3  # the embedder's size, from its vectors
+        (hit,) = store.search(_vectors(["first copy"]), limit=1)[0][:1]
+        assert (hit.id, hit.text) == ("1", "first copy")
+        again = ingest(read_documents(source), store, _vectors, batch_size=batch_size, duplicates="first")
+        assert (again.read, again.written, again.skipped, again.duplicates) == (4, 0, 3, 1)

@@ -23,7 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="HNSW",
         help="vector index when the collection is created (default: %(default)s)",
     )
-    parser.add_argument("--dimension", type=int, default=384, help="embedding size (default: %(default)s)")
+    parser.add_argument(
+        "--dimension", type=int, help="embedding size of a new collection (default: the embedder's, from its vectors)"
+    )
     parser.add_argument(
         "--analyzer",
         default=DEFAULT_ANALYZER,
@@ -38,6 +40,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--batch-size", type=int, default=256, help="documents per batch (default: %(default)s)")
     parser.add_argument("--refresh", action="store_true", help="re-embed documents that are already present")
+    parser.add_argument(
+        "--keep-first-duplicate",
+        action="store_true",
+        help="an id read twice: keep its first copy and count the others (default: refuse, naming both places)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,12 +72,20 @@ def run(args: argparse.Namespace) -> int:
             print(f"batch {report.batches}: read {report.read}", flush=True)  # a line per batch, for logs
 
         report = ingest(
-            read_documents(args.source), store, embed, batch_size=args.batch_size, refresh=args.refresh, on_batch=show
+            read_documents(args.source),
+            store,
+            embed,
+            batch_size=args.batch_size,
+            refresh=args.refresh,
+            duplicates="first" if args.keep_first_duplicate else "error",
+            on_batch=show,
         )
         total = store.count()
     print(
         f"ingested {args.source}: read {report.read}, written {report.written}, "
-        f"already present {report.skipped}; collection {args.collection!r} holds {total} documents"
+        f"already present {report.skipped}"
+        + (f", duplicates left out {report.duplicates}" if report.duplicates else "")
+        + f"; collection {args.collection!r} holds {total} documents"
         + (" (dense and BM25)" if store.has_bm25 else " (dense only)")
     )
     return 0

@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from triton_rerank.pipeline import RerankPipeline
 
     with (
-        open_store(args, collection=args.collection) as store,
+        open_store(args, collection=args.collection, create=False) as store,  # a misspelt name: an error
         TritonEmbedFunction(args.triton_url, timeout_s=args.timeout_s) as embed,
         TritonRerankFunction(args.triton_url, timeout_s=args.timeout_s) as rerank,
     ):

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import triton_rerank.protocol as protocol
 from triton_rerank.endpoints import API_KEY_HEADER
-from triton_rerank.errors import RerankError
+from triton_rerank.errors import RerankError, RerankInputError
 from triton_rerank.serving import repository as repo
 
 HISTORY = "deployments.json"  # beside the ensemble's config.pbtxt; Triton reads only that and version folders
@@ -74,7 +74,9 @@ def rollback(repository: Path, url: str, *, to: int | None = None, api_key: str 
     versions = [entry["version"] for entry in versions_held["versions"]]
     to = to if to is not None else max((v for v in versions if v < serving), default=None)
     if to is None or to not in versions:
-        raise DeployError(f"no version {to} to roll back to: the repository has versions {versions}, serving {serving}")
+        raise RerankInputError(
+            f"no version {to} to roll back to: the repository has versions {versions}, serving {serving}"
+        )
     entry = next(e for e in versions_held["versions"] if e["version"] == to)
     _switch(repository, url, versions_held, entry, api_key)
     return entry
@@ -110,7 +112,7 @@ def history(repository: Path) -> dict:
         return json.loads(path.read_text())
     config_path = repository / protocol.RERANKER / "config.pbtxt"
     if not config_path.is_file():
-        raise DeployError(f"{repository} holds no {protocol.RERANKER!r} ensemble: export a reranker into it first")
+        raise RerankInputError(f"{repository} holds no {protocol.RERANKER!r} ensemble: export a reranker into it first")
     ensemble = repo.load_config(config_path)
     first = {
         "version": 1,

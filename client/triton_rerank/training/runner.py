@@ -91,7 +91,11 @@ def open_first_stage(config: TrainConfig, corpus: dict[str, str]):
 
     with (
         MilvusStore(
-            config.milvus_uri, collection=config.collection, token=config.milvus_token, ca_file=config.milvus_ca_file
+            config.milvus_uri,
+            collection=config.collection,
+            create=False,  # the user's own collection, searched as the pipeline searches it
+            token=config.milvus_token,
+            ca_file=config.milvus_ca_file,
         ) as store,
         TritonEmbedFunction(config.triton_url) as embed,
     ):
