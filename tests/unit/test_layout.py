@@ -25,7 +25,7 @@ FLOORS = (
     # the client: Triton over HTTP/gRPC, its options, errors and traces (the wheel without extras)
     ("triton_rerank", "endpoints", "triton_errors", "tracing", "options", "transport", "base", "client", "embed"),
     # retrieval: Milvus, the first stages, ingest, BEIR collections, the pipeline
-    ("store", "first_stage", "ingest", "beir", "pipeline"),
+    ("documents", "store", "first_stage", "ingest", "beir", "pipeline"),
     # what serves: the rerank HTTP API, and the model repository, its export, the embedded server, deploy
     ("api", "serving"),
     ("training",),
