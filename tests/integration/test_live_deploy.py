@@ -125,3 +125,57 @@ def test_a_server_that_does_not_allow_loading_keeps_serving_and_the_repository_i
     assert json.loads(json.dumps(history(repository)))["serving"] == 1
     with pytest.raises(RerankInputError, match="no version None to roll back to"):
         rollback(repository, "http://127.0.0.1:1")
+
+
+def test_a_version_is_exported_as_the_serving_one_and_a_failed_unload_never_deletes_what_serves(
+    models, tmp_path, monkeypatch, caplog
+):
+    """An int8 repository pinned to the CPU gets an int8 CPU version (it got fp32 'auto'); and when
+    unloading the replaced versions fails, the new version stays in the repository and serves (the
+    clean-up used to delete the folders of the version it had just switched to)."""
+    import tritonclient.http as http
+    from tritonclient.utils import InferenceServerException
+
+    from triton_rerank.serving.layout import RepositorySettings
+
+    paths, _ = models
+    repository = tmp_path / "model_repository"
+    export_cross_encoder(str(paths["a"]), repository, precision="int8", settings=RepositorySettings(device="cpu"))
+    with EmbeddedTritonServer(repository, free_port_settings(model_control="explicit")) as server:
+        deploy(str(paths["b"]), repository, server.http_url)
+        record = json.loads((repository / "cross_encoder_v2" / "1" / "export.json").read_text())
+        assert record["precision"] == "int8" and record["settings"]["device"] == "cpu"
+        assert "KIND_CPU" in (repository / "cross_encoder_v2" / "config.pbtxt").read_text()
+
+        def refuse(self, name, *args, **kwargs):
+            raise InferenceServerException(f"failed to unload '{name}'", "500")
+
+        monkeypatch.setattr(http.InferenceServerClient, "unload_model", refuse)
+        entry = deploy(str(paths["a"]), repository, server.http_url)  # v3: v1 is to be unloaded, and fails
+        assert entry["version"] == 3 and history(repository)["serving"] == 3
+        assert all((repository / name / "config.pbtxt").is_file() for name in entry["members"])
+        assert "unloading tokenizer failed" in caplog.text
+        with TritonRerankFunction(server.http_url) as rf:
+            int8 = rf.score("paris", DOCUMENTS)
+    with EmbeddedTritonServer(repository, free_port_settings()) as restarted:  # the disk serves v3 too
+        with TritonRerankFunction(restarted.grpc_url) as rf:
+            np.testing.assert_array_equal(rf.score("paris", DOCUMENTS), int8)
+
+
+def test_replicas_sharing_one_repository_each_switch_to_the_new_version(models, tmp_path):
+    paths, scores = models
+    repository = tmp_path / "model_repository"
+    export_cross_encoder(str(paths["a"]), repository)
+    with (
+        EmbeddedTritonServer(repository, free_port_settings(model_control="explicit")) as first,
+        EmbeddedTritonServer(repository, free_port_settings(model_control="explicit")) as second,
+    ):
+        entry = deploy(str(paths["b"]), repository, f"{first.grpc_url},{second.grpc_url}")
+        for server in (first, second):
+            with TritonRerankFunction(server.grpc_url) as rf:
+                np.testing.assert_allclose(rf.score("paris", DOCUMENTS), scores["b"], atol=1e-4)
+        back = rollback(repository, [first.http_url, second.http_url])
+        for server in (first, second):
+            with TritonRerankFunction(server.http_url) as rf:
+                np.testing.assert_allclose(rf.score("paris", DOCUMENTS), scores["a"], atol=1e-4)
+    assert (entry["version"], back["version"]) == (2, 1)

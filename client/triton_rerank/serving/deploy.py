@@ -10,21 +10,37 @@ stays loaded (requests in flight finish on it, and a rollback is one more ensemb
 ones are unloaded. The server must run with ``--model-control-mode=explicit`` (the embedded server
 and the deploy/ configs do), and the repository on disk is updated too, so a restart serves the
 same version. ``deployments.json`` in the ensemble's folder keeps the history.
+
+A new version is exported as the serving one was (precision, format, device, batching: what its
+``export.json`` records), unless the caller says otherwise. Several URLs are replicas serving one
+repository (a shared volume): each loads the new members, then each switches; a replica that
+fails to switch sends every one back. Once every replica serves the new version, the deployment
+stands: unloading the versions it replaced is clean-up, and a failure there is logged, never
+undone by deleting what now serves.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import shutil
 import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from tritonclient.grpc import model_config_pb2 as mc
+from tritonclient.utils import InferenceServerException
+
 import triton_rerank.protocol as protocol
-from triton_rerank.endpoints import API_KEY_HEADER
+from triton_rerank.endpoints import API_KEY_HEADER, parse_url, parse_urls
 from triton_rerank.errors import RerankError, RerankInputError
 from triton_rerank.serving import repository as repo
+from triton_rerank.serving.export_options import ExportOptions
+from triton_rerank.serving.layout import RepositorySettings
+
+log = logging.getLogger(__name__)
 
 HISTORY = "deployments.json"  # beside the ensemble's config.pbtxt; Triton reads only that and version folders
 LOAD_WAIT_S = 30.0  # the embedded server derives a new model within a second; a remote one sees it at once
@@ -35,14 +51,16 @@ class DeployError(RerankError):
 
 
 def deploy(model: str, repository: Path, url: str, *, api_key: str | None = None, **export_options) -> dict:
-    """Export ``model``, load it as the next version and switch the ensemble to it."""
+    """Export ``model`` as the serving version was exported (``export_options`` override that), load
+    it as the next version on every replica of ``url`` and switch the ensemble to it."""
     from triton_rerank.serving.export import export_cross_encoder
 
     repository = Path(repository)
     versions = history(repository)
     version = max(entry["version"] for entry in versions["versions"]) + 1
+    settings, options = exported_as(repository, _serving(versions))
     with tempfile.TemporaryDirectory(prefix="triton-rerank-deploy-") as staging:
-        export_cross_encoder(model, Path(staging), **export_options)
+        export_cross_encoder(model, Path(staging), settings=settings, **(options | export_options))
         ensemble = repo.load_config(Path(staging) / protocol.RERANKER / "config.pbtxt")
         members = {}
         for step in ensemble.ensemble_scheduling.step:
@@ -58,11 +76,12 @@ def deploy(model: str, repository: Path, url: str, *, api_key: str | None = None
     }
     versions["versions"].append(entry)
     try:
-        _switch(repository, url, versions, entry, api_key)
-    except BaseException:  # nothing half-deployed: the new members leave the repository again
+        previous = _switch(repository, url, versions, entry, api_key)
+    except BaseException:  # not switched: nothing half-deployed, the new members leave the repository again
         for name in entry["members"]:
             shutil.rmtree(repository / name, ignore_errors=True)
         raise
+    _unload_replaced(url, versions, entry, previous, api_key)  # serving now: what fails here is only logged
     return entry
 
 
@@ -78,31 +97,85 @@ def rollback(repository: Path, url: str, *, to: int | None = None, api_key: str 
             f"no version {to} to roll back to: the repository has versions {versions}, serving {serving}"
         )
     entry = next(e for e in versions_held["versions"] if e["version"] == to)
-    _switch(repository, url, versions_held, entry, api_key)
+    previous = _switch(repository, url, versions_held, entry, api_key)
+    _unload_replaced(url, versions_held, entry, previous, api_key)
     return entry
 
 
-def _switch(repository: Path, url: str, held: dict, entry: dict, api_key: str | None) -> None:
-    client = _client(url)
+def exported_as(repository: Path, entry: dict) -> tuple[RepositorySettings | None, dict]:
+    """The settings and options the model of version ``entry`` was exported with (its
+    ``export.json``); an export that predates that record gives its precision and format, and its
+    config's device and rows per request."""
+    model = next((m for m in entry["members"] if _is_model(repository / m)), None)
+    if model is None or not (repository / model / "1" / "export.json").is_file():
+        return None, {}
+    record = json.loads((repository / model / "1" / "export.json").read_text())
+    options = {k: v for k, v in record.get("options", {}).items() if k in _OPTION_FIELDS}
+    options.setdefault("precision", record.get("precision", "fp32"))
+    if record.get("settings"):
+        fields = {k: v for k, v in record["settings"].items() if k in _SETTING_FIELDS}
+        fields["model_inputs"] = tuple(fields.get("model_inputs", ()))
+        return RepositorySettings(**fields).replace(name=""), options
+    config = repo.load_config(repository / model / "config.pbtxt")
+    kinds = {group.kind for group in config.instance_group}
+    device = "gpu" if mc.ModelInstanceGroup.KIND_GPU in kinds else "cpu" if kinds else "auto"
+    fmt = record.get("model_format", "onnx") if options["precision"] != "bf16" else "onnx"
+    return RepositorySettings(model_format=fmt, device=device, max_rows_per_request=config.max_batch_size), options
+
+
+_SETTING_FIELDS = {f.name for f in dataclasses.fields(RepositorySettings)}
+_OPTION_FIELDS = {f.name for f in dataclasses.fields(ExportOptions)}
+
+
+def _is_model(folder: Path) -> bool:
+    """A version's model, not its Python tokenizer or aggregator."""
+    return (folder / "config.pbtxt").is_file() and repo.load_config(folder / "config.pbtxt").backend != "python"
+
+
+def _serving(held: dict) -> dict:
+    return next(e for e in held["versions"] if e["version"] == held["serving"])
+
+
+def _switch(repository: Path, url: str, held: dict, entry: dict, api_key: str | None) -> int:
+    """Every replica loads ``entry``'s members, then each switches its ensemble to them; if one
+    cannot, the disk and every replica switched so far go back to the serving version. Returns the
+    version that served before."""
+    clients = _clients(url)
     headers = {API_KEY_HEADER: api_key} if api_key else None
-    for name in entry["members"]:
-        _load(client, name, headers)
-    previous = held["serving"]
+    for client in clients:
+        for name in entry["members"]:
+            _load(client, name, headers)
+    serving = _serving(held)
     config_path = repository / protocol.RERANKER / "config.pbtxt"
     _write_atomically(config_path, entry["ensemble_config"])
+    switched = []
     try:
-        _load(client, protocol.RERANKER, headers)
+        for client in clients:
+            _load(client, protocol.RERANKER, headers)
+            switched.append(client)
     except DeployError:
-        serving = next(e for e in held["versions"] if e["version"] == previous)
         _write_atomically(config_path, serving["ensemble_config"])  # the disk stays what is served
+        for client in switched:
+            _load(client, protocol.RERANKER, headers)
         raise
     held["serving"] = entry["version"]
     _write_atomically(repository / protocol.RERANKER / HISTORY, json.dumps(held, indent=2) + "\n")
+    return serving["version"]
+
+
+def _unload_replaced(url: str, held: dict, entry: dict, previous: int, api_key: str | None) -> None:
+    """Unload every version but the serving one and the one before it (requests in flight finish
+    there, and a rollback to it is one reload). A failure is logged: the new version serves."""
     keep = set(entry["members"]) | next(set(e["members"]) for e in held["versions"] if e["version"] == previous)
-    for older in held["versions"]:
-        for name in set(older["members"]) - keep:
-            if client.is_model_ready(name, headers=headers):
-                client.unload_model(name, headers=headers)
+    headers = {API_KEY_HEADER: api_key} if api_key else None
+    older = {name for e in held["versions"] for name in e["members"]} - keep
+    for client in _clients(url):
+        for name in sorted(older):
+            try:
+                if client.is_model_ready(name, headers=headers):
+                    client.unload_model(name, headers=headers)
+            except InferenceServerException as err:
+                log.warning("version %s serves; unloading %s failed (it stays loaded): %s", entry["version"], name, err)
 
 
 def history(repository: Path) -> dict:
@@ -138,8 +211,6 @@ def _copy_member(source: Path, target: Path) -> None:
 
 def _load(client, name: str, headers) -> None:
     """Load (or reload) ``name``; waits while a server that derives its repository catches up."""
-    from tritonclient.utils import InferenceServerException
-
     deadline = time.monotonic() + LOAD_WAIT_S
     while True:
         try:
@@ -157,14 +228,18 @@ def _load(client, name: str, headers) -> None:
             time.sleep(0.25)
 
 
-def _client(url: str):
-    if url.startswith("grpc://"):
-        import tritonclient.grpc as grpc
-
-        return grpc.InferenceServerClient(url.removeprefix("grpc://"))
+def _clients(url: str | list[str]) -> list:
+    """A blocking tritonclient per replica of ``url`` (``http``, ``https``, ``grpc``, ``grpcs``)."""
+    import tritonclient.grpc as grpc
     import tritonclient.http as http
 
-    return http.InferenceServerClient(url.removeprefix("http://"), network_timeout=300.0)
+    endpoints = [parse_url(u) for u in parse_urls(url)]
+    return [
+        grpc.InferenceServerClient(e.address, ssl=e.ssl)
+        if e.protocol == "grpc"
+        else http.InferenceServerClient(e.address, ssl=e.ssl, network_timeout=300.0)
+        for e in endpoints
+    ]
 
 
 def _write_atomically(path: Path, text: str) -> None:

@@ -8,7 +8,7 @@ import json
 import logging
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,9 @@ class ExportReport:
     precision: str = "fp32"
     reduced_precision: precision.PrecisionReport | None = None
     calibration: str = ""  # which pairs set an NNCF int8 export's scales (precision.calibration_id)
+    # What it was exported with (RepositorySettings, ExportOptions): a deploy makes the next version so.
+    settings: dict = field(default_factory=dict)
+    options: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -145,6 +148,8 @@ def write_checked(job: ExportJob, repository: Path) -> ExportReport:
             precision=options.precision,
             reduced_precision=reduced,
             calibration=precision.calibration_id(options.calibration) if calibration else "",
+            settings=asdict(settings),
+            options=asdict(options),
         )
         (weights.parent / "export.json").write_text(json.dumps(asdict(report), indent=2) + "\n")
         _install(staging, repository, family.names)
