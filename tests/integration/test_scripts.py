@@ -71,6 +71,56 @@ def test_serve_prints_one_ready_line_serves_and_stops_cleanly(tiny_repository, s
             process.kill()
 
 
+def _slow_repository(folder: Path) -> Path:
+    """One Python model whose load takes two minutes."""
+    (folder / "slow" / "1").mkdir(parents=True)
+    (folder / "slow" / "config.pbtxt").write_text(
+        'name: "slow"\nbackend: "python"\nmax_batch_size: 0\n'
+        'input [{ name: "IN" data_type: TYPE_FP32 dims: [1] }]\n'
+        'output [{ name: "OUT" data_type: TYPE_FP32 dims: [1] }]\n'
+        "instance_group [{ kind: KIND_CPU count: 1 }]\n"
+    )
+    (folder / "slow" / "1" / "model.py").write_text(
+        "import time\n\nclass TritonPythonModel:\n    def initialize(self, args):\n        time.sleep(120)\n\n"
+        "    def execute(self, requests):\n        return []\n"
+    )
+    return folder
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_serve_stops_at_once_when_told_to_while_its_models_load(tmp_path, signum):
+    """Ctrl-C or SIGTERM during a two-minute load ends the command (and its server) within
+    seconds: they were ignored until every model was loaded."""
+    process = subprocess.Popen(
+        script("serve.py", "--repository", str(_slow_repository(tmp_path / "models")), "--http-port",
+               str(free_port()), "--grpc-port", str(free_port()), "--metrics-port", str(free_port())),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not any(_named(pid, "tritonserver") for pid in descendants(process.pid)):
+            assert time.monotonic() < deadline and process.poll() is None, process.stderr.read()
+            time.sleep(0.2)
+        time.sleep(3)  # the slow model is loading now
+        children = descendants(process.pid)
+        started = time.monotonic()
+        process.send_signal(signum)
+        code = process.wait(timeout=30)
+        assert time.monotonic() - started < 15 and code == 128 + signum
+        time.sleep(0.5)
+        assert [pid for pid in children if os.path.exists(f"/proc/{pid}") and not _zombie(pid)] == []
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+def _named(pid: int, name: str) -> bool:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip() == name
+    except OSError:
+        return False
+
+
 def test_a_command_stopped_by_sigterm_stops_the_server_it_started(tiny_repository):
     """kill, timeout or a container stop: the embedded Triton goes with the command, not orphaned."""
     args = ["--repository", str(tiny_repository), "--clients", "1", "--duration-s", "120", "--runs", "1"]

@@ -65,9 +65,8 @@ def otlp_traces_url() -> str | None:
 def run(args: argparse.Namespace) -> int:
     from triton_rerank.serving.server import EmbeddedTritonServer, ServerSettings, ServerStartError
 
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
+    # While the models load, Ctrl-C and SIGTERM unwind the start as anywhere else on the command line
+    # (the server it began is stopped); once it serves, they end the wait below.
     try:
         settings = ServerSettings(
             host=args.host,
@@ -87,6 +86,9 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, ServerStartError, FileNotFoundError, ImportError) as err:
         print(f"could not start Triton: {err}", file=sys.stderr)
         return 1
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
     print(
         f"Triton ready: models {', '.join(server.ready_models())} | {server.http_url} {server.grpc_url} "
         f"metrics {server.metrics_url} | log {server.log_path}"

@@ -37,6 +37,8 @@ from triton_rerank.serving import repository as repo
 
 log = logging.getLogger(__name__)
 
+# A server stopped before it was ready has no request in flight: it is killed after this long.
+STARTUP_GRACE_S = 5.0
 # Everything but health (liveness and readiness probes stay open) is restricted when a key is set.
 RESTRICTED_APIS = "metadata,inference,shared-memory,model-config,model-repository,statistics,trace,logging"
 
@@ -289,8 +291,8 @@ class EmbeddedTritonServer:
         log_file.close()
         try:
             self._wait_ready()
-        except BaseException:
-            self.stop()
+        except BaseException:  # not ready (or interrupted while loading): nothing in flight to wait for
+            self.stop(grace_s=STARTUP_GRACE_S)
             raise
         return self
 
