@@ -316,6 +316,8 @@ def test_evaluate_compares_the_served_stack_with_the_in_process_reference(
             triton_server.grpc_url,
             "--index",
             "FLAT",
+            "--first-stage",
+            "dense",
             "--retrieve-k",
             "10",
             "--peers",
@@ -408,7 +410,7 @@ def test_evaluate_an_llm_reranker_against_its_model_card_and_a_cascade_behind_it
             "--reranker-model", str(qwen), "--reranker-kind", "llm-reranker", "--instruction", "Find the answer",
             "--cascade-model", str(tiny_model), "--cascade-k", "10",
             "--embedder-model", embedder_model, "--repository", str(tmp_path / "repo"),
-            "--index", "FLAT", "--retrieve-k", "10", "--out", str(out),
+            "--index", "FLAT", "--first-stage", "dense", "--retrieve-k", "10", "--out", str(out),
         ),
         capture_output=True, text=True, timeout=900,
     )  # fmt: skip
@@ -454,7 +456,8 @@ def test_long_corpus_and_evaluate_rerank_the_same_candidates_with_long_texts_per
     result = subprocess.run(
         script("evaluate.py", "--data", str(beir), "--rerank-data", str(long), "--long-documents", "first,max,mean",
                "--reranker-model", str(tiny_model), "--embedder-model", embedder_model, "--triton-url",
-               triton_server.grpc_url, "--index", "FLAT", "--retrieve-k", "10", "--no-reference", "--out", str(out)),
+               triton_server.grpc_url, "--index", "FLAT", "--first-stage", "dense", "--retrieve-k", "10",
+               "--no-reference", "--out", str(out)),
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr

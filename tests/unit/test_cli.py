@@ -66,7 +66,7 @@ def test_evaluate_first_stage_flags_reach_the_config_and_bad_ones_are_refused_be
 
     chosen = config("--first-stage", "dense,bm25,hybrid", "--fusion", "weighted", "--weights", "0.7,0.3")
     assert [stage.name for stage in chosen.first_stages()] == ["dense", "bm25", "hybrid (weighted 0.7/0.3)"]
-    assert config().first_stage == ["dense"]  # as before: the dense first stage alone
+    assert config().first_stage == ["auto"] == build_parser().parse_args(["search", "q"]).first_stage.split()
     default = config("--first-stage", "hybrid", "--weights", "0.6,0.4")
     assert [stage.name for stage in default.first_stages()] == ["hybrid (relative 0.6/0.4)"]
     with pytest.raises(SystemExit):  # argparse: an unknown first stage

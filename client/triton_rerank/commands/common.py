@@ -15,6 +15,9 @@ from triton_rerank.protocol import DEFAULT_LONG_DOCUMENTS, LONG_DOCUMENT_POLICIE
 GENERATED_REPOSITORY = Path("generated/model_repository")
 
 
+MILVUS_TOKEN_ENV = "MILVUS_TOKEN"  # a Milvus server's token (user:password or an API key)
+
+
 def add_repository(parser: argparse.ArgumentParser, help_text: str = "model repository") -> None:
     parser.add_argument(
         "--repository", type=Path, default=GENERATED_REPOSITORY, help=f"{help_text} (default: %(default)s)"
@@ -66,9 +69,8 @@ def add_milvus(parser: argparse.ArgumentParser, *, uri_default: str | None = "do
         help="a Milvus Lite file, or a server URI like http://host:19530 (default: "
         + (f"{uri_default})" if uri_default else "a temporary Milvus Lite file)"),
     )
-    parser.add_argument(
-        "--milvus-token", default=os.environ.get("MILVUS_TOKEN"), help="Milvus token (default: $MILVUS_TOKEN)"
-    )
+    # The token comes from $MILVUS_TOKEN only, never a flag: argv shows in ps and in shell history.
+    parser.set_defaults(milvus_token=os.environ.get(MILVUS_TOKEN_ENV) or None)
     parser.add_argument("--milvus-ca-file", help="CA certificate (PEM) of a Milvus server with TLS by a private CA")
 
 
@@ -80,9 +82,9 @@ def add_first_stage(parser: argparse.ArgumentParser, *, several: bool = False) -
         parser.add_argument(
             "--first-stage",
             type=names_of("first stages", FIRST_STAGES),
-            default=["dense"],
-            help="first stages to evaluate and rerank on the same queries, comma-separated: dense,bm25,hybrid "
-            "(default: dense)",
+            default=["auto"],
+            help="first stages to evaluate and rerank on the same queries, comma-separated: dense,bm25,hybrid; "
+            "auto: what search and the pipeline use, hybrid where the collection has BM25 (default: auto)",
         )
     else:
         parser.add_argument(

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import argparse
 
+from triton_rerank.commands.common import MILVUS_TOKEN_ENV
 from triton_rerank.flags import add_flags, from_flags
 from triton_rerank.training.config import TrainConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_flags(parser, TrainConfig)
-    parser.add_argument("--milvus-token", help="Milvus token for --milvus-uri (default: $MILVUS_TOKEN)")
     parser.add_argument("--milvus-ca-file", help="CA certificate (PEM) of a Milvus server with TLS by a private CA")
 
 
@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
 
     config = dataclasses.replace(
         from_flags(TrainConfig, args),
-        milvus_token=args.milvus_token or os.environ.get("MILVUS_TOKEN"),
+        milvus_token=os.environ.get(MILVUS_TOKEN_ENV) or None,  # from the environment only, as every command
         milvus_ca_file=args.milvus_ca_file,
     )
     train(config)

@@ -35,7 +35,7 @@ class EvaluationConfig:
     milvus_token: str | None = field(default=None, repr=False)
     milvus_ca_file: str | None = None
     index: str = "HNSW"
-    first_stage: Sequence[str] = ("dense",)  # each is evaluated, then reranked, on the same queries
+    first_stage: Sequence[str] = ("auto",)  # each evaluated, then reranked, on the same queries; auto: as search
     fusion: Sequence[str] = (FirstStage.fusion,)  # how hybrid fuses its legs (triton_rerank.first_stage): one each
     rrf_k: int = DEFAULT_RRF_K
     weights: tuple[float, float] | None = None
