@@ -9,7 +9,8 @@ each mode is a module of ``benchmarks``:
 - --api ``api_overhead``: the rerank API against the direct gRPC client;
 - --tracing ``tracing_overhead``: the rerank API with OpenTelemetry tracing on against off;
 - --families and --cpu-scaling ``scaling``: pairs/s per model family, and per core count;
-- --first-stages ``first_stages``: search and whole-query latency of dense, bm25 and hybrid.
+- --first-stages ``first_stages``: search and whole-query latency of dense, bm25 and hybrid;
+- --queue-policy ``queue_policy``: the bounded Triton queue (the default) against none.
 """
 
 from __future__ import annotations
@@ -93,6 +94,9 @@ def _add_modes(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tiers", action="store_true", help="each precision tier against the fastest in-process peer of that tier"
     )
+    parser.add_argument(
+        "--queue-policy", action="store_true", help="the bounded queue (the default) against none, fp32 and int8"
+    )
 
 
 def _add_first_stages(parser: argparse.ArgumentParser) -> None:
@@ -125,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
         api_overhead,
         first_stages,
         long_documents,
+        queue_policy,
         scaling,
         served_benchmark,
         tiers,
@@ -149,4 +154,6 @@ def run(args: argparse.Namespace) -> int:
         return long_documents.run_long_documents_benchmark(config)
     if args.tiers:
         return tiers.run_tiers_benchmark(config)
+    if args.queue_policy:
+        return queue_policy.run_queue_policy_benchmark(config)
     return served_benchmark.run_served_benchmark(config)

@@ -1,6 +1,6 @@
 """Overload answers fast with a clear error instead of unbounded latency: Triton's queue policy
-(max queue size, queue timeout) refuses what it cannot take, the client reports
-ServerOverloadedError without retrying, and the server stays ready."""
+(max queue size, queue timeout; a bounded queue by default) refuses what it cannot take, the client
+reports ServerOverloadedError without retrying, and the server stays ready."""
 
 from __future__ import annotations
 
@@ -50,11 +50,10 @@ def test_a_full_queue_refuses_at_once_with_overloaded_and_the_server_stays_ready
 
 
 def test_without_queue_limits_a_clients_timeout_cancels_its_queued_request(tiny_model, tmp_path):
-    """The default repository has no queue policy (it would turn off Triton's batch prefetching):
-    a gRPC client's timeout is what bounds its wait, and Triton drops the cancelled request from
-    the queue instead of running the model for nobody."""
+    """With the queue limits off (--max-queue-size 0), a gRPC client's timeout is what bounds its
+    wait, and Triton drops the cancelled request from the queue instead of running the model for nobody."""
     repository = tmp_path / "models"
-    export_cross_encoder(str(tiny_model), repository, settings=RepositorySettings(device="cpu"))
+    export_cross_encoder(str(tiny_model), repository, settings=RepositorySettings(device="cpu", max_queue_size=0))
     sent = 64  # about 8 are answered within the timeout here: the rest must time out and never run
     with EmbeddedTritonServer(repository, free_port_settings()) as server:
         outcomes = flood(server.grpc_url, requests=sent, threads=sent, timeout_s=0.3)

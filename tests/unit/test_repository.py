@@ -126,12 +126,17 @@ def test_response_cache_is_enabled_on_the_ensemble_only_when_asked():
     assert not cached[layout.CROSS_ENCODER].HasField("response_cache")  # one lookup per request, at the top
 
 
-def test_no_queue_policy_unless_a_limit_is_set():
-    """Any queue policy turns off Triton's batch prefetching (a measured 15% at 16 clients), so the
-    default repository has none; a limit puts the same policy on the tokenizer and on the model."""
-    for config in repo.build_configs(layout.RepositorySettings()).values():
-        assert not config.dynamic_batching.HasField("default_queue_policy"), config.name
-    assert not repo.tokenizer_config(layout.RepositorySettings()).HasField("dynamic_batching")
+def test_the_default_queue_is_bounded_on_the_tokenizer_and_the_model_and_zero_turns_it_off():
+    """Overload is refused at once, never queued without bound: 128 requests may wait per model,
+    with no timer (a client's timeout ends its own wait) and a batcher that never waits to fill."""
+    default = repo.build_configs(layout.RepositorySettings())
+    for name in (layout.TOKENIZER, layout.CROSS_ENCODER):
+        policy = default[name].dynamic_batching.default_queue_policy
+        assert (policy.max_queue_size, policy.default_timeout_microseconds) == (128, 0), name
+        assert policy.timeout_action == mc.ModelQueuePolicy.REJECT
+    assert default[layout.CROSS_ENCODER].dynamic_batching.max_queue_delay_microseconds == 0
+    for config in repo.build_configs(layout.RepositorySettings(max_queue_size=0)).values():
+        assert not config.HasField("dynamic_batching"), config.name
     limited = repo.build_configs(layout.RepositorySettings(max_queue_size=8, queue_timeout_s=2.5))
     for name in (layout.TOKENIZER, layout.CROSS_ENCODER):
         policy = limited[name].dynamic_batching.default_queue_policy
@@ -142,14 +147,18 @@ def test_no_queue_policy_unless_a_limit_is_set():
     assert (size_only.max_queue_size, size_only.default_timeout_microseconds) == (8, 0)
 
 
-def test_the_dynamic_batcher_is_on_only_when_asked_or_a_queue_limit_needs_it():
-    """Off by default: equal-shape merges are rare and Triton 2.51's batcher thread spins (measured)."""
+def test_the_dynamic_batcher_waits_to_fill_a_batch_only_when_asked():
+    """The queue policy needs the batcher's block; it never waits unless dynamic batching is asked for
+    (equal-shape merges are rare, and Triton 2.51's batcher thread spins while it waits: measured)."""
     for settings in (layout.DEFAULT_RERANKER_SETTINGS, layout.DEFAULT_EMBEDDER_SETTINGS):
-        assert not repo.model_config(settings).HasField("dynamic_batching"), settings.kind
-    asked = repo.model_config(layout.RepositorySettings(dynamic_batching=True, max_queue_delay_us=0))
+        assert repo.model_config(settings).dynamic_batching.max_queue_delay_microseconds == 0, settings.kind
+    unbounded = layout.RepositorySettings(max_queue_size=0)
+    assert not repo.model_config(unbounded).HasField("dynamic_batching")
+    asked = repo.model_config(unbounded.replace(dynamic_batching=True, max_queue_delay_us=0))
     assert asked.HasField("dynamic_batching") and asked.dynamic_batching.max_queue_delay_microseconds == 0
-    limited = repo.model_config(layout.RepositorySettings(queue_timeout_s=1, max_queue_delay_us=250))
+    limited = repo.model_config(layout.RepositorySettings(dynamic_batching=True, max_queue_delay_us=250))
     assert limited.dynamic_batching.max_queue_delay_microseconds == 250
+    limited = repo.model_config(layout.RepositorySettings(queue_timeout_s=1))
     assert limited.dynamic_batching.default_queue_policy.default_timeout_microseconds == 1_000_000
 
 

@@ -91,6 +91,11 @@ TOKENIZER, CROSS_ENCODER, RERANKER, AGGREGATOR = RERANK.names
 MODEL_NAMES = RERANK.names
 
 
+# Requests that may wait per model: a client's 4 in flight for each of 32 callers, or the API's row budget
+# in requests of 128 rows, eight times over; more is refused at once instead of queued without bound.
+DEFAULT_MAX_QUEUE_SIZE = 128
+
+
 def _flag(default, help_text: str, *, cli: bool = True):
     return field(default=default, metadata={"help": help_text, "cli": cli})
 
@@ -170,9 +175,10 @@ class RepositorySettings:
     )
     max_document_bytes: int = _flag(1 << 20, "largest document (or query) the tokenizer takes, in UTF-8 bytes")
     max_queue_size: int = _flag(
-        0,
-        "requests waiting per model beyond which Triton refuses at once; 0: no limit (any queue limit turns "
-        "off Triton's batch prefetching)",
+        DEFAULT_MAX_QUEUE_SIZE,
+        "requests waiting per model beyond which Triton refuses at once (the client's ServerOverloadedError, the "
+        "API's 429), so that overload never queues without bound; 0: no limit (Triton then prefetches batches, "
+        "see docs/performance.md)",
     )
     queue_timeout_s: float = _flag(0.0, "seconds a request may wait in a queue before Triton refuses it; 0: no limit")
 

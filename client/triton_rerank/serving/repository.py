@@ -123,7 +123,8 @@ def model_config(settings: RepositorySettings) -> mc.ModelConfig:
     policy = queue_policy(settings)
     if settings.dynamic_batching or policy:
         config.dynamic_batching.SetInParent()  # present even with every field at its default
-        config.dynamic_batching.max_queue_delay_microseconds = settings.max_queue_delay_us
+        # A batcher there only for the queue policy never waits for a batch to fill.
+        config.dynamic_batching.max_queue_delay_microseconds = settings.max_queue_delay_us * settings.dynamic_batching
     if policy:
         config.dynamic_batching.default_queue_policy.CopyFrom(policy)
     if settings.device != "auto":
