@@ -21,6 +21,7 @@ undone by deleting what now serves.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -75,13 +76,14 @@ def deploy(model: str, repository: Path, url: str, *, api_key: str | None = None
         "deployed_at": _now(),
     }
     versions["versions"].append(entry)
-    try:
-        previous = _switch(repository, url, versions, entry, api_key)
-    except BaseException:  # not switched: nothing half-deployed, the new members leave the repository again
-        for name in entry["members"]:
-            shutil.rmtree(repository / name, ignore_errors=True)
-        raise
-    _unload_replaced(url, versions, entry, previous, api_key)  # serving now: what fails here is only logged
+    with _connected(url) as clients:
+        try:
+            previous = _switch(repository, clients, versions, entry, api_key)
+        except BaseException:  # not switched: nothing half-deployed, the new members leave the repository again
+            for name in entry["members"]:
+                shutil.rmtree(repository / name, ignore_errors=True)
+            raise
+        _unload_replaced(clients, versions, entry, previous, api_key)  # serving now: a failure here is logged
     return entry
 
 
@@ -97,8 +99,9 @@ def rollback(repository: Path, url: str, *, to: int | None = None, api_key: str 
             f"no version {to} to roll back to: the repository has versions {versions}, serving {serving}"
         )
     entry = next(e for e in versions_held["versions"] if e["version"] == to)
-    previous = _switch(repository, url, versions_held, entry, api_key)
-    _unload_replaced(url, versions_held, entry, previous, api_key)
+    with _connected(url) as clients:
+        previous = _switch(repository, clients, versions_held, entry, api_key)
+        _unload_replaced(clients, versions_held, entry, previous, api_key)
     return entry
 
 
@@ -136,11 +139,10 @@ def _serving(held: dict) -> dict:
     return next(e for e in held["versions"] if e["version"] == held["serving"])
 
 
-def _switch(repository: Path, url: str, held: dict, entry: dict, api_key: str | None) -> int:
+def _switch(repository: Path, clients: list, held: dict, entry: dict, api_key: str | None) -> int:
     """Every replica loads ``entry``'s members, then each switches its ensemble to them; if one
     cannot, the disk and every replica switched so far go back to the serving version. Returns the
     version that served before."""
-    clients = _clients(url)
     headers = {API_KEY_HEADER: api_key} if api_key else None
     for client in clients:
         for name in entry["members"]:
@@ -163,13 +165,13 @@ def _switch(repository: Path, url: str, held: dict, entry: dict, api_key: str | 
     return serving["version"]
 
 
-def _unload_replaced(url: str, held: dict, entry: dict, previous: int, api_key: str | None) -> None:
+def _unload_replaced(clients: list, held: dict, entry: dict, previous: int, api_key: str | None) -> None:
     """Unload every version but the serving one and the one before it (requests in flight finish
     there, and a rollback to it is one reload). A failure is logged: the new version serves."""
     keep = set(entry["members"]) | next(set(e["members"]) for e in held["versions"] if e["version"] == previous)
     headers = {API_KEY_HEADER: api_key} if api_key else None
     older = {name for e in held["versions"] for name in e["members"]} - keep
-    for client in _clients(url):
+    for client in clients:
         for name in sorted(older):
             try:
                 if client.is_model_ready(name, headers=headers):
@@ -226,6 +228,18 @@ def _load(client, name: str, headers) -> None:
             if not unseen or time.monotonic() > deadline:
                 raise DeployError(f"loading {name!r} failed; the serving version is unchanged: {err}") from err
             time.sleep(0.25)
+
+
+@contextlib.contextmanager
+def _connected(url: str | list[str]):
+    """The replicas' clients, closed on leaving: an open HTTP connection holds a stopping Triton for
+    its whole --exit-timeout-secs."""
+    clients = _clients(url)
+    try:
+        yield clients
+    finally:
+        for client in clients:
+            client.close()
 
 
 def _clients(url: str | list[str]) -> list:
