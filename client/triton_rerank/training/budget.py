@@ -2,9 +2,9 @@
 evenly over it, the best state kept, and a progress bar whose ETA is the budget's.
 
 The schedule runs on the fraction of the budget spent (time spent in dev evaluations excluded), or
-of the steps the data holds, whichever is further: linear warm-up over the first 10 %, then linear
-decay to 0. A budgeted run thus ends as a schedule should, at a rate of 0, not cut mid-warm-up; on
-a faster machine it takes more steps in the same minutes.
+of the steps the data holds (or the step budget, when smaller), whichever is further: linear warm-up
+over the first 10 %, then linear decay to 0. A budgeted run thus ends as a schedule should, at a
+rate of 0, not cut mid-warm-up; on a faster machine it takes more steps in the same minutes.
 """
 
 from __future__ import annotations

@@ -71,6 +71,13 @@ class TrainConfig:
     max_minutes: float = field(
         default=15.0, metadata=_help("the training budget; the learning-rate schedule ends with it")
     )
+    max_steps: int | None = field(
+        default=None,
+        metadata=_help(
+            "also a budget in steps: training ends at whichever of it and --max-minutes comes first, so that a "
+            "run takes the same steps on any machine (default: the time budget alone)"
+        ),
+    )
     loss: Literal["bce", "lambda"] = field(
         default="bce",
         metadata=_help(
@@ -131,6 +138,8 @@ class TrainConfig:
             problems.append(f"--dev-fraction must be in (0, 1), got {self.dev_fraction}")
         if not self.max_minutes > 0:
             problems.append(f"--max-minutes must be > 0, got {self.max_minutes}")
+        if self.max_steps is not None and self.max_steps < 1:
+            problems.append(f"--max-steps must be >= 1, got {self.max_steps}")
         for name in ("hard_negatives", "random_negatives"):
             if getattr(self, name) < 0:
                 problems.append(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")

@@ -48,7 +48,8 @@ def fit(config: TrainConfig, kind: str, cross_encoder, sources, dev_set: DevSet,
             best.update(result=result, state=state)
         return {"dev_ndcg@10": round(result.blended_ndcg, 4), "reranker_alone": round(result.ndcg, 4)}
 
-    budget = Budget(seconds, math.ceil(len(dataset) / config.batch_size), evaluate, config.evaluations)
+    steps = math.ceil(len(dataset) / config.batch_size)  # what the data holds, or the step budget if smaller
+    budget = Budget(seconds, min(steps, config.max_steps or steps), evaluate, config.evaluations)
     optimizer, rates = model_module.optimizer(cross_encoder, kind, config.learning_rate)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, budget.learning_rate_factor)
     trained_for = _run_trainer(config, cross_encoder, dataset, loss, (optimizer, schedule), budget, device)
@@ -64,6 +65,7 @@ def fit(config: TrainConfig, kind: str, cross_encoder, sources, dev_set: DevSet,
         "batch_size": config.batch_size,
         "max_length": config.max_length,
         "max_minutes": config.max_minutes,
+        "max_steps": config.max_steps,
         "steps": budget.step,
         "pairs_trained": budget.step * batch_pairs,
         "epochs_of_data": round(budget.step * config.batch_size / len(dataset) * epochs, 2),
