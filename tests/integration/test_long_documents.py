@@ -155,3 +155,16 @@ def test_the_server_refuses_bad_choices_naming_them(triton_server):
             client.infer("reranker", [query, docs], parameters=parameters)
         assert message in refused.value.message(), refused.value.message()
     client.close()
+
+
+@pytest.mark.parametrize("policy", ["max", "mean"])
+def test_an_empty_or_blank_document_behind_a_query_longer_than_the_model_is_scored(url, reference, policy):
+    """It made the tokenizer step raise IndexError (the API answered 500); it is read as it is, one row,
+    and scores what it scores in-process."""
+    cross_encoder, _ = reference
+    query, documents = " ".join(["capital"] * 60), ["", "   ", "paris is the capital"]  # 60 tokens: over 48
+    with TritonRerankFunction(url) as rf:
+        found = rf.score_details(query, documents, spans=True, long_documents=policy)
+    want = cross_encoder.predict([(query, d) for d in documents], activation_fn=torch.nn.Identity())
+    np.testing.assert_allclose(found.scores, want, atol=TOLERANCE, rtol=0)
+    assert all(0 <= start <= end <= len(d) for (start, end), d in zip(found.spans, documents, strict=True))

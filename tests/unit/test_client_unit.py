@@ -328,3 +328,18 @@ async def test_is_ready_says_false_for_a_server_down_and_raises_what_waiting_wou
         await _transport_raising(wrong_key).is_ready()
     with pytest.raises(KeyError):
         await _transport_raising(KeyError("a bug")).is_ready()
+
+
+def test_deploy_reaches_replicas_over_tls_and_refuses_what_is_not_a_triton_url():
+    """deploy took only http:// and grpc:// (and one URL); it parses URLs as the clients do."""
+    import tritonclient.grpc as grpc
+    import tritonclient.http as http
+
+    from triton_rerank.serving.deploy import _clients
+
+    https = _clients("https://a.example:8000,https://b.example:8000")
+    assert len(https) == 2 and all(isinstance(c, http.InferenceServerClient) for c in https)
+    (grpcs,) = _clients(["grpcs://a.example:443"])
+    assert isinstance(grpcs, grpc.InferenceServerClient)
+    with pytest.raises(RerankInputError, match="mix HTTP and gRPC"):
+        _clients("https://a.example:8000,grpc://b.example:8001")
