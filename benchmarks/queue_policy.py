@@ -9,6 +9,7 @@ import json
 
 from benchmarks.config import BenchmarkConfig, data_description, machine
 from benchmarks.harness import Cell, measure, served_scorer
+from benchmarks.servers import export_repositories
 from benchmarks.workload import load_requests
 from triton_rerank.serving.layout import DEFAULT_MAX_QUEUE_SIZE, RepositorySettings
 
@@ -16,16 +17,17 @@ N, CLIENTS = 100, 4
 
 
 def run_queue_policy_benchmark(config: BenchmarkConfig) -> int:
-    from triton_rerank.serving.export import export_cross_encoder
+    from triton_rerank.serving.export import ensure_exported
     from triton_rerank.serving.server import EmbeddedTritonServer, free_port_settings
 
+    bounded = export_repositories(config.model, config.workdir())  # the default exports, as other modes use
     variants = {}
     for precision in ("fp32", "int8"):
-        for label, size in (("unbounded", 0), (f"bounded {DEFAULT_MAX_QUEUE_SIZE}", DEFAULT_MAX_QUEUE_SIZE)):
-            repository = config.workdir() / f"queue-{precision}-{size}"
-            settings = RepositorySettings(max_queue_size=size)
-            export_cross_encoder(str(config.model), repository, precision=precision, settings=settings)
-            variants[f"{precision} {label}"] = repository
+        unbounded = config.workdir() / f"repository-{precision}-unbounded"
+        settings = RepositorySettings(max_queue_size=0)
+        ensure_exported(unbounded, str(config.model), "cross-encoder", settings=settings, precision=precision)
+        variants[f"{precision} unbounded"] = unbounded
+        variants[f"{precision} bounded {DEFAULT_MAX_QUEUE_SIZE}"] = bounded[precision]
     requests = load_requests(config.dl19(), N, CLIENTS * (3 if config.quick else 12))
     cells = {name: Cell(name, N, CLIENTS) for name in variants}
     for round_index in range(config.rounds):

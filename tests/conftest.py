@@ -1,19 +1,24 @@
-"""Shared fixtures: tiny models built on the spot, exported once, served by one real Triton server.
+"""Shared fixtures: tiny models built on the spot, exported once, served by real Triton servers.
 
-Integration tests start the real server (the Triton 2.51 binary from nvidia-pytriton) once per
-session on free ports; nothing here needs network access or a GPU.
+Two servers serve most integration tests, each started once per session on free ports (the
+Triton 2.51 binary from nvidia-pytriton): ``triton_server`` (the tiny reranker and the real
+embedder) and ``zoo`` (the same, with a second cross-encoder, the tiny one at int8 and at bf16, and a
+tiny LLM reranker beside them under their names). A test starts a server of its own only where the
+server is what it tests: its settings, its key, its restarts, a deploy. Nothing here needs network
+access or a GPU.
 """
 
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from tiny_models import build_tiny_bert_cross_encoder  # noqa: E402
+from tiny_models import build_tiny_bert_cross_encoder, build_tiny_qwen3_reranker  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 # A real cross-encoder kept beside the project on the build machines (see its README); optional.
@@ -62,19 +67,50 @@ def second_model(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def two_rerankers_server(tiny_repository, second_model, tmp_path_factory):
-    """The tiny repository plus ``second_model`` exported beside it under the name ``second``."""
+def tiny_qwen3(tmp_path_factory) -> Path:
+    """A tiny Qwen3-Reranker-style LLM reranker (random weights, Qwen3's tokenizer layout)."""
+    return build_tiny_qwen3_reranker(tmp_path_factory.mktemp("tiny-qwen3"))
+
+
+@dataclass(frozen=True)
+class Zoo:
+    """One repository of several models under their names, and the one server that serves them."""
+
+    repository: Path
+    server: object
+    names: tuple[str, ...]  # the rerankers served: reranker and the ones beside it
+
+
+@pytest.fixture(scope="session")
+def zoo(tiny_repository, tiny_model, second_model, tiny_qwen3, tmp_path_factory):
+    """The tiny repository and, beside it, ``second`` (another tiny cross-encoder), ``int8`` and
+    ``bf16`` (the tiny one at those precisions; bf16 where this CPU computes it) and ``qwen3`` (the
+    tiny LLM reranker): one server for the modules that serve them."""
     import shutil
 
-    from triton_rerank.serving.export import export_cross_encoder
+    from triton_rerank.serving.export import export_cross_encoder, export_model
+    from triton_rerank.serving.export.precision import bf16_support
     from triton_rerank.serving.layout import RepositorySettings
     from triton_rerank.serving.server import EmbeddedTritonServer, free_port_settings
 
-    repository = tmp_path_factory.mktemp("two-rerankers") / "model_repository"
+    repository = tmp_path_factory.mktemp("zoo") / "model_repository"
     shutil.copytree(tiny_repository, repository)
     export_cross_encoder(str(second_model), repository, settings=RepositorySettings(name="second"))
+    int8 = RepositorySettings(name="int8")
+    export_cross_encoder(str(tiny_model), repository, precision="int8", min_rank_correlation=0.5, settings=int8)
+    names = ["reranker", "second", "int8"]
+    if not bf16_support():
+        export_cross_encoder(str(tiny_model), repository, precision="bf16", settings=RepositorySettings(name="bf16"))
+        names.append("bf16")
+    export_model(str(tiny_qwen3), repository, "llm-reranker", settings=RepositorySettings(name="qwen3"))
     with EmbeddedTritonServer(repository, free_port_settings()) as server:
-        yield server
+        yield Zoo(repository, server, (*names, "qwen3"))
+
+
+@pytest.fixture(scope="session")
+def two_rerankers_server(zoo):
+    """A server with another reranker, ``second``, beside the tiny one (the zoo's)."""
+    return zoo.server
 
 
 @pytest.fixture(scope="session")

@@ -105,6 +105,7 @@ async def test_the_async_client_fails_over_too(replicas, reference):
             np.testing.assert_allclose(await rf.score(QUERY, DOCUMENTS), expected, atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
 def test_a_restart_mid_stream_costs_no_request(tiny_repository, reference, protocol):
     """One server, restarted on the same ports while clients send: requests that find it down

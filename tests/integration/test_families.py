@@ -4,14 +4,13 @@ export like the real ones, and `benchmark --families` measures each family besid
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from transformers import AutoConfig, AutoTokenizer
 
 from benchmarks.families import SHAPES, build_shape, non_embedding_parameters, parse_family
+from in_process import ran
 from tiny_models import WORDS, build_tiny_qwen3_reranker
 from triton_rerank.serving.export import export_model
 
@@ -64,15 +63,12 @@ def test_shapes_keep_the_checkpoints_architecture_and_export_checked(tmp_path):
         build_shape("xlm-roberta-large", tmp_path / "empty")
 
 
-def test_benchmark_families_measures_each_family_beside_its_pytorch_reference(tiny_model, tmp_path):
+@pytest.mark.slow
+def test_benchmark_families_measures_each_family_beside_its_pytorch_reference(tiny_model, tmp_path, capsys):
     qwen = build_tiny_qwen3_reranker(tmp_path / "qwen3")
     out = tmp_path / "bench"
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "benchmark.py"), "--families", "--seconds", "1",
-         "--family", f"bert={tiny_model}", "--family", f"qwen={qwen}@llm-reranker",
-         "--data", str(tmp_path / "no-data"), "--out", str(out)],
-        capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
+    done = ran(capsys, "benchmark.py", "--families", "--seconds", "1", "--family", f"bert={tiny_model}",
+               "--family", f"qwen={qwen}@llm-reranker", "--data", str(tmp_path / "no-data"), "--out", str(out))
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads((out / "families-benchmark.json").read_text())
     rows = {row["family"]: row for row in report["families"]}
@@ -85,34 +81,24 @@ def test_benchmark_families_measures_each_family_beside_its_pytorch_reference(ti
     table = (out / "families-benchmark.md").read_text()
     assert "| bert |" in table and "| qwen |" in table
 
-    missing = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "benchmark.py"), "--families",
-         "--family", "q=shape:qwen3-reranker-0.6b", "--qwen3-tokenizer", str(tmp_path / "missing"),
-         "--out", str(tmp_path / "bench2")],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    missing = ran(capsys, "benchmark.py", "--families", "--family", "q=shape:qwen3-reranker-0.6b",
+                  "--qwen3-tokenizer", str(tmp_path / "missing"), "--out", str(tmp_path / "bench2"))  # fmt: skip
     assert missing.returncode == 2 and "make qwen3-tokenizer" in missing.stderr
 
 
-def test_cpu_scaling_pins_the_server_to_each_core_count_and_reports_the_efficiency(tiny_model, tmp_path):
+@pytest.mark.slow
+def test_cpu_scaling_pins_the_server_to_each_core_count_and_reports_the_efficiency(tiny_model, tmp_path, capsys):
     import os
 
     out = tmp_path / "bench"
     counts = "1,2" if len(os.sched_getaffinity(0)) >= 2 else "1"
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "benchmark.py"), "--cpu-scaling", counts, "--seconds", "1",
-         "--model", str(tiny_model), "--data", str(tmp_path / "no-data"), "--out", str(out)],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+    done = ran(capsys, "benchmark.py", "--cpu-scaling", counts, "--seconds", "1", "--model", str(tiny_model),
+               "--data", str(tmp_path / "no-data"), "--out", str(out))  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     rows = json.loads((out / "cpu-scaling.json").read_text())["rows"]
     assert [row["cores"] for row in rows] == [int(c) for c in counts.split(",")]
     assert rows[0]["efficiency_per_core"] == 1.0 and all(r["pairs_per_s"] > 0 and r["errors"] == 0 for r in rows)
     assert "| server cores |" in (out / "cpu-scaling.md").read_text()
 
-    too_many = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "benchmark.py"), "--cpu-scaling", "4096",
-         "--model", str(tiny_model), "--out", str(out)],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    too_many = ran(capsys, "benchmark.py", "--cpu-scaling", "4096", "--model", str(tiny_model), "--out", str(out))
     assert too_many.returncode == 2 and "4096 cores asked" in too_many.stderr

@@ -69,6 +69,7 @@ class Clients:
             thread.join()
 
 
+@pytest.mark.slow
 def test_deploy_and_rollback_while_clients_rerank(models, tmp_path):
     paths, scores = models
     repository = tmp_path / "model_repository"
@@ -90,6 +91,7 @@ def test_deploy_and_rollback_while_clients_rerank(models, tmp_path):
     assert Counter(clients.seen[:after_deploy])["a"] > 0
 
 
+@pytest.mark.slow
 def test_a_restarted_server_serves_the_last_deployment_and_old_versions_are_unloaded(models, tmp_path, capsys):
     paths, scores = models
     repository = tmp_path / "model_repository"
@@ -127,6 +129,7 @@ def test_a_server_that_does_not_allow_loading_keeps_serving_and_the_repository_i
         rollback(repository, "http://127.0.0.1:1")
 
 
+@pytest.mark.slow
 def test_a_version_is_exported_as_the_serving_one_and_a_failed_unload_never_deletes_what_serves(
     models, tmp_path, monkeypatch, caplog
 ):
@@ -162,6 +165,7 @@ def test_a_version_is_exported_as_the_serving_one_and_a_failed_unload_never_dele
             np.testing.assert_array_equal(rf.score("paris", DOCUMENTS), int8)
 
 
+@pytest.mark.slow
 def test_replicas_sharing_one_repository_each_switch_to_the_new_version(models, tmp_path):
     paths, scores = models
     repository = tmp_path / "model_repository"

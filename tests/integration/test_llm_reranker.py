@@ -4,8 +4,6 @@ HTTP and gRPC; the instruction per request; long documents; refusals at export; 
 
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import pytest
 import torch
@@ -19,7 +17,6 @@ from triton_rerank.serving import repository as repo
 from triton_rerank.serving.export import ExportError, export_model
 from triton_rerank.serving.export.llm import QWEN3_INSTRUCTION, QWEN3_TEMPLATE
 from triton_rerank.serving.layout import RepositorySettings
-from triton_rerank.serving.server import EmbeddedTritonServer, free_port_settings
 
 # The model card pads with max_length but without padding="max_length"; transformers says so each time.
 pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore:`max_length` is ignored when `padding`")]
@@ -71,18 +68,14 @@ def model_card_probabilities(folder, pairs, instruction=None) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def qwen3(tmp_path_factory):
-    return build_tiny_qwen3_reranker(tmp_path_factory.mktemp("tiny-qwen3"), max_length=MAX_LENGTH)
+def qwen3(tiny_qwen3):
+    return tiny_qwen3  # max_length MAX_LENGTH, the builder's default
 
 
 @pytest.fixture(scope="module")
-def server(tiny_repository, qwen3, tmp_path_factory):
-    """The tiny repository (a cross-encoder as ``reranker``) with the LLM reranker beside it as ``qwen3``."""
-    repository = tmp_path_factory.mktemp("llm-repo") / "model_repository"
-    shutil.copytree(tiny_repository, repository)
-    export_model(str(qwen3), repository, "llm-reranker", settings=RepositorySettings(name="qwen3"))
-    with EmbeddedTritonServer(repository, free_port_settings()) as server:
-        yield server
+def server(zoo):
+    """The zoo's server: the tiny cross-encoder as ``reranker``, the LLM reranker beside it as ``qwen3``."""
+    return zoo.server
 
 
 @pytest.mark.parametrize("scheme", ["http", "grpc"])

@@ -227,6 +227,7 @@ def scraped_names(url: str) -> set[str]:
     return {re.match(r"[a-zA-Z_:][a-zA-Z0-9_:]*", line).group() for line in lines if line and not line.startswith("#")}
 
 
+@pytest.mark.xdist_group("milvus-server")  # one Milvus server, on its fixed ports
 def test_every_metric_the_dashboard_and_alerts_read_is_in_a_real_scrape(triton_server, milvus_server):
     """The API's, the embedded Triton's and a real Milvus server's /metrics, after one request
     each; names come from the dashboard JSON and the rules, parsed as PromQL."""

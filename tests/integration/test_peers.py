@@ -4,7 +4,6 @@ environment (`make peers`); the worker is tested here with sentence-transformers
 
 from __future__ import annotations
 
-import subprocess
 import sys
 
 import numpy as np
@@ -15,6 +14,7 @@ from benchmarks.peers import PeerProcess
 from benchmarks.report import tier_verdicts, tiers_markdown
 from benchmarks.tiers import TIERS
 from benchmarks.workload import Request
+from in_process import ran
 
 REQUESTS = [
     Request("what is the capital of france", ["paris is the capital of france", "berlin", "", "café 🚀"]),
@@ -91,10 +91,7 @@ def test_tier_verdicts_compare_each_served_precision_with_the_fastest_peer_of_it
     assert "| near-exact | served bf16 | 1 | 250.0 | ST OpenVINO (CPU default) | 110.0 | 2.27× | 6.25× |" in table
 
 
-def test_the_tiers_benchmark_without_the_peers_environment_says_how_to_build_it(tiny_model, tmp_path):
-    done = subprocess.run(
-        [sys.executable, "scripts/benchmark.py", "--tiers", "--model", str(tiny_model), "--peers-python",
-         str(tmp_path / "none" / "python"), "--out", str(tmp_path / "out")],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+def test_the_tiers_benchmark_without_the_peers_environment_says_how_to_build_it(tiny_model, tmp_path, capsys):
+    done = ran(capsys, "benchmark.py", "--tiers", "--model", str(tiny_model), "--peers-python",
+               str(tmp_path / "none" / "python"), "--out", str(tmp_path / "out"))  # fmt: skip
     assert done.returncode == 2 and "run `make peers` first" in done.stderr

@@ -279,10 +279,11 @@ def test_an_interrupted_ingest_resumes_with_every_document_once(triton_server, t
     assert len(ids) == 300 and sorted(ids) == [f"doc-{i:03d}" for i in range(300)]
 
 
+@pytest.mark.xdist_group("milvus-server")  # one Milvus server, on its fixed ports
 def test_the_pipeline_runs_against_a_real_milvus_server(milvus_server, clients, sample_corpus):
     embed, rerank = clients
-    with pytest.raises(StoreError, match=r"BM25 needs Milvus 2\.5\+.*ingest --no-bm25"):
-        MilvusStore(milvus_server, collection="pipeline_bm25", index="HNSW")  # v2.3.5 has no BM25
+    with pytest.raises(StoreError, match=r"BM25 needs Milvus 2\.5\+.*ingest --no-bm25"):  # v2.3.5 has no BM25
+        MilvusStore(milvus_server, collection="pipeline_bm25", index="HNSW", dimension=384)  # made at once
     with MilvusStore(milvus_server, collection="pipeline_test", index="HNSW", bm25=False) as store:
         try:
             ingest(read_documents(sample_corpus), store, embed, batch_size=16)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -32,14 +33,13 @@ DOCUMENTS = ["paris is the capital of france", "", "berlin " * 30, "café 🚀",
 
 
 @pytest.fixture(scope="module")
-def int8_repository(tiny_model, tmp_path_factory):
-    repository = tmp_path_factory.mktemp("repo-int8") / "model_repository"
-    export_cross_encoder(str(tiny_model), repository, precision="int8", min_rank_correlation=0.5)
-    return repository
+def int8_model(zoo) -> Path:
+    """The folder of the zoo's int8 export of the tiny model (served as ``int8``)."""
+    return zoo.repository / "int8_model"
 
 
-def test_int8_export_quantizes_the_graph_and_reports_its_cost(int8_repository):
-    graph = onnx.load(str(int8_repository / "cross_encoder" / "1" / "model.onnx"))
+def test_int8_export_quantizes_the_graph_and_reports_its_cost(int8_model):
+    graph = onnx.load(str(int8_model / "1" / "model.onnx"))
     ops = Counter(node.op_type for node in graph.graph.node)
     assert ops["DynamicQuantizeLinear"] + ops["DynamicQuantizeMatMul"] > 0, ops  # activations quantized at run time
     assert {o.domain for o in graph.opset_import} <= {"", "com.microsoft"}  # still loads in the 24.10 container
@@ -48,7 +48,7 @@ def test_int8_export_quantizes_the_graph_and_reports_its_cost(int8_repository):
     # whose int8 dot products add pairs in saturating 16 bits, score as VNNI CPUs do
     assert weights and max(int(np.abs(w.astype(np.int16)).max()) for w in weights) <= 64
 
-    report = json.loads((int8_repository / "cross_encoder" / "1" / "export.json").read_text())
+    report = json.loads((int8_model / "1" / "export.json").read_text())
     assert report["precision"] == "int8"
     assert report["max_abs_diff"] <= 1e-4  # the fp32 graph it was made from matched PyTorch
     reduced = report["reduced_precision"]
@@ -57,11 +57,11 @@ def test_int8_export_quantizes_the_graph_and_reports_its_cost(int8_repository):
     assert 0.5 <= reduced["rank_correlation"] <= 1.0 and 0 <= reduced["top5_agreement"] <= 1.0
 
 
-def test_int8_quantizes_the_first_token_of_the_early_feed_forward_layers_apart(int8_repository):
+def test_int8_quantizes_the_first_token_of_the_early_feed_forward_layers_apart(int8_model):
     """[CLS] carries the largest activations: quantized with the other tokens it would set their
     scale. The tiny model has 2 layers, so only layer 0's two feed-forward MatMuls split; every
     MatMul is int8, and the embedding table stays fp32."""
-    graph = onnx.load(str(int8_repository / "cross_encoder" / "1" / "model.onnx")).graph
+    graph = onnx.load(str(int8_model / "1" / "model.onnx")).graph
     ops = Counter(node.op_type for node in graph.node)
     assert ops["MatMul"] == 0 and ops["Concat"] == 2 and ops["EmbedLayerNormalization"] == 1, ops
     first_rows = sorted(
@@ -91,29 +91,28 @@ def test_splitting_off_the_first_token_leaves_the_fp32_scores_unchanged(tiny_mod
 
 
 @pytest.fixture(scope="module")
-def int8_server(int8_repository):
-    with EmbeddedTritonServer(int8_repository, free_port_settings()) as server:
-        yield server
+def int8_server(zoo):
+    return zoo.server
 
 
 @pytest.mark.integration
-def test_int8_model_is_served_close_to_the_fp32_scores(int8_server, int8_repository, reference):
+def test_int8_model_is_served_close_to_the_fp32_scores(int8_server, int8_model, reference):
     cross_encoder, _ = reference
     expected = cross_encoder.predict([(QUERY, d) for d in DOCUMENTS], activation_fn=torch.nn.Identity())
-    bound = json.loads((int8_repository / "cross_encoder" / "1" / "export.json").read_text())
-    with TritonRerankFunction(int8_server.grpc_url) as rf:
+    bound = json.loads((int8_model / "1" / "export.json").read_text())
+    with TritonRerankFunction(int8_server.grpc_url, model_name="int8") as rf:
         served = rf.score(QUERY, DOCUMENTS)
     difference = np.max(np.abs(served - expected))
     assert 0 < difference < 2 * bound["reduced_precision"]["max_abs_diff"] + 0.05
 
 
 @pytest.mark.integration
-def test_an_int8_score_does_not_depend_on_the_other_documents(int8_server, int8_repository):
+def test_an_int8_score_does_not_depend_on_the_other_documents(int8_server, int8_model):
     """Dynamic quantization scales a whole batch at once; the export makes the runner score int8
     row by row, so a pair's score is its own whatever it is sent with."""
-    config = (int8_repository / "cross_encoder" / "config.pbtxt").read_text()
+    config = (int8_model / "config.pbtxt").read_text()
     assert 'key: "runner_slice_rows"' in config and 'string_value: "1"' in config
-    with TritonRerankFunction(int8_server.http_url) as rf:
+    with TritonRerankFunction(int8_server.http_url, model_name="int8") as rf:
         together = rf.score(QUERY, DOCUMENTS)
         alone = np.array([rf.score(QUERY, [document])[0] for document in DOCUMENTS])
         reversed_order = rf.score(QUERY, DOCUMENTS[::-1])[::-1]
@@ -163,18 +162,17 @@ def test_unknown_precision_and_reduced_torchscript_are_refused(tiny_model, tmp_p
 
 
 @pytest.fixture(scope="module")
-def bf16_repository(tiny_model, tmp_path_factory):
+def bf16_model(zoo) -> Path:
+    """The folder of the zoo's bf16 export of the tiny model (served as ``bf16``, where this CPU has bf16)."""
     if bf16_support():
         pytest.skip(bf16_support())
-    repository = tmp_path_factory.mktemp("repo-bf16") / "model_repository"
-    export_cross_encoder(str(tiny_model), repository, precision="bf16")
-    return repository
+    return zoo.repository / "bf16_model"
 
 
-def test_bf16_export_writes_openvino_ir_for_the_openvino_backend_and_reports_its_cost(bf16_repository):
-    weights = bf16_repository / "cross_encoder" / "1"
+def test_bf16_export_writes_openvino_ir_for_the_openvino_backend_and_reports_its_cost(bf16_model):
+    weights = bf16_model / "1"
     assert sorted(p.name for p in weights.iterdir()) == ["export.json", "model.bin", "model.xml"]
-    config = (bf16_repository / "cross_encoder" / "config.pbtxt").read_text()
+    config = (bf16_model / "config.pbtxt").read_text()
     assert 'backend: "openvino"' in config and 'default_model_filename: "model.xml"' in config
     assert 'key: "HINT_BF16"' in config and 'string_value: "YES"' in config
     assert 'key: "runner_parallelism"' in config and 'string_value: "slices"' in config  # a slice per thread
@@ -187,13 +185,12 @@ def test_bf16_export_writes_openvino_ir_for_the_openvino_backend_and_reports_its
 
 
 @pytest.mark.integration
-def test_bf16_model_is_served_near_the_fp32_scores(bf16_repository, reference):
+def test_bf16_model_is_served_near_the_fp32_scores(bf16_model, zoo, reference):
     cross_encoder, _ = reference
     expected = cross_encoder.predict([(QUERY, d) for d in DOCUMENTS], activation_fn=torch.nn.Identity())
-    with EmbeddedTritonServer(bf16_repository, free_port_settings()) as server:
-        with TritonRerankFunction(server.grpc_url) as rf:
-            served = rf.score(QUERY, DOCUMENTS)
-            again = rf.score(QUERY, DOCUMENTS[::-1])[::-1]
+    with TritonRerankFunction(zoo.server.grpc_url, model_name="bf16") as rf:
+        served = rf.score(QUERY, DOCUMENTS)
+        again = rf.score(QUERY, DOCUMENTS[::-1])[::-1]
     assert 0 < np.max(np.abs(served - expected)) < 0.1
     np.testing.assert_allclose(again, served, atol=0.02)  # batch-mates move a bf16 score by rounding only
 
@@ -263,7 +260,7 @@ def test_openvino_format_is_for_int8_and_bf16_and_a_bad_calibration_file_says_so
 
 
 def test_a_graph_past_protobufs_2_gb_keeps_its_weights_in_one_file_beside_it(
-    tiny_model, int8_repository, tmp_path, monkeypatch
+    tiny_model, int8_model, tmp_path, monkeypatch
 ):
     from tokenizers import Tokenizer
 
@@ -280,7 +277,7 @@ def test_a_graph_past_protobufs_2_gb_keeps_its_weights_in_one_file_beside_it(
     assert (folder / "model.onnx").stat().st_size < (folder / "model.onnx.data").stat().st_size
     tokenizer = Tokenizer.from_file(str(repository / "tokenizer" / "1" / "tokenizer.json"))
     rows = encode(tokenizer, [(QUERY, d) for d in DOCUMENTS], BERT_INPUTS)
-    small = graphs.load_scorer(int8_repository / "cross_encoder" / "1" / "model.onnx")
+    small = graphs.load_scorer(int8_model / "1" / "model.onnx")
     assert np.array_equal(graphs.load_scorer(folder / "model.onnx")(rows), small(rows))  # the same graph
 
     export_cross_encoder(

@@ -267,13 +267,14 @@ def test_tei_truncate_false_refuses_a_pair_over_max_length_and_direction_left_is
     np.testing.assert_allclose(left[0]["score"], want[0], atol=TOLERANCE)
 
 
-def test_two_rerankers_side_by_side_selected_by_model(api, second_model):
+def test_two_rerankers_side_by_side_selected_by_model(api, second_model, zoo):
     from sentence_transformers import CrossEncoder
 
     names = [m["id"] for m in httpx.get(f"{api}/v1/models").json()["data"]]
-    assert {"reranker", "second", "rerank-v3.5"} <= set(names)
+    assert names == [*sorted(zoo.names), "rerank-v3.5"]
     info = httpx.get(f"{api}/info").json()
-    assert {m["name"]: m["max_input_length"] for m in info["models"]} == {"reranker": 48, "second": 48}
+    lengths = {name: 160 if name == "qwen3" else 48 for name in zoo.names}  # each model's own max_length
+    assert {m["name"]: m["max_input_length"] for m in info["models"]} == lengths
     second = CrossEncoder(str(second_model), device="cpu")
     want = second.predict([(QUERY, d) for d in DOCUMENTS], activation_fn=torch.nn.Identity())
     answer = httpx.post(f"{api}/v1/rerank", json={"model": "second", "query": QUERY, "documents": DOCUMENTS}).json()
@@ -350,7 +351,7 @@ BAD_INPUT = [  # (what, route, body, headers, status, the error's key, words the
         {},
         404,
         "detail",
-        "models served: reranker, second, rerank-v3.5",
+        "qwen3, reranker, second, rerank-v3.5",  # the models served, the aliases after them
     ),
     ("empty texts", "/rerank", {"query": "q", "texts": []}, {}, 400, "error", "`texts` cannot be empty"),
     ("12 MB body", "/v1/rerank", b"x" * (12 * 2**20), {}, 413, "detail", "limit"),

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from in_process import cli, ran
 from tiny_models import build_tiny_qwen3_reranker
 from triton_rerank import TritonRerankFunction
 from triton_rerank.serving.server import free_port
@@ -147,21 +148,17 @@ def _zombie(pid: int) -> bool:
         return True
 
 
-def test_serve_fails_with_the_reason_when_the_repository_is_missing(tmp_path):
-    result = subprocess.run(
-        script("serve.py", "--repository", str(tmp_path / "nothing")), capture_output=True, text=True, timeout=60
-    )
+def test_serve_fails_with_the_reason_when_the_repository_is_missing(tmp_path, capsys):
+    result = ran(capsys, "serve.py", "--repository", str(tmp_path / "nothing"))
     assert result.returncode == 1
     assert "does not exist; export models into it first" in result.stderr
 
 
-def test_serve_names_the_model_that_failed_to_load(tiny_repository, tmp_path):
+def test_serve_names_the_model_that_failed_to_load(tiny_repository, tmp_path, capsys):
     broken = tmp_path / "broken"
     subprocess.run(["cp", "-r", str(tiny_repository), str(broken)], check=True)
     (broken / "cross_encoder" / "1" / "model.onnx").write_bytes(b"not an onnx file")
-    result = subprocess.run(
-        script(
-            "serve.py",
+    result = ran(capsys, "serve.py",
             "--repository",
             str(broken),
             "--http-port",
@@ -169,58 +166,37 @@ def test_serve_names_the_model_that_failed_to_load(tiny_repository, tmp_path):
             "--grpc-port",
             str(free_port()),
             "--metrics-port",
-            str(free_port()),
-        ),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+            str(free_port()))
     assert result.returncode == 1
     assert "failed to load 'cross_encoder'" in result.stderr
 
 
-def test_export_script_reports_the_check(tiny_model, tmp_path):
-    result = subprocess.run(
-        script(
-            "export_model.py", "--model", str(tiny_model), "--repository", str(tmp_path / "repo"), "--device", "cpu"
-        ),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+def test_export_script_reports_the_check(tiny_model, tmp_path, capsys):
+    repository = str(tmp_path / "repo")
+    result = ran(capsys, "export_model.py", "--model", str(tiny_model), "--repository", repository, "--device", "cpu")
     assert result.returncode == 0, result.stderr
     assert "max |score - PyTorch| =" in result.stdout
     assert "KIND_CPU" in (tmp_path / "repo" / "cross_encoder" / "config.pbtxt").read_text()
 
 
-def test_export_script_makes_a_cached_int8_model_and_prints_its_cost(tiny_model, tmp_path):
+def test_export_script_makes_a_cached_int8_model_and_prints_its_cost(tiny_model, tmp_path, capsys):
     repository = tmp_path / "repo"
-    result = subprocess.run(
-        script(
-            "export_model.py",
-            *("--model", str(tiny_model), "--repository", str(repository), "--precision", "int8", "--response-cache"),
-        ),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = ran(capsys, "export_model.py",
+            *("--model", str(tiny_model), "--repository", str(repository), "--precision", "int8", "--response-cache"))
     assert result.returncode == 0, result.stderr
     assert "int8: max |score - fp32| =" in result.stdout and "rank correlation 0." in result.stdout
     assert "response_cache" in (repository / "reranker" / "config.pbtxt").read_text()
     assert json.loads((repository / "cross_encoder" / "1" / "export.json").read_text())["precision"] == "int8"
 
 
-def test_export_script_fails_cleanly_for_a_missing_model(tmp_path):
-    result = subprocess.run(
-        script("export_model.py", "--model", str(tmp_path / "missing"), "--repository", str(tmp_path / "repo")),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+def test_export_script_fails_cleanly_for_a_missing_model(tmp_path, capsys):
+    missing, repository = str(tmp_path / "missing"), str(tmp_path / "repo")
+    result = ran(capsys, "export_model.py", "--model", missing, "--repository", repository)
     assert result.returncode == 1
     assert "export failed:" in result.stderr and "missing" in result.stderr
 
 
+@pytest.mark.slow
 def test_quick_start_in_a_fresh_clone_writes_no_tracked_file(tiny_model, embedder_model, tmp_path):
     """The README's main command, run as a new user runs it (in a clone, default repository), exports
     into the ignored generated/ folder: git status stays clean, so the tests can follow it."""
@@ -251,36 +227,29 @@ def test_quick_start_in_a_fresh_clone_writes_no_tracked_file(tiny_model, embedde
     assert status.stdout == ""
 
 
-def cli(*args: str) -> subprocess.CompletedProcess:
-    """``triton-rerank ARGS`` in a fresh process, its output captured."""
-    return subprocess.run(
-        [sys.executable, "-m", "triton_rerank.cli", *args], capture_output=True, text=True, timeout=300
-    )
-
-
-def test_cli_search_prints_json_hits(triton_server, sample_corpus, tmp_path):
+def test_cli_search_prints_json_hits(triton_server, sample_corpus, tmp_path, capsys):
     database = str(tmp_path / "cli.db")
     common = ["--milvus-uri", database, "--triton-url", triton_server.http_url]
-    ingest = cli("ingest", str(sample_corpus), *common)
+    ingest = cli(capsys, "ingest", str(sample_corpus), *common)
     assert ingest.returncode == 0, ingest.stderr
-    search = cli("search", "sea level", "--top-k", "2", "--json", *common)
+    search = cli(capsys, "search", "sea level", "--top-k", "2", "--json", *common)
     assert search.returncode == 0, search.stderr
     hits = [json.loads(line) for line in search.stdout.splitlines()]
     assert len(hits) == 2 and {"id", "rerank_score", "first_stage_rank", "metadata"} <= set(hits[0])
     assert set(hits[0]["legs"]) <= {"dense", "bm25"} and all(leg["rank"] >= 1 for leg in hits[0]["legs"].values())
-    bm25 = cli("search", "sea level", "--first-stage", "bm25", "--json", *common)
+    bm25 = cli(capsys, "search", "sea level", "--first-stage", "bm25", "--json", *common)
     assert bm25.returncode == 0, bm25.stderr
     assert all(set(json.loads(line)["legs"]) == {"bm25"} for line in bm25.stdout.splitlines())
     dense_only = ["--collection", "old", *common]
-    assert cli("ingest", str(sample_corpus), "--no-bm25", *dense_only).returncode == 0
-    refused = cli("search", "sea level", "--first-stage", "hybrid", *dense_only)
-    assert refused.returncode == 1 and "has no BM25 field" in refused.stderr and "Traceback" not in refused.stderr
-    bad = cli("search", "x", "--filter", "topic ==", *common)
+    assert cli(capsys, "ingest", str(sample_corpus), "--no-bm25", *dense_only).returncode == 0
+    refused = cli(capsys, "search", "sea level", "--first-stage", "hybrid", *dense_only)
+    assert refused.returncode == 2 and "has no BM25 field" in refused.stderr and "Traceback" not in refused.stderr
+    bad = cli(capsys, "search", "x", "--filter", "topic ==", *common)
     assert bad.returncode == 1 and bad.stderr.startswith("error: Milvus") and "Traceback" not in bad.stderr
 
 
-def test_cli_help_lists_the_subcommands():
-    result = cli("--help")
+def test_cli_help_lists_the_subcommands(capsys):
+    result = cli(capsys, "--help")
     assert result.returncode == 0
     for command in ("serve", "ingest", "search"):
         assert command in result.stdout
@@ -299,13 +268,12 @@ def tiny_beir(folder: Path, corpus: Path) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_evaluate_compares_the_served_stack_with_the_in_process_reference(
-    triton_server, tiny_model, embedder_model, sample_corpus, tmp_path
+    triton_server, tiny_model, embedder_model, sample_corpus, tmp_path, capsys
 ):
     out = tmp_path / "evaluation.json"
-    result = subprocess.run(
-        script(
-            "evaluate.py",
+    result = ran(capsys, "evaluate.py",
             "--data",
             str(tiny_beir(tmp_path / "beir", sample_corpus)),
             "--reranker-model",
@@ -325,12 +293,7 @@ def test_evaluate_compares_the_served_stack_with_the_in_process_reference(
             "--peers-python",
             sys.executable,
             "--out",
-            str(out),
-        ),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+            str(out))
     assert result.returncode == 0, result.stderr
     assert "| nDCG@10 | MRR@10 | Recall@100 |" in result.stdout
     report = json.loads(out.read_text())
@@ -346,7 +309,7 @@ def test_evaluate_compares_the_served_stack_with_the_in_process_reference(
     assert rows["reranked: ST PyTorch on Milvus top-10 (in-process peer)"] == pytest.approx(
         rows["reranked: CrossEncoder on Milvus top-10 (in-process)"], abs=1e-9
     )
-    assert report["peers"] == ["st-torch"] and report["timings"]["peers"]["st-torch"]["pairs"] == 30
+    assert report["peers"] == ["ST PyTorch"] and report["timings"]["peers"]["st-torch"]["pairs"] == 30
     # fp32 served equals the reference to float rounding: no score noise to move a ranking.
     band = report["noise_band"]
     assert band["rms_error"] < 1e-4 and band["observed"] == band["p5"] == band["p95"] == 0.0
@@ -354,19 +317,14 @@ def test_evaluate_compares_the_served_stack_with_the_in_process_reference(
 
 
 def test_evaluate_compares_first_stages_each_reranked_beside_an_exact_bm25(
-    triton_server, tiny_model, embedder_model, sample_corpus, tmp_path
+    triton_server, tiny_model, embedder_model, sample_corpus, tmp_path, capsys
 ):
     out = tmp_path / "evaluation.json"
-    result = subprocess.run(
-        script(
-            "evaluate.py", "--data", str(tiny_beir(tmp_path / "beir", sample_corpus)),
+    result = ran(capsys, "evaluate.py", "--data", str(tiny_beir(tmp_path / "beir", sample_corpus)),
             "--reranker-model", str(tiny_model), "--embedder-model", embedder_model,
             "--triton-url", triton_server.grpc_url, "--index", "FLAT", "--retrieve-k", "10",
             "--first-stage", "dense,bm25,hybrid", "--fusion", "relative,rrf,weighted", "--no-reference",
-            "--out", str(out),
-        ),
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+            "--out", str(out))  # fmt: skip
     assert result.returncode == 0, result.stderr
     report = json.loads(out.read_text())
     rows = report["results"]
@@ -382,38 +340,29 @@ def test_evaluate_compares_first_stages_each_reranked_beside_an_exact_bm25(
     assert "served (after hybrid (rrf k=60)): reranked 0 new pairs" in result.stdout
 
 
-def test_evaluate_refuses_peers_it_cannot_run(tiny_model, sample_corpus, tmp_path):
+def test_evaluate_refuses_peers_it_cannot_run(tiny_model, sample_corpus, tmp_path, capsys):
     beir = tiny_beir(tmp_path / "beir", sample_corpus)
     for flags, code, message in (
         (["--peers", "st-onnx,st-tensorrt"], 2, "unknown peers ['st-tensorrt']: choose from st-onnx,"),  # argparse's
-        (["--peers", "st-onnx", "--peers-python", str(tmp_path / "none")], 1, "run `make peers` first"),
-        (["--peers", "st-onnx", "--reranker-kind", "llm-reranker"], 1, "--peers are sentence-transformers"),
+        (["--peers", "st-onnx", "--peers-python", str(tmp_path / "none")], 2, "run `make peers` first"),
+        (["--peers", "st-onnx", "--reranker-kind", "llm-reranker"], 2, "--peers are sentence-transformers"),
     ):
-        refused = subprocess.run(
-            script("evaluate.py", "--data", str(beir), "--reranker-model", str(tiny_model), *flags),
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        refused = ran(capsys, "evaluate.py", "--data", str(beir), "--reranker-model", str(tiny_model), *flags)
         assert refused.returncode == code, refused.stderr
         assert message in refused.stderr and "Traceback" not in refused.stderr
 
 
+@pytest.mark.slow
 def test_evaluate_an_llm_reranker_against_its_model_card_and_a_cascade_behind_it(
-    tiny_model, embedder_model, sample_corpus, tmp_path
+    tiny_model, embedder_model, sample_corpus, tmp_path, capsys
 ):
     qwen = build_tiny_qwen3_reranker(tmp_path / "qwen3")
     out = tmp_path / "evaluation.json"
-    result = subprocess.run(
-        script(
-            "evaluate.py", "--data", str(tiny_beir(tmp_path / "beir", sample_corpus)),
+    result = ran(capsys, "evaluate.py", "--data", str(tiny_beir(tmp_path / "beir", sample_corpus)),
             "--reranker-model", str(qwen), "--reranker-kind", "llm-reranker", "--instruction", "Find the answer",
             "--cascade-model", str(tiny_model), "--cascade-k", "10",
             "--embedder-model", embedder_model, "--repository", str(tmp_path / "repo"),
-            "--index", "FLAT", "--first-stage", "dense", "--retrieve-k", "10", "--out", str(out),
-        ),
-        capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
+            "--index", "FLAT", "--first-stage", "dense", "--retrieve-k", "10", "--out", str(out))  # fmt: skip
     assert result.returncode == 0, result.stderr
     report = json.loads(out.read_text())
     rows = report["results"]
@@ -428,38 +377,30 @@ def test_evaluate_an_llm_reranker_against_its_model_card_and_a_cascade_behind_it
     assert timings["rerank_cascade top-10_pairs"] == timings["rerank_cascade model alone_pairs"] == 30
     assert report["cascade"]["k"] == 10 and report["reranker_kind"] == "llm-reranker"
 
-    refused = subprocess.run(
-        script("evaluate.py", "--data", str(tmp_path / "beir"), "--cascade-model", str(tiny_model),
-               "--cascade-k", "5", "--out", str(out)),
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    refused = ran(capsys, "evaluate.py", "--data", str(tmp_path / "beir"), "--cascade-model", str(tiny_model),
+               "--cascade-k", "5", "--out", str(out))  # fmt: skip
     assert refused.returncode != 0 and "--cascade-k must be from 10" in refused.stderr
 
 
 def test_long_corpus_and_evaluate_rerank_the_same_candidates_with_long_texts_per_policy(
-    triton_server, tiny_model, embedder_model, sample_corpus, tmp_path
+    triton_server, tiny_model, embedder_model, sample_corpus, tmp_path, capsys
 ):
     beir, long = tmp_path / "beir", tmp_path / "beir-long"
     (beir / "qrels").mkdir(parents=True)
     (beir / "corpus.jsonl").write_text(sample_corpus.read_text())
     (beir / "queries.jsonl").write_text(json.dumps({"_id": "q1", "text": "How do vaccines work?"}) + "\n")
     (beir / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\tvaccines-1\t1\n")
-    made = subprocess.run(
-        script("long_scifact.py", "--data", str(beir), "--tokenizer", str(tiny_model / "tokenizer.json"),
-               "--out", str(long)),
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    made = ran(capsys, "long_scifact.py", "--data", str(beir), "--tokenizer", str(tiny_model / "tokenizer.json"),
+               "--out", str(long))  # fmt: skip
     assert made.returncode == 0, made.stderr
     summary = json.loads(made.stdout.splitlines()[0])
     assert summary["made_long"] == 1 and 1000 <= summary["tokens_min"] <= summary["tokens_max"] <= 3000
     out = tmp_path / "evaluation.json"
-    result = subprocess.run(
-        script("evaluate.py", "--data", str(beir), "--rerank-data", str(long), "--long-documents", "first,max,mean",
+    result = ran(capsys, "evaluate.py", "--data", str(beir), "--rerank-data", str(long),
+               "--long-documents", "first,max,mean",
                "--reranker-model", str(tiny_model), "--embedder-model", embedder_model, "--triton-url",
                triton_server.grpc_url, "--index", "FLAT", "--first-stage", "dense", "--retrieve-k", "10",
-               "--no-reference", "--out", str(out)),
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+               "--no-reference", "--out", str(out))  # fmt: skip
     assert result.returncode == 0, result.stderr
     rows = json.loads(out.read_text())["results"]
     assert len(rows) == 5  # the first stage, the short texts, and the long ones under each policy
@@ -471,8 +412,7 @@ def test_long_corpus_and_evaluate_rerank_the_same_candidates_with_long_texts_per
     short = next(v["ndcg@10"] for k, v in rows.items() if k.startswith("reranked") and "texts" not in k)
     kept = [report["timings"]["served"][f"gain_kept_{policy}"] for policy in ("first", "max", "mean")]
     assert all(k is None for k in kept) if short <= first_stage else all(isinstance(k, float) for k in kept)
-    bad = subprocess.run(script("evaluate.py", "--data", str(beir), "--long-documents", "first,sum"),
-                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    bad = ran(capsys, "evaluate.py", "--data", str(beir), "--long-documents", "first,sum")  # fmt: skip
     assert bad.returncode == 2 and "unknown policies ['sum']" in bad.stderr
 
 
@@ -489,26 +429,27 @@ def test_a_port_in_use_stops_the_start_with_the_servers_reason(tiny_repository):
             EmbeddedTritonServer(tiny_repository, settings).start()
 
 
-def test_benchmark_quick_measures_every_variant_side_by_side_and_writes_its_reports(tiny_model, tmp_path):
-    out = tmp_path / "bench"
-    done = subprocess.run(
-        script(
-            "benchmark.py",
+@pytest.fixture(scope="module")
+def bench_out(tmp_path_factory) -> Path:
+    """One --out for the benchmark runs: each writes reports of its own there, and they share the tiny
+    model's exports (the benchmarks reuse an export of the same model and settings)."""
+    return tmp_path_factory.mktemp("bench")
+
+
+@pytest.mark.slow
+def test_benchmark_quick_measures_every_variant_side_by_side_and_writes_its_reports(tiny_model, bench_out, capsys):
+    out = bench_out
+    done = ran(capsys, "benchmark.py",
             "--quick",
             "--rounds",
             "1",
             "--model",
             str(tiny_model),
             "--data",
-            str(tmp_path / "no-data"),  # absent: synthetic passages
+            str(bench_out / "no-data"),  # absent: synthetic passages
             "--no-perf-analyzer",
             "--out",
-            str(out),
-        ),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+            str(out))
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads((out / "benchmark.json").read_text())
     cells = {(c["variant"], c["clients"]): c for c in report["cells"]}
@@ -529,14 +470,12 @@ def test_benchmark_quick_measures_every_variant_side_by_side_and_writes_its_repo
     assert (out / "benchmark.png").read_bytes()[:4] == b"\x89PNG"
 
 
-@pytest.mark.parametrize("mode", ["--long-documents", "--api", "--tracing"])
-def test_the_benchmarks_of_long_documents_and_of_the_api_run_and_report(tiny_model, tmp_path, mode):
-    out = tmp_path / "bench"
-    done = subprocess.run(
-        script("benchmark.py", mode, "--quick", "--rounds", "1", "--model", str(tiny_model), "--data",
-               str(tmp_path / "no-data"), "--out", str(out)),
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["--long-documents", "--api", "--tracing", "--queue-policy"])
+def test_the_benchmarks_of_long_documents_and_of_the_api_run_and_report(tiny_model, tmp_path, bench_out, mode, capsys):
+    out = bench_out
+    done = ran(capsys, "benchmark.py", mode, "--quick", "--rounds", "1", "--model", str(tiny_model), "--data",
+               str(tmp_path / "no-data"), "--out", str(out))  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     if mode == "--api":
         report = json.loads((out / "api-benchmark.json").read_text())
@@ -545,6 +484,11 @@ def test_the_benchmarks_of_long_documents_and_of_the_api_run_and_report(tiny_mod
         }
         assert all(cell["errors"] == 0 for cell in report["cells"])
         assert report["api_vs_direct_scores"]["max_abs_diff"] < 1e-4  # the same scores through the API
+    elif mode == "--queue-policy":
+        report = json.loads((out / "queue-policy.json").read_text())
+        assert set(report["cells"]) == {f"{p} {q}" for p in ("fp32", "int8") for q in ("unbounded", "bounded 128")}
+        assert all(cell["errors"] == 0 and cell["pairs_per_s_median"] > 0 for cell in report["cells"].values())
+        assert set(report["bounded_over_unbounded"]) == {"fp32", "int8"}
     elif mode == "--tracing":
         report = json.loads((out / "tracing-benchmark.json").read_text())
         assert len(report["overhead"]) == 6 and all(cell["errors"] == 0 for cell in report["cells"])
@@ -562,12 +506,11 @@ def test_the_benchmarks_of_long_documents_and_of_the_api_run_and_report(tiny_mod
         assert all(c["errors"] == 0 and c["rows_per_s_median"] > 0 for c in report["cells"])
 
 
-def test_load_test_runs_bounded_reports_latency_and_memory_and_fails_on_errors(tiny_repository, tmp_path):
+@pytest.mark.slow
+def test_load_test_runs_bounded_reports_latency_and_memory_and_fails_on_errors(tiny_repository, tmp_path, capsys):
     out = tmp_path / "load.json"
     args = ["--repository", str(tiny_repository), "--clients", "4", "--duration-s", "2", "--runs", "2"]
-    result = subprocess.run(
-        script("load_test.py", *args, "--out", str(out)), capture_output=True, text=True, timeout=300
-    )
+    result = ran(capsys, "load_test.py", *args, "--out", str(out))
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads(out.read_text())
     assert len(report["runs"]) == 2
@@ -577,23 +520,18 @@ def test_load_test_runs_bounded_reports_latency_and_memory_and_fails_on_errors(t
         assert run["server_rss_mb"] > 50  # the server and its stubs were found and measured
     assert "server memory, first run to last" in result.stdout
     # against a server that is not there every request fails: counted, reported, exit status 1
-    down = subprocess.run(
-        script("load_test.py", "--triton-url", f"grpc://127.0.0.1:{free_port()}", "--clients", "2", "--duration-s", "1",
-               "--runs", "1"),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )  # fmt: skip
+    down = ran(capsys, "load_test.py", "--triton-url", f"grpc://127.0.0.1:{free_port()}", "--clients", "2",
+               "--duration-s", "1",
+               "--runs", "1")  # fmt: skip
     assert down.returncode == 1
     assert "ServerUnavailableError" in down.stdout
 
 
-def test_load_test_through_the_rerank_api_reads_both_processes_memory(tiny_repository, tmp_path):
+@pytest.mark.slow
+def test_load_test_through_the_rerank_api_reads_both_processes_memory(tiny_repository, tmp_path, capsys):
     out = tmp_path / "load.json"
     args = ["--repository", str(tiny_repository), "--clients", "4", "--duration-s", "2", "--runs", "2", "--through-api"]
-    result = subprocess.run(
-        script("load_test.py", *args, "--out", str(out)), capture_output=True, text=True, timeout=300
-    )
+    result = ran(capsys, "load_test.py", *args, "--out", str(out))
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads(out.read_text())
     assert report["through_api"] is True
