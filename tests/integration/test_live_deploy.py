@@ -38,7 +38,8 @@ def models(tmp_path_factory):
 
 
 class Clients:
-    """Threads that rerank without pause, over HTTP and gRPC, and note whose scores they got."""
+    """Threads that rerank without pause, over HTTP and gRPC, and note when each request was sent and
+    whose scores it got (``seen``: (sent at, name))."""
 
     def __init__(self, server, scores) -> None:
         self.scores, self.seen, self.failures = scores, [], []
@@ -49,13 +50,18 @@ class Clients:
     def _run(self, url: str) -> None:
         with TritonRerankFunction(url) as rerank:
             while not self._stop.is_set():
+                sent = time.monotonic()
                 try:
                     got = rerank.score("paris", DOCUMENTS)
                 except Exception as err:  # noqa: BLE001 - every failure is the finding
                     self.failures.append(repr(err))
                     continue
                 match = [n for n, s in self.scores.items() if np.allclose(got, s, atol=1e-4)]
-                self.seen.append(match[0] if match else "neither")
+                self.seen.append((sent, match[0] if match else "neither"))
+
+    def sent(self, after: float, before: float = float("inf")) -> Counter:
+        """Whose scores the requests sent in ``[after, before)`` got."""
+        return Counter(name for at, name in self.seen if after <= at < before)
 
     def __enter__(self):
         for thread in self._threads:
@@ -76,19 +82,23 @@ def test_deploy_and_rollback_while_clients_rerank(models, tmp_path):
     export_cross_encoder(str(paths["a"]), repository)
     settings = free_port_settings(model_control="explicit")
     with EmbeddedTritonServer(repository, settings) as server, Clients(server, scores) as clients:
+        began = time.monotonic()
         entry = deploy(str(paths["b"]), repository, server.http_url)
-        after_deploy = len(clients.seen)
+        deployed = time.monotonic()
         time.sleep(0.5)
+        rolling_back = time.monotonic()
         back = rollback(repository, server.grpc_url)
-        after_rollback = len(clients.seen)
+        rolled_back = time.monotonic()
         time.sleep(0.5)
     assert clients.failures == []
     assert entry["version"] == 2 and entry["members"] == ["aggregator_v2", "cross_encoder_v2", "tokenizer_v2"]
     assert back["version"] == 1
-    between, last = Counter(clients.seen[after_deploy:after_rollback]), Counter(clients.seen[after_rollback + 8 :])
-    assert between["b"] > 0 and between["a"] <= 8  # requests in flight at the switch may finish on the old one
-    assert set(last) == {"a"} and "neither" not in clients.seen  # never a mix of two versions' members
-    assert Counter(clients.seen[:after_deploy])["a"] > 0
+    # Each request is one version's from start to end: sent before a switch it may finish on the old
+    # one, sent after it gets the new one. (Counted by when each was sent: on shared cores a request
+    # sent before the rollback finished after a dozen sent after it.)
+    assert set(clients.sent(0, began)) == {"a"} and set(clients.sent(deployed, rolling_back)) == {"b"}
+    assert set(clients.sent(rolled_back)) == {"a"} and clients.sent(rolled_back)["a"] > 0
+    assert "neither" not in {name for _, name in clients.seen}  # never a mix of two versions' members
 
 
 @pytest.mark.slow
