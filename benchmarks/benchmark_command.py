@@ -142,18 +142,14 @@ def run(args: argparse.Namespace) -> int:
     if not config.model.exists():
         print(f"no model at {config.model}: pass --model with a cross-encoder folder", file=sys.stderr)
         return 2
-    if args.cpu_scaling:
-        return scaling.run_cpu_scaling(config)
-    if args.api:
-        return api_overhead.run_api_benchmark(config)
-    if args.tracing:
-        return tracing_overhead.run_tracing_benchmark(config)
-    if args.first_stages:
-        return first_stages.run_first_stages_benchmark(config)
-    if args.long_documents:
-        return long_documents.run_long_documents_benchmark(config)
-    if args.tiers:
-        return tiers.run_tiers_benchmark(config)
-    if args.queue_policy:
-        return queue_policy.run_queue_policy_benchmark(config)
-    return served_benchmark.run_served_benchmark(config)
+    modes = {  # flag -> the mode it runs; none of them: the served benchmark
+        "cpu_scaling": scaling.run_cpu_scaling,
+        "api": api_overhead.run_api_benchmark,
+        "tracing": tracing_overhead.run_tracing_benchmark,
+        "first_stages": first_stages.run_first_stages_benchmark,
+        "long_documents": long_documents.run_long_documents_benchmark,
+        "tiers": tiers.run_tiers_benchmark,
+        "queue_policy": queue_policy.run_queue_policy_benchmark,
+    }
+    chosen = next((run_mode for flag, run_mode in modes.items() if getattr(args, flag)), None)
+    return (chosen or served_benchmark.run_served_benchmark)(config)
