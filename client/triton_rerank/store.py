@@ -288,8 +288,7 @@ class MilvusStore:
         return self._search("search text", self.text_request(queries, limit=limit, filter=filter), score=abs)
 
     def _search(self, what: str, request, score=float) -> list[list[Match]]:
-        """One leg's search, as ``dense_request`` or ``text_request`` describes it."""
-        self.require_collection()
+        """One leg's search, as ``dense_request`` or ``text_request`` (which require the collection) describes it."""
         filter = request.filter
         results = self._call(
             f"{what} (filter {filter!r})" if filter else what,
@@ -309,7 +308,6 @@ class MilvusStore:
         """Milvus' fusion (``ranker``: ``RRFRanker`` or ``WeightedRanker``) of the ``requests`` (from
         ``dense_request`` and ``text_request``), best fused score first."""
         check_limit(limit)
-        self.require_collection()
         results = self._call(
             "hybrid search",
             self._client.hybrid_search,

@@ -46,7 +46,7 @@ def create_app(settings: ApiSettings, service: RerankService | None = None) -> S
     )
     service.settings = settings  # the operator's policies and row budget, for a service given too
     metrics = Metrics()
-    metrics.rows_in_flight.set_function(lambda: service.budget.in_use if service.budget else 0)
+    metrics.rows_in_flight.set_function(lambda: service.rows_in_use)
     middleware = [
         *server_span_middleware(),
         Middleware(RequestContextMiddleware),

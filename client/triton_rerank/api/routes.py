@@ -165,11 +165,11 @@ async def score(
     service = request.app.state.service
     if body.instruction is not None:
         choices["instruction"] = body.instruction
-    options = service.options(model, query, documents, long_documents=body.long_documents, **choices)
+    options, rows = service.options(model, query, documents, long_documents=body.long_documents, **choices)
     request.state.model, request.state.documents = model.name, len(documents)  # for the access log
     tracing.annotate(**{"rerank.model": model.name, "rerank.documents": len(documents)})
     request.app.state.metrics.count_documents(route, len(documents))
-    with service.admitted(service.rows(model, query, documents, options)):  # rows, not requests, are the cost
+    with service.admitted(rows):  # rows, not requests, are the cost
         return await service.logits(model, query, documents, options)
 
 

@@ -48,29 +48,6 @@ class ServedModel:
     counts_tokens: bool = False  # it outputs TOKENS (each pair's tokens), so usage can be reported
 
 
-class RowBudget:
-    """The rows (pairs, or windows of a long document) that requests have on Triton at once, at
-    most ``limit``: one 1,000-document request weighs what it costs, and one that does not fit now
-    is refused at once (429), never queued (TEI's permits, per pair)."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit, self.in_use = limit, 0
-
-    @contextlib.contextmanager
-    def admitted(self, rows: int) -> Iterator[None]:
-        if self.in_use + rows > self.limit:
-            raise ApiError(
-                "overloaded",
-                f"the reranker is busy with {self.in_use:,} of its {self.limit:,} rows; these {rows:,} do not fit "
-                "now: try again later",
-            )
-        self.in_use += rows
-        try:
-            yield
-        finally:
-            self.in_use -= rows
-
-
 @dataclass
 class RerankService:
     """The rerankers on ``triton_url`` under their own names and the ``aliases`` (alias -> name).
@@ -95,7 +72,7 @@ class RerankService:
     failure: RerankError | None = field(default=None, init=False)  # why Triton did not answer the last refresh
     _refreshed_at: float = field(default=float("-inf"), init=False)
     _refresh_lock: asyncio.Lock | None = field(default=None, init=False)
-    budget: RowBudget | None = field(default=None, init=False)  # made from the settings on first use
+    rows_in_use: int = field(default=0, init=False)  # rows requests have on Triton now (``admitted``)
 
     async def refresh(self) -> dict[str, ServedModel]:
         """Ask Triton which rerankers it serves now (an ensemble with QUERY and DOCUMENTS in and
@@ -156,25 +133,32 @@ class RerankService:
             raise ApiError("not_found", f"model {requested or name!r} is not served here; models served: {served}")
         return self.models[name]
 
-    def rows(self, model: ServedModel, query: str, documents: list[str], options: RerankOptions) -> int:
-        """The rows these documents may become on Triton: one each, or up to their windows."""
-        costs = options.row_costs(query)
-        if costs is None:
-            return len(documents)
-        return sum(costs({protocol.MAX_LENGTH: model.max_length or 0}, [d.encode("utf-8") for d in documents]))
-
-    def admitted(self, rows: int):
-        """Hold ``rows`` of the service's ``settings.max_concurrent_rows`` while the ``with`` lasts (``RowBudget``)."""
-        if self.budget is None or self.budget.limit != self.settings.max_concurrent_rows:
-            self.budget = RowBudget(self.settings.max_concurrent_rows)
-        return self.budget.admitted(rows)
+    @contextlib.contextmanager
+    def admitted(self, rows: int) -> Iterator[None]:
+        """Hold ``rows`` of ``settings.max_concurrent_rows`` while the ``with`` lasts: one 1,000-document
+        request weighs what it costs, and one that does not fit now is refused at once (429), never
+        queued (TEI's permits, per pair)."""
+        limit = self.settings.max_concurrent_rows
+        if self.rows_in_use + rows > limit:
+            raise ApiError(
+                "overloaded",
+                f"the reranker is busy with {self.rows_in_use:,} of its {limit:,} rows; these {rows:,} do not fit "
+                "now: try again later",
+            )
+        self.rows_in_use += rows
+        try:
+            yield
+        finally:
+            self.rows_in_use -= rows
 
     def options(
         self, model: ServedModel, query: str, documents: list[str], *, long_documents: str | None = None, **choices
-    ) -> RerankOptions:
+    ) -> tuple[RerankOptions, int]:
         """What a request asked for (``long_documents`` and the other ``RerankOptions`` fields), within
         what the operator allows: a policy among ``settings.allowed_policies()``, at most
-        ``settings.max_rows_per_request`` rows on Triton. Anything else is refused before any call."""
+        ``settings.max_rows_per_request`` rows on Triton. Anything else is refused before any call.
+        Returns the options and the rows the documents may become on Triton (one each, or up to
+        their windows)."""
         settings = self.settings
         policy = long_documents or settings.long_documents
         if policy not in settings.allowed_policies():
@@ -185,16 +169,18 @@ class RerankService:
             options = RerankOptions(long_documents=policy, **chunks, **choices)
         except RerankError as err:
             raise ApiError("invalid", str(err)) from None
-        if options.row_costs(query) is not None:
-            rows = self.rows(model, query, documents, options)
-            if rows > settings.max_rows_per_request:
-                raise ApiError(
-                    "invalid",
-                    f"long_documents {policy!r} may read these {len(documents):,} documents as {rows:,} windows "
-                    f"(up to {options.chunks_per_doc} per document longer than the model reads); this service "
-                    f"takes at most {settings.max_rows_per_request:,} per request: send fewer or shorter documents",
-                )
-        return options
+        costs = options.row_costs(query)
+        if costs is None:
+            return options, len(documents)
+        rows = sum(costs({protocol.MAX_LENGTH: model.max_length or 0}, [d.encode("utf-8") for d in documents]))
+        if rows > settings.max_rows_per_request:
+            raise ApiError(
+                "invalid",
+                f"long_documents {policy!r} may read these {len(documents):,} documents as {rows:,} windows "
+                f"(up to {options.chunks_per_doc} per document longer than the model reads); this service "
+                f"takes at most {settings.max_rows_per_request:,} per request: send fewer or shorter documents",
+            )
+        return options, rows
 
     async def logits(
         self, model: ServedModel, query: str, documents: list[str], options: RerankOptions
