@@ -135,6 +135,25 @@ def sample_corpus() -> Path:
 
 
 @pytest.fixture(scope="session")
+def beir_folder(tmp_path_factory, sample_corpus):
+    """The sample corpus as a BEIR folder, with each document's title as a judged query for it (split train)."""
+    import json
+    import shutil
+
+    folder = tmp_path_factory.mktemp("beir")
+    shutil.copy(sample_corpus, folder / "corpus.jsonl")
+    rows = [json.loads(line) for line in sample_corpus.read_text().splitlines() if line.strip()]
+    (folder / "queries.jsonl").write_text(
+        "".join(json.dumps({"_id": f"q-{r['_id']}", "text": r["title"]}) + "\n" for r in rows)
+    )
+    (folder / "qrels").mkdir()
+    (folder / "qrels" / "train.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n" + "".join(f"q-{r['_id']}\t{r['_id']}\t1\n" for r in rows)
+    )
+    return folder
+
+
+@pytest.fixture(scope="session")
 def milvus_server(tmp_path_factory):
     """A real Milvus standalone server (PyPI `milvus`, v2.3.5) on 127.0.0.1:19530; skipped when it
     cannot start here. It is stopped with SIGINT, as SIGTERM can hang it."""

@@ -17,7 +17,7 @@ import numpy as np
 import triton_rerank.loop as loop
 from triton_rerank.endpoints import DEFAULT_URL
 from triton_rerank.errors import RerankInputError
-from triton_rerank.protocol import MAX_ROWS_PER_REQUEST
+from triton_rerank.protocol import CASCADE_K, MAX_ROWS_PER_REQUEST
 from triton_rerank.transport import DEFAULT_MAX_IN_FLIGHT, DEFAULT_RETRY_S, AsyncTransport, Batch, Output
 
 # Texts per request: the server's default max_rows_per_request. The dynamic batcher cannot merge
@@ -51,9 +51,13 @@ def check_batch_size(batch_size: object) -> int:
     return batch_size
 
 
-def rows_per_request(batch_size: int, server_limit: int | None) -> int:
+def rows_per_request(batch_size: int, limits: dict[str, int]) -> int:
     """``batch_size``, or less when the server takes fewer rows per request: an honest large
-    request is split, never refused."""
+    request is split, never refused. A cascade ranks the documents of a request among themselves,
+    so it gets as many of a call's documents in one request as it takes."""
+    server_limit = limits.get(MAX_ROWS_PER_REQUEST)
+    if server_limit and CASCADE_K in limits:
+        return server_limit
     return min(batch_size, server_limit) if server_limit else batch_size
 
 
@@ -141,9 +145,9 @@ class AsyncClient:
         costs: Costs | None = None,
     ) -> np.ndarray:
         limits = await self._transport.limits() if len(encoded) > 1 or costs else {}
-        server_limit = limits.get(MAX_ROWS_PER_REQUEST)
-        size = rows_per_request(self.batch_size, server_limit)
-        order, groups = length_groups(encoded, size, costs(limits) if costs else None, server_limit)
+        size = rows_per_request(self.batch_size, limits)
+        budget = limits.get(MAX_ROWS_PER_REQUEST)
+        order, groups = length_groups(encoded, size, costs(limits) if costs else None, budget)
         batches = [make_batch(group) for group in groups]
         return in_input_order(order, await self._transport.infer_many(batches, output, parameters), flat=flat)
 

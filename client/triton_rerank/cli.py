@@ -9,6 +9,7 @@ rerank, and measure quality and speed.
     triton-rerank search "how do vaccines work?" --milvus-uri documents.db
     triton-rerank evaluate --data path/to/beir-folder
     triton-rerank train --data path/to/beir-folder --model M --output my-reranker --max-minutes 15
+    triton-rerank distill --data path/to/beir-folder --model M --output my-cascade  # as good, cheaper
     triton-rerank deploy --model my-reranker           # a new version into the running server
     triton-rerank benchmark --quick                    # from a checkout: scripts/benchmark.py
 
@@ -40,6 +41,7 @@ COMMANDS = {
     "search": "triton_rerank.commands.search",
     "evaluate": "triton_rerank.commands.evaluate",
     "train": "triton_rerank.commands.train",
+    "distill": "triton_rerank.commands.distill",
     "deploy": "triton_rerank.commands.deploy",
     "benchmark": "triton_rerank.commands.benchmark",
 }

@@ -171,7 +171,7 @@ def _first_copies(batch: list[Document], seen: dict[str, str], duplicates: str, 
         else:
             raise RerankInputError(
                 f"{document.source or 'a document'}: id {document.id!r} was read before, at {seen[document.id]} "
-                "(ids are strings in Milvus, so 1 and \"1\" are one id); give each document its own id, or keep "
+                '(ids are strings in Milvus, so 1 and "1" are one id); give each document its own id, or keep '
                 "the first copy of each (ingest --keep-first-duplicate)"
             )
     return kept

@@ -25,6 +25,7 @@ SPANS = "SPANS"  # [-1, 2] int64: the characters [start, end) of each document t
 TEXTS = "TEXTS"  # [-1] strings, for the embedder
 EMBEDDINGS = "EMBEDDINGS"  # [-1, D] float32, L2-normalised
 RERANKER_INPUTS = (QUERY, DOCUMENTS)
+RERANKER_OUTPUTS = (SCORES, TOKENS, SPANS)
 
 # --- what the reranker's tokenizer hands its aggregator, per row ------------------------------------
 TOKEN_COUNT = "num_tokens"  # tokens after truncation
@@ -36,7 +37,10 @@ ROW_OUTPUTS = (TOKEN_COUNT, ROW_DOCUMENT, ROW_SPAN)
 MAX_ROWS_PER_REQUEST = "max_rows_per_request"  # most rows (documents, texts, windows) one request may hold
 MAX_LENGTH = "max_length"  # tokens the model reads per row
 RESERVED_TOKENS = "reserved_tokens"  # a row's tokens besides its query and document (an LLM's prompt)
-LIMIT_PARAMETERS = (MAX_ROWS_PER_REQUEST, MAX_LENGTH, RESERVED_TOKENS)
+# A cascade (triton-rerank distill) ranks the documents of one request among themselves: its best
+# CASCADE_K go on to the full model. Clients send a cascade a call's documents in one request.
+CASCADE_K = "cascade_k"
+LIMIT_PARAMETERS = (MAX_ROWS_PER_REQUEST, MAX_LENGTH, RESERVED_TOKENS, CASCADE_K)
 
 # --- request parameters the tokenizer step reads (an ensemble forwards them) ---------------------
 TRUNCATE = "truncate"  # false: refuse a row over max_length instead of cutting it

@@ -67,8 +67,21 @@ def test_shapes_keep_the_checkpoints_architecture_and_export_checked(tmp_path):
 def test_benchmark_families_measures_each_family_beside_its_pytorch_reference(tiny_model, tmp_path, capsys):
     qwen = build_tiny_qwen3_reranker(tmp_path / "qwen3")
     out = tmp_path / "bench"
-    done = ran(capsys, "benchmark.py", "--families", "--seconds", "1", "--family", f"bert={tiny_model}",
-               "--family", f"qwen={qwen}@llm-reranker", "--data", str(tmp_path / "no-data"), "--out", str(out))
+    done = ran(
+        capsys,
+        "benchmark.py",
+        "--families",
+        "--seconds",
+        "1",
+        "--family",
+        f"bert={tiny_model}",
+        "--family",
+        f"qwen={qwen}@llm-reranker",
+        "--data",
+        str(tmp_path / "no-data"),
+        "--out",
+        str(out),
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads((out / "families-benchmark.json").read_text())
     rows = {row["family"]: row for row in report["families"]}

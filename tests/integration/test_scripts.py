@@ -158,15 +158,18 @@ def test_serve_names_the_model_that_failed_to_load(tiny_repository, tmp_path, ca
     broken = tmp_path / "broken"
     subprocess.run(["cp", "-r", str(tiny_repository), str(broken)], check=True)
     (broken / "cross_encoder" / "1" / "model.onnx").write_bytes(b"not an onnx file")
-    result = ran(capsys, "serve.py",
-            "--repository",
-            str(broken),
-            "--http-port",
-            str(free_port()),
-            "--grpc-port",
-            str(free_port()),
-            "--metrics-port",
-            str(free_port()))
+    result = ran(
+        capsys,
+        "serve.py",
+        "--repository",
+        str(broken),
+        "--http-port",
+        str(free_port()),
+        "--grpc-port",
+        str(free_port()),
+        "--metrics-port",
+        str(free_port()),
+    )
     assert result.returncode == 1
     assert "failed to load 'cross_encoder'" in result.stderr
 
@@ -181,8 +184,11 @@ def test_export_script_reports_the_check(tiny_model, tmp_path, capsys):
 
 def test_export_script_makes_a_cached_int8_model_and_prints_its_cost(tiny_model, tmp_path, capsys):
     repository = tmp_path / "repo"
-    result = ran(capsys, "export_model.py",
-            *("--model", str(tiny_model), "--repository", str(repository), "--precision", "int8", "--response-cache"))
+    result = ran(
+        capsys,
+        "export_model.py",
+        *("--model", str(tiny_model), "--repository", str(repository), "--precision", "int8", "--response-cache"),
+    )
     assert result.returncode == 0, result.stderr
     assert "int8: max |score - fp32| =" in result.stdout and "rank correlation 0." in result.stdout
     assert "response_cache" in (repository / "reranker" / "config.pbtxt").read_text()
@@ -273,27 +279,30 @@ def test_evaluate_compares_the_served_stack_with_the_in_process_reference(
     triton_server, tiny_model, embedder_model, sample_corpus, tmp_path, capsys
 ):
     out = tmp_path / "evaluation.json"
-    result = ran(capsys, "evaluate.py",
-            "--data",
-            str(tiny_beir(tmp_path / "beir", sample_corpus)),
-            "--reranker-model",
-            str(tiny_model),
-            "--embedder-model",
-            embedder_model,
-            "--triton-url",
-            triton_server.grpc_url,
-            "--index",
-            "FLAT",
-            "--first-stage",
-            "dense",
-            "--retrieve-k",
-            "10",
-            "--peers",
-            "st-torch",
-            "--peers-python",
-            sys.executable,
-            "--out",
-            str(out))
+    result = ran(
+        capsys,
+        "evaluate.py",
+        "--data",
+        str(tiny_beir(tmp_path / "beir", sample_corpus)),
+        "--reranker-model",
+        str(tiny_model),
+        "--embedder-model",
+        embedder_model,
+        "--triton-url",
+        triton_server.grpc_url,
+        "--index",
+        "FLAT",
+        "--first-stage",
+        "dense",
+        "--retrieve-k",
+        "10",
+        "--peers",
+        "st-torch",
+        "--peers-python",
+        sys.executable,
+        "--out",
+        str(out),
+    )
     assert result.returncode == 0, result.stderr
     assert "| nDCG@10 | MRR@10 | Recall@100 |" in result.stdout
     report = json.loads(out.read_text())
@@ -439,17 +448,20 @@ def bench_out(tmp_path_factory) -> Path:
 @pytest.mark.slow
 def test_benchmark_quick_measures_every_variant_side_by_side_and_writes_its_reports(tiny_model, bench_out, capsys):
     out = bench_out
-    done = ran(capsys, "benchmark.py",
-            "--quick",
-            "--rounds",
-            "1",
-            "--model",
-            str(tiny_model),
-            "--data",
-            str(bench_out / "no-data"),  # absent: synthetic passages
-            "--no-perf-analyzer",
-            "--out",
-            str(out))
+    done = ran(
+        capsys,
+        "benchmark.py",
+        "--quick",
+        "--rounds",
+        "1",
+        "--model",
+        str(tiny_model),
+        "--data",
+        str(bench_out / "no-data"),  # absent: synthetic passages
+        "--no-perf-analyzer",
+        "--out",
+        str(out),
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads((out / "benchmark.json").read_text())
     cells = {(c["variant"], c["clients"]): c for c in report["cells"]}

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -21,22 +20,6 @@ from triton_rerank.training import TrainConfig, train
 from triton_rerank.training.runner import NotBetterError
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def beir_folder(tmp_path_factory, sample_corpus):
-    """The sample corpus, with each document's title as a judged query for it."""
-    folder = tmp_path_factory.mktemp("beir")
-    shutil.copy(sample_corpus, folder / "corpus.jsonl")
-    rows = [json.loads(line) for line in sample_corpus.read_text().splitlines() if line.strip()]
-    (folder / "queries.jsonl").write_text(
-        "".join(json.dumps({"_id": f"q-{r['_id']}", "text": r["title"]}) + "\n" for r in rows)
-    )
-    (folder / "qrels").mkdir()
-    (folder / "qrels" / "train.tsv").write_text(
-        "query-id\tcorpus-id\tscore\n" + "".join(f"q-{r['_id']}\t{r['_id']}\t1\n" for r in rows)
-    )
-    return folder
 
 
 def ingested(tmp_path_factory, triton_server, beir_folder) -> str:

@@ -11,6 +11,7 @@ from triton_rerank import RerankInputError
 from triton_rerank.base import in_input_order, length_groups, rows_per_request
 from triton_rerank.client import check_request, rank
 from triton_rerank.endpoints import parse_urls
+from triton_rerank.protocol import CASCADE_K, MAX_ROWS_PER_REQUEST
 
 texts = st.lists(st.text(max_size=60), max_size=60)
 
@@ -56,12 +57,15 @@ def test_check_request_accepts_exactly_the_valid_calls(query, documents, top_k):
             raise AssertionError("an invalid call was accepted")
 
 
-@given(st.integers(1, 1000), st.one_of(st.none(), st.integers(1, 1000)))
-def test_requests_never_exceed_the_servers_limit(batch_size, limit):
-    size = rows_per_request(batch_size, limit)
-    assert 1 <= size <= batch_size
+@given(st.integers(1, 1000), st.one_of(st.none(), st.integers(1, 1000)), st.booleans())
+def test_requests_never_exceed_the_servers_limit(batch_size, limit, cascade):
+    limits = ({MAX_ROWS_PER_REQUEST: limit} if limit else {}) | ({CASCADE_K: 10} if cascade else {})
+    size = rows_per_request(batch_size, limits)
+    assert 1 <= size
     if limit:
         assert size <= limit
+    # A cascade ranks a request's documents among themselves: it gets all it takes in one request.
+    assert size == (limit if cascade and limit else min(batch_size, limit or batch_size))
 
 
 @given(st.lists(st.sampled_from(["grpc://a:1", "grpc://b:2", "grpc://c:3"]), min_size=1, max_size=3, unique=True))

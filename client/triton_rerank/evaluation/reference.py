@@ -18,6 +18,7 @@ def reference_runs(config: EvaluationConfig, documents, queries, served_candidat
 
     from triton_rerank.model_sources import resolve_model
     from triton_rerank.serving.export import reference_reranker
+    from triton_rerank.serving.export.cascade import is_cascade
 
     timings = {}
     started = time.perf_counter()
@@ -34,18 +35,46 @@ def reference_runs(config: EvaluationConfig, documents, queries, served_candidat
     started = time.perf_counter()
     predict = reference_reranker(config.reranker_model, config.reranker_kind, config.instruction)
     texts = {d.id: d.text for d in documents}
-    scores: dict[tuple[str, str], float] = {}  # each (query, document) pair scored once
-    for q in query_ids:
+    if is_cascade(resolve_model(config.reranker_model)):
+        exact_reranked, served_reranked, scores = _cascade_runs(predict, queries, texts, exact, served_candidates)
+    else:
+        exact_reranked, served_reranked, scores = _pair_runs(predict, queries, texts, exact, served_candidates)
+    timings["rerank_s"] = time.perf_counter() - started
+    print(f"reference: scored {len(scores)} pairs in {timings['rerank_s']:.0f} s", flush=True)
+    return exact, exact_reranked, served_reranked, scores, timings
+
+
+def _pair_runs(predict, queries, texts, exact, served_candidates):
+    """Each (query, document) pair scored once, whichever list it is in: (exact reranked, served
+    reranked, pair scores)."""
+    scores: dict[tuple[str, str], float] = {}
+    for q in exact:
         todo = [d for d in dict.fromkeys(exact[q] + served_candidates[q]) if (q, d) not in scores]
         predicted = predict([(queries[q], texts[d]) for d in todo])
         scores.update({(q, d): float(s) for d, s in zip(todo, predicted, strict=True)})
-    timings["rerank_s"] = time.perf_counter() - started
-    print(f"reference: scored {len(scores)} pairs in {timings['rerank_s']:.0f} s", flush=True)
 
     def rerank(runs):
         return {q: ranked_ids(ids, [scores[(q, d)] for d in ids]) for q, ids in runs.items()}
 
-    return exact, rerank(exact), rerank(served_candidates), scores, timings
+    return rerank(exact), rerank(served_candidates), scores
+
+
+def _cascade_runs(predict, queries, texts, exact, served_candidates):
+    """A cascade's scores depend on the documents of the call (its best k of them go on): each list
+    is reranked as one call, as the server reranks it. (exact reranked, served reranked, the served
+    lists' pair scores)."""
+    scores: dict[tuple[str, str], float] = {}
+
+    def rerank(runs, keep: bool):
+        ranked = {}
+        for q, ids in runs.items():
+            predicted = predict([(queries[q], texts[d]) for d in ids])
+            if keep:
+                scores.update({(q, d): float(s) for d, s in zip(ids, predicted, strict=True)})
+            ranked[q] = ranked_ids(ids, list(predicted))
+        return ranked
+
+    return rerank(exact, False), rerank(served_candidates, True), scores
 
 
 def exact_bm25(config: EvaluationConfig, documents, queries: dict, *, stem: bool) -> dict[str, list[str]]:

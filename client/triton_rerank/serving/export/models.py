@@ -16,6 +16,7 @@ from transformers import AutoModel, AutoModelForSequenceClassification
 from triton_rerank.model_sources import DEFAULT_EMBEDDER, DEFAULT_RERANKER, resolve_model
 from triton_rerank.serving import layout
 from triton_rerank.serving import repository as repo
+from triton_rerank.serving.export import cascade
 from triton_rerank.serving.export.checked import (
     SAMPLE_PAIRS,
     SAMPLE_TEXTS,
@@ -141,7 +142,12 @@ def export_bi_encoder(
 def export_model(
     model: str, repository: Path | str, kind: str, *, settings: layout.RepositorySettings | None = None, **options
 ) -> ExportReport:
-    """``export_cross_encoder``, ``export_llm_reranker`` or ``export_bi_encoder``, as ``kind`` says."""
+    """``export_cross_encoder``, ``export_llm_reranker`` or ``export_bi_encoder``, as ``kind`` says;
+    a cascade folder (``triton-rerank distill``'s) is exported as its two stages and their chain."""
+    if cascade.is_cascade(model):
+        if kind != "cross-encoder":
+            raise ExportError(f"{model} is a cascade of cross-encoders, not a {kind}")
+        return cascade.export_cascade(model, repository, settings=settings, **options)
     if kind == "bi-encoder":
         return export_bi_encoder(model, repository, settings=settings, **options)
     if kind == "llm-reranker":
@@ -155,6 +161,8 @@ def reference_reranker(model: str, kind: str = "cross-encoder", instruction: str
     """``predict(pairs) -> scores`` as the reranker ``model`` scores in process, raw: a cross-encoder's
     logits (``CrossEncoder.predict``), an LLM reranker's logit(yes) - logit(no) (its model card's code)."""
     source = resolve_model(model)
+    if cascade.is_cascade(source):
+        return cascade.reference(source)
     if kind == "llm-reranker":
         from triton_rerank.serving.export.llm import CardReranker
 
@@ -179,6 +187,10 @@ def ensure_exported(
     precision = options.get("precision", "fp32")
     model_format = settings.model_format if settings else "onnx"
     calibration = options.get("calibration")
+    if cascade.is_cascade(source):
+        if cascade.is_exported(repository, source, precision, settings):
+            return None
+        return export_model(source, repository, kind, settings=settings, **options)
     if is_exported(
         repository, source, kind, precision, model_format=model_format, settings=settings, calibration=calibration
     ):
