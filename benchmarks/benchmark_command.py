@@ -80,6 +80,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the Python of the peers' environment, built by `make peers` (default: %(default)s)",
     )
     _add_first_stages(parser)
+    _add_query_latency(parser)
 
 
 def _add_modes(parser: argparse.ArgumentParser) -> None:
@@ -113,6 +114,20 @@ def _add_first_stages(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_query_latency(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--query-latency",
+        action="store_true",
+        help="nDCG@10 beside p50/p95 rerank time per query, for fp32, int8, bf16 and --cascade (and its student)",
+    )
+    parser.add_argument(
+        "--latency-data", type=Path, default=SHARED / "data" / "scifact", help="with --query-latency: a BEIR folder"
+    )
+    parser.add_argument("--latency-split", default="test", help="with --query-latency: its qrels split")
+    parser.add_argument("--cascade", type=Path, help="with --query-latency: a cascade folder (triton-rerank distill)")
+    parser.add_argument("--max-queries", type=int, help="with --query-latency: the first N queries by id")
+
+
 def core_counts(value: str) -> list[int]:
     """An argparse type: core counts separated by commas."""
     try:
@@ -129,6 +144,7 @@ def run(args: argparse.Namespace) -> int:
         api_overhead,
         first_stages,
         long_documents,
+        query_latency,
         queue_policy,
         scaling,
         served_benchmark,
@@ -150,6 +166,7 @@ def run(args: argparse.Namespace) -> int:
         "long_documents": long_documents.run_long_documents_benchmark,
         "tiers": tiers.run_tiers_benchmark,
         "queue_policy": queue_policy.run_queue_policy_benchmark,
+        "query_latency": query_latency.run_query_latency_benchmark,
     }
     chosen = next((run_mode for flag, run_mode in modes.items() if getattr(args, flag)), None)
     return (chosen or served_benchmark.run_served_benchmark)(config)

@@ -32,6 +32,11 @@ class BenchmarkConfig:
     cpu_scaling: Sequence[int] | None = None
     peers_python: Path = Path(".venv-peers/bin/python")
     first_stage_data: Path = Path("../shared/data/scifact")  # --first-stages: a BEIR folder with test queries
+    query_latency: bool = False
+    latency_data: Path = Path("../shared/data/scifact")  # --query-latency: a BEIR folder
+    latency_split: str = "test"
+    cascade: Path | None = None  # --query-latency: a cascade folder from `triton-rerank distill`
+    max_queries: int | None = None
 
     def dl19(self) -> Path | None:
         """The DL19 folder, or None for synthetic passages."""

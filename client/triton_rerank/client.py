@@ -13,11 +13,14 @@ client takes (replicas, timeouts, batch size, API key) are those of ``base.Async
 
 ``AsyncTritonRerankFunction`` holds the logic; ``TritonRerankFunction`` runs it on a shared event
 loop (``triton_rerank.loop``) and may be called from several threads at once. A score the model
-answers NaN for is refused (``InvalidScoresError``), never ranked.
+answers NaN for is refused (``InvalidScoresError``), never ranked. ``score_cache="memory"`` (or a
+``redis://`` URL, or a ``score_cache.ScoreCache`` shared with other clients) sends only the pairs
+not scored before by the same model version with the same options (``triton_rerank.score_cache``).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Literal, NamedTuple
@@ -31,6 +34,8 @@ from triton_rerank.base import AsyncClient, BlockingClient, check_strings, utf8
 from triton_rerank.endpoints import DEFAULT_URL
 from triton_rerank.errors import InvalidScoresError, RerankInputError
 from triton_rerank.options import RerankOptions
+from triton_rerank.score_cache import ScoreCache, config_version
+from triton_rerank.score_cache import score_cache as score_cache_of
 
 Activation = Literal["identity", "sigmoid"]
 
@@ -121,15 +126,30 @@ class AsyncTritonRerankFunction(AsyncClient):
     Args:
         activation: ``identity`` returns raw logits (as ms-marco cross-encoders do in-process);
             ``sigmoid`` maps them into (0, 1).
+        score_cache: None (off, the default), ``"memory"``, a ``redis://`` URL, or a ``ScoreCache``.
         options: Those of every client (``base.AsyncClient``): ``model_name`` (default ``reranker``),
             ``batch_size``, ``timeout_s``, ``headers``, ``max_in_flight``, ``retry_s``, ``api_key``.
     """
 
     DEFAULT_MODEL_NAME = protocol.RERANKER
 
-    def __init__(self, url: str | Sequence[str] = DEFAULT_URL, *, activation: Activation = "identity", **options):
+    def __init__(
+        self,
+        url: str | Sequence[str] = DEFAULT_URL,
+        *,
+        activation: Activation = "identity",
+        score_cache: str | ScoreCache | None = None,
+        **options,
+    ):
         self.activation = check_activation(activation)
+        self.score_cache = score_cache_of(score_cache)
+        self._owns_cache = not isinstance(score_cache, ScoreCache)  # one passed in may serve other clients too
         super().__init__(url, **options)
+
+    async def close(self) -> None:
+        await super().close()
+        if self.score_cache is not None and self._owns_cache:
+            await self.score_cache.close()
 
     async def __call__(
         self,
@@ -173,10 +193,17 @@ class AsyncTritonRerankFunction(AsyncClient):
         self, query: str, documents: list[str], tokens: bool, spans: bool, chosen: RerankOptions
     ) -> Scores:
         encoded = check_request(query, documents)
-        costs = chosen.row_costs(query)
+        if self.score_cache is not None and encoded:
+            values = await self._through_cache(query, documents, encoded, chosen)
+            if values is not None:  # score, tokens, span: what _scores reads, in those columns
+                return self._scores(values if tokens or spans else values[:, 0], tokens, spans)
         outputs = (protocol.SCORES,) + ((protocol.TOKENS,) if tokens else ()) + ((protocol.SPANS,) if spans else ())
+        return self._scores(await self._send_pairs(query, encoded, outputs, chosen), tokens, spans)
+
+    async def _send_pairs(self, query: str, encoded: list[bytes], outputs: tuple, chosen: RerankOptions):
+        costs = chosen.row_costs(query)
         query_bytes = [query.encode("utf-8")]
-        values = await self._send(
+        return await self._send(
             encoded,
             lambda group: ({protocol.QUERY: query_bytes, protocol.DOCUMENTS: group}, len(group)),
             outputs if len(outputs) > 1 else protocol.SCORES,
@@ -184,7 +211,33 @@ class AsyncTritonRerankFunction(AsyncClient):
             parameters=chosen.parameters(),
             costs=(lambda limits: costs(limits, encoded)) if costs else None,
         )
-        return self._scores(values, tokens, spans)
+
+    async def _through_cache(self, query: str, documents: list[str], encoded: list[bytes], chosen: RerankOptions):
+        """[documents, 4] float32 (score, tokens, span start, span end): the cached pairs as they were
+        computed, the others computed and cached. None for a model whose scores cannot be cached."""
+        version = config_version(await self._transport.served_config())
+        if version is None:
+            return None
+        cache = self.score_cache
+        await cache.start()
+        keys = cache.keys(self._transport.model_name, version, chosen.parameters(), query, documents)
+        found = await cache.get_many(keys)
+        values = np.zeros((len(documents), 4), np.float32)
+        misses: dict[bytes, list[int]] = {}  # a document given twice is sent once
+        for i, value in enumerate(found):
+            if value is None:
+                misses.setdefault(keys[i], []).append(i)
+            else:
+                values[i] = value
+        if misses:
+            sent = [rows[0] for rows in misses.values()]
+            outputs = (protocol.SCORES, protocol.TOKENS, protocol.SPANS)
+            computed = await self._send_pairs(query, [encoded[i] for i in sent], outputs, chosen)
+            for rows, row in zip(misses.values(), computed, strict=True):
+                values[rows] = row
+            fresh = [(keys[i], (float(values[i, 0]), *(int(v) for v in values[i, 1:]))) for i in sent]
+            await cache.put_many([(key, value) for key, value in fresh if not math.isnan(value[0])])
+        return values
 
     def _scores(self, values: np.ndarray, tokens: bool, spans: bool) -> Scores:
         """The answer (one column per output, side by side) as ``Scores``."""

@@ -37,6 +37,9 @@ ROW_OUTPUTS = (TOKEN_COUNT, ROW_DOCUMENT, ROW_SPAN)
 MAX_ROWS_PER_REQUEST = "max_rows_per_request"  # most rows (documents, texts, windows) one request may hold
 MAX_LENGTH = "max_length"  # tokens the model reads per row
 RESERVED_TOKENS = "reserved_tokens"  # a row's tokens besides its query and document (an LLM's prompt)
+# The export's digest of the weights, in the ensemble's config: a new export or deploy is a new
+# version to the score cache even where nothing else in the config changed.
+MODEL_ID = "model_id"
 # A cascade (triton-rerank distill) ranks the documents of one request among themselves: its best
 # CASCADE_K go on to the full model. Clients send a cascade a call's documents in one request.
 CASCADE_K = "cascade_k"

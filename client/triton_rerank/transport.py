@@ -64,6 +64,7 @@ RETRY_FIRST_DELAY_S, RETRY_MAX_DELAY_S = 0.25, 2.0
 _UNKNOWN = object()  # no server has answered the question yet
 
 
+
 Batch = tuple[dict[str, list[bytes]], int]  # string inputs by name, and the rows they hold
 Output = str | tuple[str, ...]  # the output to read, or several read side by side (as float32)
 
@@ -286,6 +287,20 @@ class AsyncTransport:
             first = _first(failed)
             raise first from first.__cause__  # the failure itself, its own cause kept
         return [task.result() for task in tasks]
+
+    async def served_config(self) -> dict:
+        """The model's config as the first server that answers serves it now (the score cache keys
+        a version on it, read on every call, so that a deploy or a rollback is seen at once)."""
+        failure: BaseException | None = None
+        for client in self._connect():
+            try:
+                config = await client.get_model_config(self.model_name, headers=self.headers, **self._config_kwargs())
+            except Exception as err:
+                if (failure := self.translate(err)) is None:
+                    raise
+                continue
+            return config.get("config", config)
+        raise failure
 
     async def limits(self) -> dict[str, int]:
         """The asyncio twin of ``Transport.limits``."""

@@ -4,6 +4,7 @@ and only then moved into place. A check that fails leaves the repository as it w
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shutil
@@ -14,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+import triton_rerank.protocol as protocol_names
 import triton_rerank.serving.export.graphs as graphs
 import triton_rerank.serving.export.precision as precision
 from triton_rerank.backends.tokenizer_model import encode
@@ -152,6 +154,7 @@ def write_checked(job: ExportJob, repository: Path) -> ExportReport:
             options=asdict(options),
         )
         (weights.parent / "export.json").write_text(json.dumps(asdict(report), indent=2) + "\n")
+        _stamp_model_id(staging / family.ensemble / "config.pbtxt", weights)
         _install(staging, repository, family.names)
     log.info("exported %s to %s (max |diff| %.2g)", job.model, repository, max_abs_diff)
     return report
@@ -192,6 +195,18 @@ def _difference(score, tokenizer, job: ExportJob) -> float:
     batched = score(encode(tokenizer, job.samples, names))
     single = np.concatenate([score(encode(tokenizer, [sample], names)) for sample in job.samples])
     return float(max(np.max(np.abs(job.expected - batched)), np.max(np.abs(job.expected - single))))
+
+
+def _stamp_model_id(ensemble_config: Path, weights: Path) -> None:
+    """The weights' digest as the ensemble's ``model_id``: what the score cache keys a version on."""
+    digest = hashlib.sha256()
+    for path in graphs.graph_files(weights):
+        with path.open("rb") as file:
+            for block in iter(lambda: file.read(1 << 20), b""):
+                digest.update(block)
+    config = repo.load_config(ensemble_config)
+    config.parameters[protocol_names.MODEL_ID].string_value = digest.hexdigest()[:16]
+    ensemble_config.write_text(repo.to_pbtxt(config))
 
 
 def _existing_parent(path: Path) -> Path:
