@@ -227,3 +227,16 @@ def score_cache(choice: str | ScoreCache | None, *, max_bytes: int = DEFAULT_MEM
     if isinstance(choice, str) and choice.split("://", 1)[0] in ("redis", "rediss", "unix", "valkey", "valkeys"):
         return RedisScoreCache(choice.replace("valkey", "redis", 1) if choice.startswith("valkey") else choice)
     raise RerankInputError(f"score_cache must be 'memory' or a redis:// URL, got {choice!r}")
+
+
+def check_reachable(choice: str | None) -> None:
+    """Before a server starts: a ``redis://`` choice must answer (a blocking ping), else a clear error."""
+    cache = score_cache(choice)
+    if not isinstance(cache, RedisScoreCache):
+        return
+    import redis
+
+    try:
+        redis.Redis.from_url(cache.url, socket_timeout=2, socket_connect_timeout=2).ping()
+    except (redis.RedisError, OSError) as err:
+        raise RerankInputError(f"--score-cache {cache.url}: no Redis answers there ({err})") from err

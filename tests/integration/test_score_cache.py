@@ -103,3 +103,37 @@ def test_a_redis_that_does_not_answer_at_start_is_a_clear_error(triton_server):
             rf.score(QUERY, DOCUMENTS)
     with pytest.raises(RerankInputError, match="'memory' or a redis:// URL"):
         TritonRerankFunction(triton_server.grpc_url, score_cache="disk")
+
+
+def test_two_api_processes_share_one_redis_and_show_the_hits_as_metrics(triton_server, redis_server):
+    """A pair scored through one API replica is a hit through the other; the cohere route's scores are
+    the same with and without the cache; the hit ratio is on /metrics. A Redis that does not answer
+    when the API starts is refused in one line."""
+    import subprocess
+    import sys
+
+    import httpx
+
+    from benchmarks.api_process import ApiProcess
+    from triton_rerank.serving.server import free_port
+
+    body = {"model": "reranker", "query": QUERY, "documents": DOCUMENTS}
+    with ApiProcess(triton_server.grpc_url) as plain, ApiProcess(
+        triton_server.grpc_url, "--score-cache", redis_server.url
+    ) as one, ApiProcess(triton_server.grpc_url, "--score-cache", redis_server.url) as other:
+        expected = httpx.post(f"{plain.url}/v2/rerank", json=body, timeout=30).json()["results"]
+        assert httpx.post(f"{one.url}/v2/rerank", json=body, timeout=30).json()["results"] == expected
+        before = requests_of(triton_server)
+        assert httpx.post(f"{other.url}/v2/rerank", json=body, timeout=30).json()["results"] == expected
+        assert requests_of(triton_server) == before  # every pair came from the cache the first replica filled
+        metrics = httpx.get(f"{other.url}/metrics").text
+        assert f'rerank_api_score_cache_lookups_total{{result="hit"}} {float(len(DOCUMENTS))}' in metrics
+        assert 'rerank_api_score_cache_lookups_total{result="miss"} 0.0' in metrics
+        assert "rerank_api_score_cache_errors_total 0.0" in metrics
+    refused = subprocess.run(
+        [sys.executable, "-m", "triton_rerank.cli", "api", "--triton-url", triton_server.grpc_url,
+         "--score-cache", f"redis://127.0.0.1:{free_port()}/0"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert refused.returncode == 2 and "no Redis answers there" in refused.stderr
+    assert "Traceback" not in refused.stderr

@@ -25,12 +25,19 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
-from triton_rerank.api.middleware import ApiKeyMiddleware, ConcurrencyLimitMiddleware, Metrics, MetricsMiddleware
+from triton_rerank.api.middleware import (
+    ApiKeyMiddleware,
+    ConcurrencyLimitMiddleware,
+    Metrics,
+    MetricsMiddleware,
+    ScoreCacheCollector,
+)
 from triton_rerank.api.observe import RequestContextMiddleware, server_span_middleware
 from triton_rerank.api.openapi import openapi_document
 from triton_rerank.api.routes import ROUTES
 from triton_rerank.api.service import RerankService
 from triton_rerank.api.settings import ApiSettings
+from triton_rerank.score_cache import score_cache
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +50,13 @@ def create_app(settings: ApiSettings, service: RerankService | None = None) -> S
         aliases=dict(settings.aliases),
         timeout_s=settings.timeout_s,
         batch_size=settings.batch_size,
+        score_cache=score_cache(settings.score_cache, max_bytes=settings.score_cache_mb << 20),
     )
     service.settings = settings  # the operator's policies and row budget, for a service given too
     metrics = Metrics()
     metrics.rows_in_flight.set_function(lambda: service.rows_in_use)
+    if service.score_cache is not None:
+        metrics.registry.register(ScoreCacheCollector(service.score_cache))
     middleware = [
         *server_span_middleware(),
         Middleware(RequestContextMiddleware),
@@ -58,6 +68,9 @@ def create_app(settings: ApiSettings, service: RerankService | None = None) -> S
 
     @asynccontextmanager
     async def lifespan(app: Starlette):
+        if service.score_cache is not None:
+            await service.score_cache.start()  # a Redis that does not answer now is refused, not skipped
+            log.warning("score cache: %s", service.score_cache.kind)
         await service.refresh()
         if service.models:
             log.warning("serving rerankers %s from Triton at %s", ", ".join(service.names()), settings.triton_url)

@@ -52,6 +52,30 @@ class Metrics:
         self.documents_per_request.labels(route).observe(documents)
 
 
+class ScoreCacheCollector:
+    """The score cache's lookups by result (hit, miss) and its store's errors, read at each scrape:
+    the dashboard's hit ratio is hit / (hit + miss)."""
+
+    def __init__(self, cache) -> None:
+        self.cache = cache
+
+    def collect(self):
+        from prometheus_client.core import CounterMetricFamily
+
+        counts = self.cache.counts
+        lookups = CounterMetricFamily(
+            "rerank_api_score_cache_lookups", "Score cache lookups of a pair, by result", labels=["result"]
+        )
+        lookups.add_metric(["hit"], counts.hits)
+        lookups.add_metric(["miss"], counts.misses)
+        yield lookups
+        yield CounterMetricFamily(
+            "rerank_api_score_cache_errors",
+            "Score cache store failures (the pairs were computed instead)",
+            value=counts.errors,
+        )
+
+
 def refuse(scope: Scope, err: ApiError):
     """The refusal of a request to ``scope``'s route, in its API's format."""
     dialect = ROUTES[scope["path"]][2] if scope["path"] in ROUTES else JINA

@@ -20,6 +20,7 @@ import triton_rerank.protocol as protocol
 from triton_rerank.api.schemas import ApiError
 from triton_rerank.api.settings import ApiSettings
 from triton_rerank.client import AsyncTritonRerankFunction
+from triton_rerank.score_cache import ScoreCache
 from triton_rerank.errors import (
     InvalidScoresError,
     ModelNotReadyError,
@@ -59,6 +60,7 @@ class RerankService:
         timeout_s: Triton request timeout.
         batch_size: Documents per Triton request (more are split, up to the server's limit).
         settings: The operator's long-document policies and row budget (``ApiSettings``).
+        score_cache: The pair scores' cache (``triton_rerank.score_cache``), or None.
     """
 
     triton_url: str | Sequence[str]
@@ -67,6 +69,7 @@ class RerankService:
     timeout_s: float = 60.0
     batch_size: int | None = None
     settings: ApiSettings = field(default_factory=ApiSettings)
+    score_cache: ScoreCache | None = None  # shared by every model's client (keys name the model)
     models: dict[str, ServedModel] = field(default_factory=dict, init=False)
     _clients: dict[str, AsyncTritonRerankFunction] = field(default_factory=dict, init=False)
     failure: RerankError | None = field(default=None, init=False)  # why Triton did not answer the last refresh
@@ -199,7 +202,7 @@ class RerankService:
         if name not in self._clients:
             options = {"batch_size": self.batch_size} if self.batch_size else {}
             self._clients[name] = AsyncTritonRerankFunction(
-                self.triton_url, model_name=name, timeout_s=self.timeout_s, **options
+                self.triton_url, model_name=name, timeout_s=self.timeout_s, score_cache=self.score_cache, **options
             )
         return self._clients[name]
 
@@ -207,6 +210,8 @@ class RerankService:
         for client in self._clients.values():
             await client.close()
         self._clients.clear()
+        if self.score_cache is not None:
+            await self.score_cache.close()
 
 
 def api_error(err: RerankError) -> ApiError:

@@ -57,6 +57,12 @@ class ApiSettings:
         "most rows a request may become on Triton: a document is one row, or up to --max-chunks-per-doc windows "
         "when it may be longer than the model reads with max / mean (over it: 400)",
     )
+    score_cache: str | None = _setting(
+        None,
+        "memory, or a redis:// URL shared by replicas: score each (query, document) pair of a model version and "
+        "options once, and answer it again from the cache (default: off)",
+    )
+    score_cache_mb: int = _setting(256, "with --score-cache memory: its size, in MiB (least recent pairs out first)")
     log_format: Literal["text", "json"] = _setting(
         "text", "text, or json: one JSON object per line (time, level, request_id, trace_id, route, status, ms, ...)"
     )
@@ -80,6 +86,7 @@ class ApiSettings:
             "max_concurrent_requests",
             "max_concurrent_rows",
             "max_chunks_per_doc",
+            "score_cache_mb",
         ):
             if getattr(self, name) < 1:
                 raise RerankInputError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")

@@ -23,6 +23,7 @@ from triton_rerank.api.settings import RERANK_API_KEY_ENV, ApiSettings
 from triton_rerank.commands.common import add_triton_url
 from triton_rerank.errors import RerankInputError
 from triton_rerank.flags import add_flags, from_flags
+from triton_rerank.score_cache import check_reachable
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -63,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
         api_key=os.environ.get(RERANK_API_KEY_ENV) or None,
     )
     configure_logging(settings.log_format, args.access_log)
+    check_reachable(settings.score_cache)
     try:
         tracing.configure("triton-rerank-api")
     except RerankInputError as err:
