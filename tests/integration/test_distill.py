@@ -158,3 +158,16 @@ def test_a_cascade_dev_does_not_hold_is_not_written_and_the_refusal_quotes_both_
     assert not out.exists() and not list(tmp_path.glob(".*.partial"))
     assert main([*flags, "--tolerance", "-1"]) == 2
     assert "--tolerance must be in [0, 1)" in capsys.readouterr().err
+
+
+def test_a_score_cache_passes_a_cascade_by(served, cascade):
+    """A cascade's score of a pair depends on the call's other documents: no pair of it is cached."""
+    from triton_rerank.serving.statistics import triton_stats
+
+    server, _ = served
+    with TritonRerankFunction(server.grpc_url, model_name="distilled", score_cache="memory") as rf:
+        first = rf.score(QUERY, DOCUMENTS)
+        before = triton_stats(server.http_url)["distilled"]["requests"]
+        np.testing.assert_array_equal(rf.score(QUERY, DOCUMENTS), first)
+        assert triton_stats(server.http_url)["distilled"]["requests"] == before + 1
+        assert len(rf._async.score_cache) == 0 and rf._async.score_cache.counts.as_dict()["hits"] == 0

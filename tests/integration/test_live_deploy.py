@@ -41,14 +41,14 @@ class Clients:
     """Threads that rerank without pause, over HTTP and gRPC, and note when each request was sent and
     whose scores it got (``seen``: (sent at, name))."""
 
-    def __init__(self, server, scores) -> None:
-        self.scores, self.seen, self.failures = scores, [], []
+    def __init__(self, server, scores, score_cache=None) -> None:
+        self.scores, self.seen, self.failures, self.score_cache = scores, [], [], score_cache
         self._stop = threading.Event()
         urls = [server.http_url, server.grpc_url] * 2
         self._threads = [threading.Thread(target=self._run, args=(url,)) for url in urls]
 
     def _run(self, url: str) -> None:
-        with TritonRerankFunction(url) as rerank:
+        with TritonRerankFunction(url, score_cache=self.score_cache) as rerank:
             while not self._stop.is_set():
                 sent = time.monotonic()
                 try:
@@ -76,12 +76,18 @@ class Clients:
 
 
 @pytest.mark.slow
-def test_deploy_and_rollback_while_clients_rerank(models, tmp_path):
+@pytest.mark.parametrize("cached", [False, True], ids=["no cache", "a score cache shared by the clients"])
+def test_deploy_and_rollback_while_clients_rerank(models, tmp_path, cached):
+    """With a score cache, every request after the first is a hit until the switch: the deploy and the
+    rollback each change the version the cache keys on, so no request after them gets a stale score."""
+    from triton_rerank.score_cache import MemoryScoreCache
+
     paths, scores = models
     repository = tmp_path / "model_repository"
     export_cross_encoder(str(paths["a"]), repository)
     settings = free_port_settings(model_control="explicit")
-    with EmbeddedTritonServer(repository, settings) as server, Clients(server, scores) as clients:
+    cache = MemoryScoreCache() if cached else None
+    with EmbeddedTritonServer(repository, settings) as server, Clients(server, scores, cache) as clients:
         began = time.monotonic()
         entry = deploy(str(paths["b"]), repository, server.http_url)
         deployed = time.monotonic()
@@ -99,6 +105,8 @@ def test_deploy_and_rollback_while_clients_rerank(models, tmp_path):
     assert set(clients.sent(0, began)) == {"a"} and set(clients.sent(deployed, rolling_back)) == {"b"}
     assert set(clients.sent(rolled_back)) == {"a"} and clients.sent(rolled_back)["a"] > 0
     assert "neither" not in {name for _, name in clients.seen}  # never a mix of two versions' members
+    if cached:  # hits served most requests, and both versions' pairs were cached apart
+        assert cache.counts.hits > cache.counts.misses > 0 and len(cache) == 2 * len(set(DOCUMENTS))
 
 
 @pytest.mark.slow
