@@ -67,6 +67,8 @@ def test_the_dashboard_shows_the_whole_path():
         "rerank_api_requests_total",  # rate and errors by code
         "rerank_api_request_seconds_bucket",  # latency percentiles
         "rerank_api_request_documents_bucket",  # documents per request
+        "rerank_api_score_cache_lookups_total",  # the score cache's hit ratio ...
+        "rerank_api_score_cache_errors_total",  # ... and its store's failures
         "nv_inference_queue_duration_us",  # Triton's queue ...
         "nv_inference_compute_infer_duration_us",  # ... and compute time per model
         "nv_inference_count",  # batch size = inference count / execution count
