@@ -126,6 +126,11 @@ def _add_query_latency(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--latency-split", default="test", help="with --query-latency: its qrels split")
     parser.add_argument("--cascade", type=Path, help="with --query-latency: a cascade folder (triton-rerank distill)")
     parser.add_argument("--max-queries", type=int, help="with --query-latency: the first N queries by id")
+    parser.add_argument(
+        "--cache-replay",
+        action="store_true",
+        help="a DL19 query log with 50%% repeats through the API at 4 clients: no score cache, memory, redis",
+    )
 
 
 def core_counts(value: str) -> list[int]:
@@ -142,6 +147,7 @@ def core_counts(value: str) -> list[int]:
 def run(args: argparse.Namespace) -> int:
     from benchmarks import (
         api_overhead,
+        cache_replay,
         first_stages,
         long_documents,
         query_latency,
@@ -167,6 +173,7 @@ def run(args: argparse.Namespace) -> int:
         "tiers": tiers.run_tiers_benchmark,
         "queue_policy": queue_policy.run_queue_policy_benchmark,
         "query_latency": query_latency.run_query_latency_benchmark,
+        "cache_replay": cache_replay.run_cache_replay_benchmark,
     }
     chosen = next((run_mode for flag, run_mode in modes.items() if getattr(args, flag)), None)
     return (chosen or served_benchmark.run_served_benchmark)(config)

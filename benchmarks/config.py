@@ -37,6 +37,7 @@ class BenchmarkConfig:
     latency_split: str = "test"
     cascade: Path | None = None  # --query-latency: a cascade folder from `triton-rerank distill`
     max_queries: int | None = None
+    cache_replay: bool = False
 
     def dl19(self) -> Path | None:
         """The DL19 folder, or None for synthetic passages."""

@@ -153,7 +153,9 @@ class RedisScoreCache(ScoreCache):
         try:
             import redis.asyncio as aioredis
         except ImportError as err:
-            raise ImportError(f"a Redis score cache needs the 'cache' extra: pip install 'triton-rerank[cache]' ({err})")
+            raise ImportError(
+                f"a Redis score cache needs the 'cache' extra: pip install 'triton-rerank[cache]' ({err})"
+            ) from err
         super().__init__()
         self.url, self.ttl_s = url, ttl_s
         try:

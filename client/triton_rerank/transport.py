@@ -64,7 +64,6 @@ RETRY_FIRST_DELAY_S, RETRY_MAX_DELAY_S = 0.25, 2.0
 _UNKNOWN = object()  # no server has answered the question yet
 
 
-
 Batch = tuple[dict[str, list[bytes]], int]  # string inputs by name, and the rows they hold
 Output = str | tuple[str, ...]  # the output to read, or several read side by side (as float32)
 

@@ -1,7 +1,8 @@
-"""`triton-rerank distill` end to end on the tiny cross-encoder: a student of its first layer learns
-its scores, the cascade folder is exported beside the plain models and served by a real Triton, and
-its served scores equal the cascade in process; the documents that reach the last stage get the very
-scores of BASE served alone. Then each refusal, before any work where it can be."""
+"""`triton-rerank distill` end to end on the tiny cross-encoder: students (BASE reading fewer tokens,
+at fp32 and OpenVINO int8 calibrated on the collection) judged on dev, the cascade folder exported
+beside the plain models and served by a real Triton, its served scores equal to the cascade in
+process; the documents that reach the last stage get the very scores of BASE served alone. Then
+each refusal, before any work where it can be."""
 
 from __future__ import annotations
 
@@ -36,8 +37,8 @@ DOCUMENTS = [
 
 
 def settings(beir_folder, tiny_model, output, **changes) -> DistillConfig:
-    values = dict(data=beir_folder, model=str(tiny_model), output=output, depth=10, layers=1, max_steps=4)
-    return DistillConfig(**(values | {"pairs_per_query": 8, "batch_size": 8, "max_minutes": 10} | changes))
+    values = dict(data=beir_folder, model=str(tiny_model), output=output, depth=10, student_lengths="16")
+    return DistillConfig(**(values | {"student_precisions": "fp32", "max_minutes": 10} | changes))
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +46,7 @@ def cascade(beir_folder, tiny_model, tmp_path_factory):
     """The tiny model distilled (fp32 student, so that the in-process reference is exact), with the
     tolerance wide: random weights rank nothing well, and the plumbing is what is tested."""
     output = tmp_path_factory.mktemp("distilled") / "cascade"
-    report = distill(settings(beir_folder, tiny_model, output, student_precision="fp32", tolerance=0.99, k=4))
+    report = distill(settings(beir_folder, tiny_model, output, tolerance=0.99, k=4))
     return output, report
 
 
@@ -65,26 +66,47 @@ def test_the_cascade_folder_holds_both_models_its_choice_and_the_report(cascade)
     output, report = cascade
     spec = json.loads((output / "cascade.json").read_text())
     assert spec["first"] == "student" and spec["last"] == "base" and spec["k"] == 4
-    assert spec["first_precision"] == "fp32"
+    assert (spec["first_precision"], spec["first_format"], spec["first_calibration"]) == ("fp32", "onnx", "")
     assert json.loads((output / "distill-report.json").read_text()) == report
-    assert report["recipe"]["steps"] == 4 and report["recipe"]["layers"] == 1
-    student = json.loads((output / "student" / "config.json").read_text())
-    assert student["num_hidden_layers"] == 1
+    student = json.loads((output / "student" / "tokenizer_config.json").read_text())
+    assert student["model_max_length"] == 16
+    base = json.loads((output / "base" / "tokenizer_config.json").read_text())
+    assert base["model_max_length"] == 48 and not (output / "base" / "calibration.jsonl").exists()
     dev = report["dev"]
-    assert dev["chosen"] == {"precision": "fp32", "k": 4, **{key: dev["chosen"][key] for key in ("ndcg@10", "cost")},
-                             "holds": True}  # fmt: skip
-    assert 0 <= dev["base_ndcg@10"] <= 1 and report["settings"]["seed"] == 0
+    assert dev["chosen"]["student"] == "fp32, 16 tokens" and dev["chosen"]["k"] == 4 and dev["chosen"]["holds"]
+    assert 0 <= dev["base_ndcg@10"] <= 1 and report["settings"]["seed"] == 0 and report["queries"]["dev"] == 16
     assert (output / "README.md").read_text().startswith("---")
     assert not list(output.parent.glob(".*.partial"))
 
 
+def test_an_openvino_int8_student_is_calibrated_on_the_collection_and_served_so(beir_folder, tiny_model, tmp_path):
+    from triton_rerank.serving.export import export_model, is_exported
+    from triton_rerank.serving.layout import RepositorySettings
+
+    output = tmp_path / "cascade"
+    report = distill(settings(beir_folder, tiny_model, output, student_precisions="int8-openvino", tolerance=0.99, k=4))
+    spec = json.loads((output / "cascade.json").read_text())
+    assert (spec["first_precision"], spec["first_format"]) == ("int8", "openvino")
+    pairs = (output / "student" / spec["first_calibration"]).read_text().splitlines()
+    assert len(pairs) == min(300, 3 * report["queries"]["calibration"]) and json.loads(pairs[0])["query"]
+    repository = tmp_path / "repo"
+    export_model(str(output), repository, "cross-encoder")
+    assert (repository / "reranker_first_model" / "1" / "model.xml").exists()
+    assert json.loads((repository / "reranker_first_model" / "1" / "export.json").read_text())["calibration"].startswith(
+        "sha256:"
+    )
+    assert is_exported(
+        repository, str(output / "base"), "cross-encoder", settings=RepositorySettings(name="reranker_last")
+    )
+
+
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
 def test_served_scores_equal_the_cascade_in_process_and_base_alone_for_what_it_read(served, cascade, protocol):
-    from triton_rerank.serving.export.cascade import reference
+    from triton_rerank.serving.export import reference_reranker
 
     server, _ = served
     url = server.grpc_url if protocol == "grpc" else server.http_url
-    expected = reference(cascade[0])([(QUERY, d) for d in DOCUMENTS])
+    expected = reference_reranker(str(cascade[0]))([(QUERY, d) for d in DOCUMENTS])
     with TritonRerankFunction(url, model_name="distilled") as rf:
         got = rf.score(QUERY, DOCUMENTS)
         assert rf.limits()["cascade_k"] == 4
@@ -99,7 +121,7 @@ def test_served_scores_equal_the_cascade_in_process_and_base_alone_for_what_it_r
 def test_a_call_larger_than_a_stage_takes_is_still_one_cascade(served, cascade):
     """The stages take 128 rows per request; the cascade splits a call of 300 itself and still sends
     only its best k on to BASE."""
-    from triton_rerank.serving.export.cascade import reference
+    from triton_rerank.serving.export import reference_reranker
     from triton_rerank.serving.statistics import triton_stats
 
     server, _ = served
@@ -108,23 +130,21 @@ def test_a_call_larger_than_a_stage_takes_is_still_one_cascade(served, cascade):
     with TritonRerankFunction(server.grpc_url, model_name="distilled") as rf:
         got = rf.score(QUERY, documents)
     after = triton_stats(server.http_url)
-    np.testing.assert_allclose(got, reference(cascade[0])([(QUERY, d) for d in documents]), atol=1e-4)
+    np.testing.assert_allclose(got, reference_reranker(str(cascade[0]))([(QUERY, d) for d in documents]), atol=1e-4)
     calls = {name: after[name]["requests"] - before.get(name, {}).get("requests", 0)
              for name in ("distilled", "distilled_first", "distilled_last")}  # fmt: skip
     assert calls == {"distilled": 1, "distilled_first": 3, "distilled_last": 1}  # 128 + 128 + 44, then the best 4
 
 
-def test_an_existing_output_and_a_model_that_is_no_cross_encoder_are_refused_at_once(
-    beir_folder, tiny_model, tmp_path
-):
+def test_an_existing_output_and_a_model_that_is_no_cross_encoder_are_refused_at_once(beir_folder, tiny_model, tmp_path):
     (tmp_path / "taken").mkdir()
     with pytest.raises(RerankInputError, match="exists"):
         distill(settings(beir_folder, tiny_model, tmp_path / "taken"))
     encoder = build_tiny_bert_encoder(tmp_path / "encoder")
     with pytest.raises(RerankInputError, match="not a cross-encoder"):
         distill(settings(beir_folder, encoder, tmp_path / "out"))
-    with pytest.raises(RerankInputError, match="--layers 2: .* has 2 layers"):
-        distill(settings(beir_folder, tiny_model, tmp_path / "out", layers=2))
+    with pytest.raises(RerankInputError, match="--student-precisions must name some of"):
+        distill(settings(beir_folder, tiny_model, tmp_path / "out", student_precisions="int4"))
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".*.partial"))
 
 
@@ -132,11 +152,11 @@ def test_a_collection_too_small_and_a_budget_too_small_are_refused_with_what_the
     beir_folder, tiny_model, tmp_path
 ):
     with pytest.raises(TrainingDataError, match="too small to distil from"):
-        distill(settings(beir_folder, tiny_model, tmp_path / "out", max_queries=10, dev_fraction=0.9))
+        distill(settings(beir_folder, tiny_model, tmp_path / "out", max_dev_queries=5))
     with pytest.raises(TrainingDataError, match="fewer than --depth 50"):
         distill(settings(beir_folder, tiny_model, tmp_path / "out", depth=50))
     with pytest.raises(RerankInputError, match="--max-minutes 0.01 is too small.*give at least"):
-        distill(settings(beir_folder, tiny_model, tmp_path / "out", max_minutes=0.01, max_steps=None))
+        distill(settings(beir_folder, tiny_model, tmp_path / "out", max_minutes=0.01))
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".*.partial"))
 
 
@@ -146,15 +166,18 @@ def test_a_cascade_dev_does_not_hold_is_not_written_and_the_refusal_quotes_both_
     import triton_rerank.distill.runner as runner
     from triton_rerank.cli import main
 
-    row = {"precision": "int8", "k": 3, "ndcg@10": 0.4123, "cost": 0.3, "holds": False}
+    row = {"student": "int8-openvino, 64 tokens", "k": 3, "ndcg@10": 0.4123, "cost": 0.3, "holds": False}
     verdict = {"holds": False, "best": row, "chosen": None, "base_ndcg@10": 0.5, "tried": [row]}
     monkeypatch.setattr(runner, "choose", lambda *args: verdict)
     out = tmp_path / "out"
     flags = ["distill", "--data", str(beir_folder), "--model", str(tiny_model), "--output", str(out), "--depth",
-             "10", "--layers", "1", "--max-steps", "2", "--batch-size", "8"]  # fmt: skip
+             "10", "--student-precisions", "fp32", "--student-lengths", "16"]  # fmt: skip
     assert main(flags) == 2
     err = capsys.readouterr().err
-    assert "does not rank like BASE: nDCG@10 0.4123 at best (k=3, student int8) against BASE's 0.5000" in err
+    assert (
+        "does not rank like BASE: nDCG@10 0.4123 at best (k=3, student int8-openvino, 64 tokens) against BASE's "
+        "0.5000" in err
+    )
     assert not out.exists() and not list(tmp_path.glob(".*.partial"))
     assert main([*flags, "--tolerance", "-1"]) == 2
     assert "--tolerance must be in [0, 1)" in capsys.readouterr().err

@@ -63,9 +63,10 @@ def test_options_that_change_a_score_key_apart(triton_server):
 
 def test_the_memory_store_stays_within_its_bytes_and_evicts_the_least_recent(triton_server):
     cache = MemoryScoreCache(max_bytes=10 * 160)  # about ten pairs
-    with TritonRerankFunction(triton_server.grpc_url, score_cache=cache) as rf, TritonRerankFunction(
-        triton_server.grpc_url
-    ) as plain:
+    with (
+        TritonRerankFunction(triton_server.grpc_url, score_cache=cache) as rf,
+        TritonRerankFunction(triton_server.grpc_url) as plain,
+    ):
         documents = [f"document number {i}" for i in range(40)]
         np.testing.assert_array_equal(rf.score(QUERY, documents), plain.score(QUERY, documents))
         assert cache.bytes <= cache.max_bytes and 0 < len(cache) < 40 and cache.evictions == 40 - len(cache)
@@ -75,12 +76,12 @@ def test_the_memory_store_stays_within_its_bytes_and_evicts_the_least_recent(tri
         MemoryScoreCache(0)
 
 
-def test_a_redis_is_shared_between_clients_and_its_death_degrades_to_computing(
-    triton_server, redis_server, caplog
-):
-    with TritonRerankFunction(triton_server.grpc_url, score_cache=redis_server.url) as one, TritonRerankFunction(
-        triton_server.grpc_url, score_cache=RedisScoreCache(redis_server.url)
-    ) as other, TritonRerankFunction(triton_server.grpc_url) as plain:
+def test_a_redis_is_shared_between_clients_and_its_death_degrades_to_computing(triton_server, redis_server, caplog):
+    with (
+        TritonRerankFunction(triton_server.grpc_url, score_cache=redis_server.url) as one,
+        TritonRerankFunction(triton_server.grpc_url, score_cache=RedisScoreCache(redis_server.url)) as other,
+        TritonRerankFunction(triton_server.grpc_url) as plain,
+    ):
         expected = plain.score(QUERY, DOCUMENTS)
         np.testing.assert_array_equal(one.score(QUERY, DOCUMENTS), expected)
         before = requests_of(triton_server)
@@ -118,9 +119,11 @@ def test_two_api_processes_share_one_redis_and_show_the_hits_as_metrics(triton_s
     from triton_rerank.serving.server import free_port
 
     body = {"model": "reranker", "query": QUERY, "documents": DOCUMENTS}
-    with ApiProcess(triton_server.grpc_url) as plain, ApiProcess(
-        triton_server.grpc_url, "--score-cache", redis_server.url
-    ) as one, ApiProcess(triton_server.grpc_url, "--score-cache", redis_server.url) as other:
+    with (
+        ApiProcess(triton_server.grpc_url) as plain,
+        ApiProcess(triton_server.grpc_url, "--score-cache", redis_server.url) as one,
+        ApiProcess(triton_server.grpc_url, "--score-cache", redis_server.url) as other,
+    ):
         expected = httpx.post(f"{plain.url}/v2/rerank", json=body, timeout=30).json()["results"]
         assert httpx.post(f"{one.url}/v2/rerank", json=body, timeout=30).json()["results"] == expected
         before = requests_of(triton_server)

@@ -51,9 +51,9 @@ def test_only_documents_that_may_not_fit_count_as_their_window_cap():
 
 def test_the_cheapest_holding_configuration_is_chosen_and_none_when_none_holds():
     rows = [
-        {"precision": "int8", "k": 10, "ndcg@10": 0.60, "cost": 0.2, "holds": False},
-        {"precision": "int8", "k": 20, "ndcg@10": 0.70, "cost": 0.3, "holds": True},
-        {"precision": "fp32", "k": 10, "ndcg@10": 0.70, "cost": 0.4, "holds": True},
+        {"student": "int8, 64 tokens", "k": 10, "ndcg@10": 0.60, "cost": 0.2, "holds": False},
+        {"student": "int8, 64 tokens", "k": 20, "ndcg@10": 0.70, "cost": 0.3, "holds": True},
+        {"student": "fp32, all tokens", "k": 10, "ndcg@10": 0.70, "cost": 0.4, "holds": True},
     ]
     assert pick(rows) == rows[1]
     assert pick([dict(r, holds=False) for r in rows]) is None

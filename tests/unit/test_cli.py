@@ -28,6 +28,7 @@ def _required(command: str) -> list[str]:
         "search": ["a query"],
         "evaluate": ["--data", "beir"],
         "train": ["--data", "beir", "--model", "m", "--output", "out"],
+        "distill": ["--data", "beir", "--model", "m", "--output", "out"],
         "deploy": ["--model", "m"],
     }.get(command, [])
 

@@ -20,7 +20,6 @@ import triton_rerank.protocol as protocol
 from triton_rerank.api.schemas import ApiError
 from triton_rerank.api.settings import ApiSettings
 from triton_rerank.client import AsyncTritonRerankFunction
-from triton_rerank.score_cache import ScoreCache
 from triton_rerank.errors import (
     InvalidScoresError,
     ModelNotReadyError,
@@ -32,6 +31,7 @@ from triton_rerank.errors import (
     ServerUnavailableError,
 )
 from triton_rerank.options import RerankOptions
+from triton_rerank.score_cache import ScoreCache
 from triton_rerank.transport import AsyncTransport
 
 log = logging.getLogger(__name__)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 
 def model_card(report: dict) -> str:
-    dev, recipe, chosen = report["dev"], report["recipe"], report["dev"]["chosen"]
+    dev, chosen = report["dev"], report["dev"]["chosen"]
     rows = "\n".join(
-        f"| {r['precision']} | {r['k']} | {r['ndcg@10']} | {r['cost']} | {'yes' if r['holds'] else 'no'} |"
+        f"| {r['student']} | {r['k']} | {r['ndcg@10']} | {r['cost']} | {'yes' if r['holds'] else 'no'} |"
         for r in dev["tried"]
     )
-    taught = "pseudo-queries (titles or first sentences)" if report["settings"]["pseudo_queries"] else "judged queries"
+    judged = "pseudo-queries (titles or first sentences)" if report["settings"]["pseudo_queries"] else "judged queries"
     return f"""---
 library_name: sentence-transformers
 pipeline_tag: text-ranking
@@ -18,12 +18,12 @@ tags: [cross-encoder, reranker, cascade, triton-rerank]
 ---
 # A cascade distilled by `triton-rerank distill`
 
-`student/` ({recipe["layers"]} of BASE's {recipe["base_layers"]} layers, served {chosen["precision"]}) ranks every
-candidate of a call; its best {chosen["k"]} go on to `base/` (`{report["base_model"]}`, served as it is alone),
-whose scores they get. Serve it with `triton-rerank export --model THIS_FOLDER`.
+`student/` (BASE read as: {chosen["student"]}) ranks every candidate of a call; its best {chosen["k"]} go on to
+`base/` (`{report["base_model"]}`, served as it is alone), whose scores they get. Serve it with
+`triton-rerank export --model THIS_FOLDER`.
 
-Taught by {taught} of `{report["data"]}`: {report["queries"]["teaching"]} queries, BASE's scores as labels;
-{recipe["steps"]} steps ({recipe["pairs_trained"]} pairs, {recipe["training_seconds"]} s, {recipe["loss"]}).
+Judged on {judged} of `{report["data"]}`: {report["queries"]["dev"]} dev queries, BASE's scores of their
+candidates; the other queries' pairs calibrate an int8 student.
 Seed {report["seed"]}, wall time {report["wall_seconds"]} s.
 
 ## Dev ({dev["queries"]} queries, first stage's top {dev["depth"]}, nDCG@10)

@@ -48,24 +48,29 @@ class DevLists:
         return out
 
 
-def choose(config, folder, lists: DevLists, base_layers: int) -> dict:
-    """The dev figures of every (student precision, k) tried, and the cheapest that holds."""
+def choose(config, students, lists: DevLists, deadline: float) -> dict:
+    """The dev figures of every (student, k) tried, and the cheapest that holds. ``students``:
+    (label, folder, precision, calibration file) in the order to try them; one that would start after
+    ``deadline`` (time.monotonic) is left untried, and said so."""
     from triton_rerank.distill.scorer import ExportedScorer
 
     base_ndcg = lists.ndcg(lists.base)
     depth = max(len(ids) for ids in lists.candidates.values())
     ks = [config.k] if config.k else [k for k in KS if k < depth] or [depth]
-    precisions = [config.student_precision] + (["fp32"] if config.student_precision == "int8" else [])
-    rows, alone = [], {}
-    for precision in precisions:
-        student, rate = lists.scored(ExportedScorer(str(folder), precision))
-        alone[precision] = round(lists.ndcg(student), 4)
+    rows, alone, untried = [], {}, []
+    for name, folder, precision, calibration in students:
+        if rows and time.monotonic() > deadline:
+            untried.append(name)
+            continue
+        scores, rate = lists.scored(ExportedScorer(str(folder), precision, calibration))
+        alone[name] = round(lists.ndcg(scores), 4)
         for k in ks:
-            ndcg = lists.ndcg(lists.cascade(student, k))
+            ndcg = lists.ndcg(lists.cascade(scores, k))
             cost = lists.base_rate / rate + k / depth  # of BASE reading all, in process
-            rows.append({"precision": precision, "k": k, "ndcg@10": round(ndcg, 4), "cost": round(cost, 3),
+            rows.append({"student": name, "k": k, "ndcg@10": round(ndcg, 4), "cost": round(cost, 3),
                          "holds": bool(ndcg >= base_ndcg - config.tolerance)})  # fmt: skip
-        print(f"distill: dev, student {precision}: {[(r['k'], r['ndcg@10']) for r in rows[-len(ks) :]]}", flush=True)
+        print(f"distill: dev, student {name}: alone {alone[name]}, cascade "
+              f"{[(r['k'], r['ndcg@10'], r['cost']) for r in rows[-len(ks):]]}", flush=True)  # fmt: skip
     chosen = pick(rows)
     return {
         "queries": len(lists.candidates),
@@ -74,11 +79,11 @@ def choose(config, folder, lists: DevLists, base_layers: int) -> dict:
         "tolerance": config.tolerance,
         "student_alone_ndcg@10": alone,
         "tried": rows,
+        "untried (budget)": untried,
         "cost": "the cascade's in-process time per query as a fraction of BASE reading every candidate",
         "holds": chosen is not None,
         "chosen": chosen,
         "best": max(rows, key=lambda r: (r["ndcg@10"], -r["cost"])),
-        "base_layers": base_layers,
     }
 
 

@@ -39,12 +39,14 @@ CASCADE_INSTANCES = 2  # a request waits on its stages; a second instance lets t
 @dataclass(frozen=True)
 class CascadeSpec:
     """What ``cascade.json`` says: the two models' folders (relative to it), how many documents go on
-    to the last, and the precision the first is served at."""
+    to the last, and how the first is served (precision, format, calibration)."""
 
     first: str
     last: str
     k: int
     first_precision: str = "fp32"
+    first_format: str = "onnx"  # or openvino (int8 by NNCF, or bf16)
+    first_calibration: str = ""  # NNCF int8's pairs, a file in the first model's folder ("": built-in)
 
     def __post_init__(self) -> None:
         if not isinstance(self.k, int) or self.k < 1:
@@ -59,7 +61,8 @@ def read_cascade(folder: str | Path) -> CascadeSpec:
     path = Path(folder) / CASCADE_FILE
     try:
         values = json.loads(path.read_text(encoding="utf-8"))
-        spec = CascadeSpec(**{key: values[key] for key in ("first", "last", "k", "first_precision")})
+        fields = ("first", "last", "k", "first_precision", "first_format", "first_calibration")
+        spec = CascadeSpec(**{key: values[key] for key in fields if key in values})
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise ExportError(f"{path} is not a cascade this version reads: {err}") from err
     for member in (spec.first, spec.last):
@@ -78,25 +81,9 @@ def member_names(settings: layout.RepositorySettings) -> tuple[str, str, str]:
     return name, f"{name}_first", f"{name}_last"
 
 
-def export_cascade(folder: str | Path, repository: Path | str, *, settings=None, **options) -> ExportReport:
-    """Export the cascade in ``folder`` into ``repository``: both stages (the first at the precision
-    it was distilled for, the last as ``options`` say, fp32 by default), then the model that chains them."""
-    from triton_rerank.serving.export.models import export_cross_encoder
-
-    folder, repository = Path(folder), Path(repository)
-    spec = read_cascade(folder)
-    settings = (settings or layout.DEFAULT_RERANKER_SETTINGS).replace(kind="cross-encoder")
+def install_chain(folder: Path, repository: Path, spec: CascadeSpec, settings, last: ExportReport) -> ExportReport:
+    """With both stages exported into ``repository``: the model that chains them, under the cascade's name."""
     name, first_name, last_name = member_names(settings)
-    first_options = {k: v for k, v in options.items() if k not in ("precision", "calibration")}
-    export_cross_encoder(
-        str(folder / spec.first),
-        repository,
-        settings=settings.replace(name=first_name),
-        precision=spec.first_precision,
-        **first_options,
-    )
-    last_settings = settings.replace(name=last_name)
-    last = export_cross_encoder(str(folder / spec.last), repository, settings=last_settings, **options)
     report = ExportReport(**{**asdict(last), "model": str(folder), "settings": asdict(settings)})
     with tempfile.TemporaryDirectory(prefix=".export-", dir=_existing_parent(repository)) as staging:
         version = Path(staging) / name / "1"
@@ -139,49 +126,26 @@ def cascade_config(name: str, members: tuple[str, str], k: int, settings, last: 
     return config
 
 
-def is_exported(repository: Path | str, source: str, precision: str, settings=None) -> bool:
-    """Whether ``repository`` holds this cascade, exported from ``source`` with its last stage at
-    ``precision``, and this package's code in every Python model."""
-    from triton_rerank.serving.export.models import is_exported as member_exported
-
-    settings = (settings or layout.DEFAULT_RERANKER_SETTINGS).replace(kind="cross-encoder")
-    name, first_name, last_name = member_names(settings)
+def chain_exported(repository: Path | str, source: str, precision: str, settings) -> bool:
+    """Whether ``repository`` holds the chain of the cascade ``source`` (its last stage at ``precision``)
+    with this package's code; its stages are checked as any export is (``models.ensure_exported``)."""
+    name = member_names(settings)[0]
     manifest = Path(repository) / name / "1" / "export.json"
     if not manifest.exists() or not (manifest.parent / "model.py").exists():
         return False
     report = json.loads(manifest.read_text())
-    spec = read_cascade(source)
     return (
         report.get("model") == str(source)
-        and report.get("cascade") == asdict(spec)
+        and report.get("cascade") == asdict(read_cascade(source))
         and report.get("precision") == precision
         and (manifest.parent / "model.py").read_bytes() == CASCADE_CODE.read_bytes()
-        and member_exported(
-            repository,
-            str(Path(source) / spec.first),
-            "cross-encoder",
-            spec.first_precision,
-            settings=settings.replace(name=first_name),
-        )  # fmt: skip
-        and member_exported(
-            repository,
-            str(Path(source) / spec.last),
-            "cross-encoder",
-            precision,
-            settings=settings.replace(name=last_name),
-        )  # fmt: skip
     )
 
 
-def reference(folder: str | Path, first_predict=None, last_predict=None):
+def reference(spec: CascadeSpec, first_predict, last_predict):
     """``predict(query_pairs) -> scores`` of the cascade in process, for the pairs of one query (a
     call, as the server sees one request): the first model scores all, the last its best ``k``, and
-    ``cascade_model.combine`` puts them together. The predictors default to the models in PyTorch."""
-    from triton_rerank.serving.export.models import reference_reranker
-
-    spec = read_cascade(folder)
-    first_predict = first_predict or reference_reranker(str(Path(folder) / spec.first))
-    last_predict = last_predict or reference_reranker(str(Path(folder) / spec.last))
+    ``cascade_model.combine`` puts them together."""
 
     def predict(pairs):
         first = np.asarray(first_predict(pairs), dtype=np.float32).reshape(-1)

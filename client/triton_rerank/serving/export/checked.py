@@ -198,9 +198,10 @@ def _difference(score, tokenizer, job: ExportJob) -> float:
 
 
 def _stamp_model_id(ensemble_config: Path, weights: Path) -> None:
-    """The weights' digest as the ensemble's ``model_id``: what the score cache keys a version on."""
+    """The digest of the model's files (weights, external data, OpenVINO's .bin) as the ensemble's
+    ``model_id``: what the score cache keys a version on."""
     digest = hashlib.sha256()
-    for path in graphs.graph_files(weights):
+    for path in sorted(p for p in weights.parent.iterdir() if p.is_file() and p.name != "export.json"):
         with path.open("rb") as file:
             for block in iter(lambda: file.read(1 << 20), b""):
                 digest.update(block)

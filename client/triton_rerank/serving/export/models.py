@@ -13,10 +13,10 @@ import torch
 from sentence_transformers import CrossEncoder, SentenceTransformer
 from transformers import AutoModel, AutoModelForSequenceClassification
 
+import triton_rerank.serving.export.cascade as cascade
 from triton_rerank.model_sources import DEFAULT_EMBEDDER, DEFAULT_RERANKER, resolve_model
 from triton_rerank.serving import layout
 from triton_rerank.serving import repository as repo
-from triton_rerank.serving.export import cascade
 from triton_rerank.serving.export.checked import (
     SAMPLE_PAIRS,
     SAMPLE_TEXTS,
@@ -147,7 +147,7 @@ def export_model(
     if cascade.is_cascade(model):
         if kind != "cross-encoder":
             raise ExportError(f"{model} is a cascade of cross-encoders, not a {kind}")
-        return cascade.export_cascade(model, repository, settings=settings, **options)
+        return export_cascade(model, repository, settings=settings, **options)
     if kind == "bi-encoder":
         return export_bi_encoder(model, repository, settings=settings, **options)
     if kind == "llm-reranker":
@@ -162,7 +162,10 @@ def reference_reranker(model: str, kind: str = "cross-encoder", instruction: str
     logits (``CrossEncoder.predict``), an LLM reranker's logit(yes) - logit(no) (its model card's code)."""
     source = resolve_model(model)
     if cascade.is_cascade(source):
-        return cascade.reference(source)
+        spec = cascade.read_cascade(source)
+        return cascade.reference(
+            spec, reference_reranker(str(Path(source) / spec.first)), reference_reranker(str(Path(source) / spec.last))
+        )
     if kind == "llm-reranker":
         from triton_rerank.serving.export.llm import CardReranker
 
@@ -188,7 +191,7 @@ def ensure_exported(
     model_format = settings.model_format if settings else "onnx"
     calibration = options.get("calibration")
     if cascade.is_cascade(source):
-        if cascade.is_exported(repository, source, precision, settings):
+        if cascade_exported(repository, source, precision, settings):
             return None
         return export_model(source, repository, kind, settings=settings, **options)
     if is_exported(
@@ -237,6 +240,50 @@ def is_exported(
             for name, code in layout.python_models(family).items()
         )
         and (settings is None or _config_matches(Path(repository) / family.model, settings, kind, report))
+    )
+
+
+def export_cascade(folder: str | Path, repository: Path | str, *, settings=None, **options) -> ExportReport:
+    """Export the cascade in ``folder`` (``serving/export/cascade.py``): both stages (the first at the
+    precision it was distilled for, the last as ``options`` say, fp32 by default), then their chain."""
+    folder, repository = Path(folder), Path(repository)
+    spec = cascade.read_cascade(folder)
+    settings = (settings or layout.DEFAULT_RERANKER_SETTINGS).replace(kind="cross-encoder")
+    _, first_name, last_name = cascade.member_names(settings)
+    first_options = {k: v for k, v in options.items() if k not in ("precision", "calibration")}
+    if spec.first_calibration:
+        first_options["calibration"] = str(folder / spec.first / spec.first_calibration)
+    first_settings = settings.replace(name=first_name, model_format=spec.first_format)
+    last_settings = settings.replace(name=last_name)
+    export_cross_encoder(str(folder / spec.first), repository, settings=first_settings,
+                         precision=spec.first_precision, **first_options)  # fmt: skip
+    last = export_cross_encoder(str(folder / spec.last), repository, settings=last_settings, **options)
+    return cascade.install_chain(folder, repository, spec, settings, last)
+
+
+def cascade_exported(repository: Path | str, source: str, precision: str, settings=None) -> bool:
+    """Whether ``repository`` holds the cascade ``source``: its chain, and both stages as exported."""
+    settings = (settings or layout.DEFAULT_RERANKER_SETTINGS).replace(kind="cross-encoder")
+    _, first_name, last_name = cascade.member_names(settings)
+    spec = cascade.read_cascade(source)
+    return (
+        cascade.chain_exported(repository, source, precision, settings)
+        and is_exported(
+            repository,
+            str(Path(source) / spec.first),
+            "cross-encoder",
+            spec.first_precision,
+            model_format=spec.first_format,
+            settings=settings.replace(name=first_name, model_format=spec.first_format),
+            calibration=str(Path(source) / spec.first / spec.first_calibration) if spec.first_calibration else None,
+        )
+        and is_exported(
+            repository,
+            str(Path(source) / spec.last),
+            "cross-encoder",
+            precision,
+            settings=settings.replace(name=last_name),
+        )
     )
 
 
