@@ -92,9 +92,9 @@ def test_an_openvino_int8_student_is_calibrated_on_the_collection_and_served_so(
     repository = tmp_path / "repo"
     export_model(str(output), repository, "cross-encoder")
     assert (repository / "reranker_first_model" / "1" / "model.xml").exists()
-    assert json.loads((repository / "reranker_first_model" / "1" / "export.json").read_text())["calibration"].startswith(
-        "sha256:"
-    )
+    assert json.loads((repository / "reranker_first_model" / "1" / "export.json").read_text())[
+        "calibration"
+    ].startswith("sha256:")
     assert is_exported(
         repository, str(output / "base"), "cross-encoder", settings=RepositorySettings(name="reranker_last")
     )
@@ -194,3 +194,25 @@ def test_a_score_cache_passes_a_cascade_by(served, cascade):
         np.testing.assert_array_equal(rf.score(QUERY, DOCUMENTS), first)
         assert triton_stats(server.http_url)["distilled"]["requests"] == before + 1
         assert len(rf._async.score_cache) == 0 and rf._async.score_cache.counts.as_dict()["hits"] == 0
+
+
+def test_evaluate_serves_a_cascade_folder_and_ranks_as_it_does_in_process(
+    cascade, embedder_model, beir_folder, tmp_path, capsys
+):
+    """`evaluate --reranker-model OUT`: exported and served as any reranker; its in-process reference is
+    the cascade too, each list one call, so served and in-process rank the same candidates alike."""
+    from in_process import ran
+
+    out = tmp_path / "evaluation.json"
+    result = ran(capsys, "evaluate.py", "--data", str(beir_folder), "--split", "train",
+                 "--reranker-model", str(cascade[0]), "--embedder-model", embedder_model,
+                 "--repository", str(tmp_path / "repo"), "--index", "FLAT", "--first-stage", "dense",
+                 "--retrieve-k", "10", "--out", str(out))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(out.read_text())["results"]
+    assert rows["reranked: Triton on Milvus top-10 (served)"] == pytest.approx(
+        rows["reranked: CrossEncoder on Milvus top-10 (in-process)"], abs=1e-9
+    )
+    assert (
+        (tmp_path / "repo" / "reranker" / "1" / "model.py").read_bytes().startswith(b'"""Triton Python-backend cascade')
+    )

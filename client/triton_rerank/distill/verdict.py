@@ -11,7 +11,7 @@ import numpy as np
 from triton_rerank.backends.cascade_model import chosen_rows, combine
 from triton_rerank.metrics import ndcg_at_k
 
-KS = (10, 15, 20, 25, 30, 40, 50)  # documents that go on to BASE, tried in this order
+KS = (5, 10, 15, 20, 25, 30, 40, 50)  # documents that go on to BASE, tried in this order
 
 
 class DevLists:

@@ -128,11 +128,17 @@ def rerank_run(
     timings[f"rerank_{name}_s"] = time.perf_counter() - started
     pairs = sum(len(c) for c in candidates.values())
     if before is not None:
-        rows = (
-            triton_stats(stats_url).get("cross_encoder", {}).get("inferences", 0)
-            - before["cross_encoder"]["inferences"]
-        )
+        rows = _model_rows(triton_stats(stats_url)) - _model_rows(before)
         timings[f"rerank_{name}_rows"] = rows
     shown = f", {timings[f'rerank_{name}_rows']} rows scored" if before is not None else ""
     print(f"served ({name}): reranked {pairs} pairs in {timings[f'rerank_{name}_s']:.0f} s{shown}", flush=True)
     return run
+
+
+# The reranker's model: the plain export's, or a cascade's two stages (serving/export/cascade.py).
+RERANKER_MODELS = ("cross_encoder", "reranker_first_model", "reranker_last_model")
+
+
+def _model_rows(stats: dict) -> int:
+    """Rows the reranker's model(s) have scored, by Triton's own count."""
+    return sum(stats.get(name, {}).get("inferences", 0) for name in RERANKER_MODELS)
