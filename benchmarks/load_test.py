@@ -104,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
             make_scorer = api_scorer(api.url, api_key=os.environ.get(RERANK_API_KEY_ENV) or None)
         report = {"url": url, "clients": args.clients, "duration_s": args.duration_s, "documents": args.documents}
         report["through_api"] = args.through_api
+        report["score_cache"] = "off: every pair computed"  # benchmarks run cold (see --cache-replay for warm)
         report["cores"] = os.cpu_count()
         runs = report["runs"] = []
         for number in range(1, args.runs + 1):

@@ -90,6 +90,7 @@ def write_report(
     report = {
         "mode": "quick" if config.quick else "full",
         "machine": f"{machine()}, Python {platform.python_version()}",
+        "score_cache": "off: every pair computed (benchmarks run cold)",
         "model": str(config.model.name),
         "data": data_description(data),
         "tokens_per_pair": tokens_per_pair(fp32_repository / "tokenizer" / "1" / "tokenizer.json", workload.sample[:8]),

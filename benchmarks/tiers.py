@@ -105,6 +105,7 @@ def _report(config: BenchmarkConfig, data, results: dict, skipped: dict, samples
     cells = [cell.summary() for cell in results["cells"]]
     report = {
         "machine": machine(),
+        "score_cache": "off: every pair computed (benchmarks run cold)",
         "model": str(config.model.name),
         "data": data_description(data),
         "rounds": config.rounds,
