@@ -155,9 +155,18 @@ def test_a_model_without_token_type_ids_is_exported_and_served_with_two_inputs(t
 
 
 def test_exported_configs_parse_with_tritons_schema_and_equal_the_generator(tiny_repository):
+    """The ensembles also carry the export's digest of the weights (``model_id``), which the score
+    cache keys a version on: a new export of other weights is a new version."""
+    import hashlib
+
     settings = layout.RepositorySettings(max_length=TINY_MAX_LENGTH, reserved_tokens=3)  # [CLS] [SEP] [SEP]
     for name, config in repo.build_configs(settings).items():
-        assert repo.load_config(tiny_repository / name / "config.pbtxt") == config, name
+        exported = repo.load_config(tiny_repository / name / "config.pbtxt")
+        if name == layout.RERANKER:
+            files = sorted((tiny_repository / layout.CROSS_ENCODER / "1").iterdir())
+            digest = hashlib.sha256(b"".join(f.read_bytes() for f in files if f.name != "export.json"))
+            assert exported.parameters.pop("model_id").string_value == digest.hexdigest()[:16]
+        assert exported == config, name
 
 
 def test_torchscript_export_is_bound_to_the_device_it_can_trace_on(tiny_model, tmp_path):
