@@ -236,7 +236,7 @@ def test_every_metric_the_dashboard_and_alerts_read_is_in_a_real_scrape(triton_s
 
     from benchmarks.api_process import ApiProcess
 
-    with ApiProcess(triton_server.grpc_url) as api:
+    with ApiProcess(triton_server.grpc_url, "--score-cache", "memory") as api:  # the cache panel too
         body = {"model": "reranker", "query": QUERY, "documents": DOCUMENTS}
         assert httpx.post(f"{api.url}/v2/rerank", json=body).status_code == 200
         httpx.post(f"{api.url}/v2/rerank", json={"model": "reranker", "query": QUERY, "documents": []})  # a 4xx
