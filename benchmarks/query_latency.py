@@ -184,7 +184,7 @@ def plot(report: dict, path: Path) -> bool:
                     fmt="o", capsize=3)  # fmt: skip
         ax.annotate(row, (values["p50_ms"], values["ndcg@10"]), textcoords="offset points", xytext=(5, 5))
     ax.set(xlabel="rerank time per query, ms (p50; bar to p95)", ylabel="nDCG@10", xscale="log")
-    ax.set_title(f"{Path(report['data']).name}: quality against time per query ({report['queries']} queries)")
+    ax.set_title(f"{Path(report['data']).name[:24]}, {report['queries']} queries", fontsize=10)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
