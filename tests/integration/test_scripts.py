@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -68,7 +69,10 @@ def test_serve_prints_one_ready_line_serves_and_stops_cleanly(tiny_repository, s
         time.sleep(0.5)
         assert [pid for pid in children if os.path.exists(f"/proc/{pid}") and not _zombie(pid)] == []
     finally:
-        if process.poll() is None:
+        if process.poll() is None:  # failed: the server runs in a session of its own, so kill it too
+            for pid in descendants(process.pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
             process.kill()
 
 
@@ -111,7 +115,10 @@ def test_serve_stops_at_once_when_told_to_while_its_models_load(tmp_path, signum
         time.sleep(0.5)
         assert [pid for pid in children if os.path.exists(f"/proc/{pid}") and not _zombie(pid)] == []
     finally:
-        if process.poll() is None:
+        if process.poll() is None:  # failed: the server runs in a session of its own, so kill it too
+            for pid in descendants(process.pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
             process.kill()
 
 
@@ -137,7 +144,10 @@ def test_a_command_stopped_by_sigterm_stops_the_server_it_started(tiny_repositor
         time.sleep(0.5)
         assert [pid for pid in children if os.path.exists(f"/proc/{pid}") and not _zombie(pid)] == []
     finally:
-        if process.poll() is None:
+        if process.poll() is None:  # failed: the server runs in a session of its own, so kill it too
+            for pid in descendants(process.pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
             process.kill()
 
 
