@@ -143,8 +143,7 @@ def _write(config: DistillConfig, base: str, staging: Path, report: dict) -> Non
     from triton_rerank.serving.export.cascade import CascadeSpec, write_cascade
 
     chosen = report["dev"]["chosen"]
-    make_student(base, staging / "base", None, [])
-    (staging / "base" / "calibration.jsonl").unlink()
+    make_student(base, staging / "base", None, [])  # BASE as it is: its own length, no calibration pairs
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(config).items()}
     report.update(base_model=config.model, data=str(config.data), settings=settings, seed=config.seed)
     report["verdict"] = (

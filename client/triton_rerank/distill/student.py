@@ -19,7 +19,7 @@ CALIBRATION_FILE = "calibration.jsonl"
 
 def make_student(base: str, folder: Path, length: int | None, calibration: list[tuple[str, str]]) -> Path:
     """BASE's files in ``folder``, reading at most ``length`` tokens per pair (None: as BASE does),
-    and the calibration pairs beside them."""
+    and the calibration pairs (if any) beside them."""
     if Path(base).is_dir():
         shutil.copytree(base, folder, ignore=shutil.ignore_patterns(".git", "*.partial", "*-report.json", "README.md"))
     else:  # a hub id: what was loaded, saved
@@ -31,8 +31,9 @@ def make_student(base: str, folder: Path, length: int | None, calibration: list[
         config = json.loads(path.read_text())
         config["model_max_length"] = min(length, config.get("model_max_length") or length)
         path.write_text(json.dumps(config, indent=2) + "\n")
-    rows = "".join(json.dumps({"query": q, "document": d}) + "\n" for q, d in calibration)
-    (folder / CALIBRATION_FILE).write_text(rows, encoding="utf-8")
+    if calibration:
+        rows = "".join(json.dumps({"query": q, "document": d}) + "\n" for q, d in calibration)
+        (folder / CALIBRATION_FILE).write_text(rows, encoding="utf-8")
     return folder
 
 
