@@ -97,8 +97,9 @@ def test_serve_stops_at_once_when_told_to_while_its_models_load(tmp_path, signum
     """Ctrl-C or SIGTERM during a two-minute load ends the command (and its server) within
     seconds: they were ignored until every model was loaded."""
     process = subprocess.Popen(
-        script("serve.py", "--repository", str(_slow_repository(tmp_path / "models")), "--http-port",
-               str(free_port()), "--grpc-port", str(free_port()), "--metrics-port", str(free_port())),
+        from_a_terminal(script("serve.py", "--repository", str(_slow_repository(tmp_path / "models")),
+                               "--http-port", str(free_port()), "--grpc-port", str(free_port()),
+                               "--metrics-port", str(free_port()))),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
@@ -120,6 +121,16 @@ def test_serve_stops_at_once_when_told_to_while_its_models_load(tmp_path, signum
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
             process.kill()
+
+
+def from_a_terminal(command: list[str]) -> list[str]:
+    """``command`` with Ctrl-C's default action, as a shell in a terminal starts it. Run in the
+    background by a shell without job control (``make test &``, a CI step), the tests inherit SIGINT
+    ignored, and Python then keeps it ignored (as ``nohup`` means): seen failing this test."""
+    restore = (
+        "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])"  # noqa: E501
+    )
+    return [sys.executable, "-c", restore, *command]
 
 
 def _named(pid: int, name: str) -> bool:
