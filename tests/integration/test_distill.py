@@ -121,15 +121,16 @@ def test_served_scores_equal_the_cascade_in_process_and_base_alone_for_what_it_r
 def test_a_call_larger_than_a_stage_takes_is_still_one_cascade(served, cascade):
     """The stages take 128 rows per request; the cascade splits a call of 300 itself and still sends
     only its best k on to BASE."""
+    from triton_counts import settled_stats
+
     from triton_rerank.serving.export import reference_reranker
-    from triton_rerank.serving.statistics import triton_stats
 
     server, _ = served
     documents = [f"{DOCUMENTS[i % len(DOCUMENTS)]} {i}" for i in range(300)]
-    before = triton_stats(server.http_url)
+    before = settled_stats(server.http_url)  # the earlier tests' last requests counted
     with TritonRerankFunction(server.grpc_url, model_name="distilled") as rf:
         got = rf.score(QUERY, documents)
-    after = triton_stats(server.http_url)
+    after = settled_stats(server.http_url)
     np.testing.assert_allclose(got, reference_reranker(str(cascade[0]))([(QUERY, d) for d in documents]), atol=1e-4)
     calls = {name: after[name]["requests"] - before.get(name, {}).get("requests", 0)
              for name in ("distilled", "distilled_first", "distilled_last")}  # fmt: skip

@@ -6,15 +6,14 @@ dies mid-run degrades to computing."""
 from __future__ import annotations
 
 import logging
-import time
 
 import numpy as np
 import pytest
+from triton_counts import settled_stats
 
 from triton_rerank import TritonRerankFunction
 from triton_rerank.errors import RerankInputError
 from triton_rerank.score_cache import MemoryScoreCache, RedisScoreCache
-from triton_rerank.serving.statistics import triton_stats
 
 pytestmark = pytest.mark.integration
 
@@ -23,14 +22,7 @@ DOCUMENTS = [f"paris is the capital of france, fact {i}" for i in range(20)] + [
 
 
 def requests_of(server) -> int:
-    """The reranker's request count once it stops moving: Triton may count a request after the
-    client has its response, so a read right after a call can miss it (seen in CI: 216, then 217)."""
-    count = triton_stats(server.http_url)["reranker"]["requests"]
-    while True:
-        time.sleep(0.2)
-        if (now := triton_stats(server.http_url)["reranker"]["requests"]) == count:
-            return count
-        count = now
+    return settled_stats(server.http_url)["reranker"]["requests"]
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
