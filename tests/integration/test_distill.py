@@ -10,6 +10,7 @@ import json
 
 import numpy as np
 import pytest
+from triton_counts import settled_stats
 
 from tiny_models import build_tiny_bert_encoder
 from triton_rerank import TritonRerankFunction
@@ -121,8 +122,6 @@ def test_served_scores_equal_the_cascade_in_process_and_base_alone_for_what_it_r
 def test_a_call_larger_than_a_stage_takes_is_still_one_cascade(served, cascade):
     """The stages take 128 rows per request; the cascade splits a call of 300 itself and still sends
     only its best k on to BASE."""
-    from triton_counts import settled_stats
-
     from triton_rerank.serving.export import reference_reranker
 
     server, _ = served
@@ -186,14 +185,12 @@ def test_a_cascade_dev_does_not_hold_is_not_written_and_the_refusal_quotes_both_
 
 def test_a_score_cache_passes_a_cascade_by(served, cascade):
     """A cascade's score of a pair depends on the call's other documents: no pair of it is cached."""
-    from triton_rerank.serving.statistics import triton_stats
-
     server, _ = served
     with TritonRerankFunction(server.grpc_url, model_name="distilled", score_cache="memory") as rf:
         first = rf.score(QUERY, DOCUMENTS)
-        before = triton_stats(server.http_url)["distilled"]["requests"]
+        before = settled_stats(server.http_url)["distilled"]["requests"]
         np.testing.assert_array_equal(rf.score(QUERY, DOCUMENTS), first)
-        assert triton_stats(server.http_url)["distilled"]["requests"] == before + 1
+        assert settled_stats(server.http_url)["distilled"]["requests"] == before + 1
         assert len(rf._async.score_cache) == 0 and rf._async.score_cache.counts.as_dict()["hits"] == 0
 
 
