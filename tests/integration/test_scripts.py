@@ -128,8 +128,7 @@ def from_a_terminal(command: list[str]) -> list[str]:
     background by a shell without job control (``make test &``, a CI step), the tests inherit SIGINT
     ignored, and Python then keeps it ignored (as ``nohup`` means): seen failing this test."""
     restore = (
-        "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
-        "os.execv(sys.argv[1], sys.argv[1:])"
+        "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])"
     )
     return [sys.executable, "-c", restore, *command]
 
