@@ -265,6 +265,12 @@ class MilvusStore:
         rows = self._call("count rows", self._client.query, self.collection, filter="", output_fields=["count(*)"])
         return int(rows[0]["count(*)"])
 
+    def check_filter(self, filter: str) -> None:
+        """Have Milvus read ``filter`` on one row: a filter it refuses is a ``StoreError`` before any search."""
+        self._call(
+            f"filter by {filter!r}", self._client.query, self.collection, filter=filter, limit=1, output_fields=["id"]
+        )
+
     def ids(self) -> list[str]:
         """Every id in the collection (for checks and small collections)."""
         found: list[str] = []

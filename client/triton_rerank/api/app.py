@@ -3,6 +3,7 @@
     POST /v2/rerank    Cohere v2     -> {id, results: [{index, relevance_score}], meta}
     POST /v1/rerank    Jina / vLLM   -> {id, model, results: [{index, relevance_score, document?}], usage}
     POST /rerank       TEI           -> [{index, score, text?}]   (a vLLM-shaped body: vLLM's answer)
+    POST /v1/search    the pipeline  -> {hits, candidates, timings_ms, request_id}   (with --milvus-uri)
     GET  /health (liveness)  /ready (readiness)  /info  /metrics  /v1/models  /openapi.json  /docs
 
 Every request gets an id (``X-Request-Id``), carried to Triton, and, with the ``trace`` extra and
@@ -35,6 +36,7 @@ from triton_rerank.api.middleware import (
 from triton_rerank.api.observe import RequestContextMiddleware, server_span_middleware
 from triton_rerank.api.openapi import openapi_document
 from triton_rerank.api.routes import ROUTES
+from triton_rerank.api.search import Collections
 from triton_rerank.api.service import RerankService
 from triton_rerank.api.settings import ApiSettings
 from triton_rerank.score_cache import score_cache
@@ -53,6 +55,11 @@ def create_app(settings: ApiSettings, service: RerankService | None = None) -> S
         score_cache=score_cache(settings.score_cache, max_bytes=settings.score_cache_mb << 20),
     )
     service.settings = settings  # the operator's policies and row budget, for a service given too
+    collections = None
+    if settings.milvus_uri:  # POST /v1/search: the pipeline over HTTP
+        from triton_rerank.embed import AsyncTritonEmbedFunction
+
+        collections = Collections(settings, AsyncTritonEmbedFunction(settings.triton_url, timeout_s=settings.timeout_s))
     metrics = Metrics()
     metrics.rows_in_flight.set_function(lambda: service.rows_in_use)
     if service.score_cache is not None:
@@ -77,12 +84,17 @@ def create_app(settings: ApiSettings, service: RerankService | None = None) -> S
         else:
             state = f"cannot be used ({service.failure})" if service.failure else "serves no reranker"
             log.warning("Triton at %s %s yet; looking again when asked", settings.triton_url, state)
+        if collections is not None:
+            log.warning("POST /v1/search searches %s in Milvus at %s", settings.collection, settings.milvus_uri)
         yield
         await service.close()
+        if collections is not None:
+            await collections.close()
 
     routes = [Route(path, handler, methods=[method]) for path, (method, handler, _) in ROUTES.items()]
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
     app.state.settings, app.state.service, app.state.metrics = settings, service, metrics
+    app.state.collections = collections
     app.state.openapi = openapi_document()
     return app
 

@@ -15,6 +15,7 @@ from pydantic import BaseModel, RootModel
 from pydantic.json_schema import models_json_schema
 
 from triton_rerank.api.schemas import CohereRerank, JinaRerank, TeiRerank
+from triton_rerank.api.search import SearchRequest
 
 # --- the answers -----------------------------------------------------------------------------------
 
@@ -86,8 +87,8 @@ class Readiness(BaseModel):
     reason: str | None = None
 
 
-MODELS = [CohereRerank, JinaRerank, TeiRerank, CohereAnswer, JinaAnswer, TeiAnswer, CohereError, JinaError, TeiError,
-          Readiness]  # fmt: skip
+MODELS = [CohereRerank, JinaRerank, TeiRerank, SearchRequest, CohereAnswer, JinaAnswer, TeiAnswer, CohereError,
+          JinaError, TeiError, Readiness]  # fmt: skip
 REF = "#/components/schemas/{model}"
 
 
@@ -150,6 +151,14 @@ def openapi_document() -> dict:
             "/v2/rerank": _rerank("Cohere v2 rerank", _ref(CohereRerank), _ref(CohereAnswer), CohereError, cohere),
             "/v1/rerank": _rerank("Jina / vLLM rerank", _ref(JinaRerank), _ref(JinaAnswer), JinaError, jina),
             "/rerank": _rerank("TEI rerank (or a vLLM-shaped body)", tei_body, tei_answer, TeiError, tei),
+            "/v1/search": _rerank(
+                "Search the Milvus collection and rerank its candidates: {hits, candidates, timings_ms, request_id} "
+                "(started with --milvus-uri; else 404)",
+                _ref(SearchRequest),
+                {"type": "object"},
+                JinaError,
+                jina,
+            ),
             "/health": _get("Liveness: 200 while the process answers", {"200": {"description": "alive"}}),
             "/ready": _get(
                 "Readiness: Triton answers and the default model is ready",

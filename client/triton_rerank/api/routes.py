@@ -42,6 +42,8 @@ from triton_rerank.api.schemas import (
     TeiRerank,
     describe,
 )
+from triton_rerank.api.search import SearchRequest
+from triton_rerank.api.search import search as search_answer
 from triton_rerank.api.service import ServedModel
 from triton_rerank.client import activate, rank
 
@@ -266,6 +268,12 @@ async def tei_rerank(request: Request) -> Response:
     )
 
 
+@answers_in(JINA, cancellable=True)
+async def search(request: Request) -> Response:
+    """The pipeline over HTTP (``api.search``): {hits, candidates, timings_ms, request_id, ...}."""
+    return answer(await search_answer(request, await read_body(request, SearchRequest)))
+
+
 # --- the other routes ------------------------------------------------------------------------------
 
 
@@ -343,6 +351,7 @@ ROUTES: dict[str, tuple[str, Handler, Dialect]] = {
     "/v2/rerank": ("POST", cohere_rerank, COHERE),
     "/v1/rerank": ("POST", jina_rerank, JINA),
     "/rerank": ("POST", tei_rerank, TEI),
+    "/v1/search": ("POST", search, JINA),
     "/health": ("GET", health, TEI),
     "/ready": ("GET", ready, TEI),
     "/info": ("GET", info, JINA),
@@ -351,6 +360,6 @@ ROUTES: dict[str, tuple[str, Handler, Dialect]] = {
     "/openapi.json": ("GET", openapi_json, JINA),
     "/docs": ("GET", docs, JINA),
 }
-RERANK_PATHS = frozenset({"/v2/rerank", "/v1/rerank", "/rerank"})
+RERANK_PATHS = frozenset({"/v2/rerank", "/v1/rerank", "/rerank", "/v1/search"})
 # Probes, scrapers and the API's description need no key.
 OPEN_PATHS = frozenset({"/health", "/ready", "/metrics", "/openapi.json", "/docs"})

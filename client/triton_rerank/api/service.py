@@ -190,14 +190,14 @@ class RerankService:
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """One raw score (the model's logit) per document, in input order, and each pair's token
         count (None for a model exported without the TOKENS output)."""
-        client = self._client(model.name)
+        client = self.client(model.name)
         try:
             found = await client.score_details(query, documents, tokens=model.counts_tokens, options=options)
             return found.scores, found.tokens
         except RerankError as err:
             raise api_error(err) from err
 
-    def _client(self, name: str) -> AsyncTritonRerankFunction:
+    def client(self, name: str) -> AsyncTritonRerankFunction:
         """One client per served model, kept: its connections and what it learnt of the server."""
         if name not in self._clients:
             options = {"batch_size": self.batch_size} if self.batch_size else {}

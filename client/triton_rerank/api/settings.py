@@ -63,11 +63,18 @@ class ApiSettings:
         "options once, and answer it again from the cache (default: off)",
     )
     score_cache_mb: int = _setting(256, "with --score-cache memory: its size, in MiB (least recent pairs out first)")
+    milvus_uri: str | None = _setting(
+        None, "a Milvus Lite file or a server URI whose --collection POST /v1/search searches (default: route off)"
+    )
+    collection: str = _setting("documents", "with --milvus-uri: the collection /v1/search searches by default")
     log_format: Literal["text", "json"] = _setting(
         "text", "text, or json: one JSON object per line (time, level, request_id, trace_id, route, status, ms, ...)"
     )
     timeout_s: float = _setting(60.0, "Triton request timeout")
     batch_size: int | None = _setting(None, "documents per Triton request (default: the client's, capped by Triton)")
+    milvus_token: str | None = field(
+        default=None, repr=False, metadata={"help": "the Milvus server's token (from $MILVUS_TOKEN only)", "cli": False}
+    )
     # Never in a repr: settings get logged.
     api_key: str | None = field(
         default=None,

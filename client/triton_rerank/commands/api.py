@@ -20,7 +20,7 @@ import sys
 
 import triton_rerank.tracing as tracing
 from triton_rerank.api.settings import RERANK_API_KEY_ENV, ApiSettings
-from triton_rerank.commands.common import add_triton_url
+from triton_rerank.commands.common import MILVUS_TOKEN_ENV, add_triton_url
 from triton_rerank.errors import RerankInputError
 from triton_rerank.flags import add_flags, from_flags
 from triton_rerank.score_cache import check_reachable
@@ -62,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
         triton_url=args.triton_url,
         aliases=aliases,
         api_key=os.environ.get(RERANK_API_KEY_ENV) or None,
+        milvus_token=os.environ.get(MILVUS_TOKEN_ENV) or None,
     )
     configure_logging(settings.log_format, args.access_log)
     check_reachable(settings.score_cache)
@@ -71,7 +72,9 @@ def run(args: argparse.Namespace) -> int:
         print(err, file=sys.stderr)
         return 2
     print(
-        f"rerank API on http://{settings.host}:{settings.port} (routes /v2/rerank /v1/rerank /rerank) "
+        f"rerank API on http://{settings.host}:{settings.port} (routes /v2/rerank /v1/rerank /rerank"
+        + (f" /v1/search on {settings.collection}" if settings.milvus_uri else "")
+        + ") "
         f"-> Triton {settings.triton_url}" + (f" | key required (${RERANK_API_KEY_ENV})" if settings.api_key else ""),
         flush=True,
     )
