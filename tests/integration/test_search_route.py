@@ -4,16 +4,14 @@ anything reaches Triton, and without ``--milvus-uri`` the route says how to turn
 
 from __future__ import annotations
 
-import time
-
 import httpx
 import pytest
 
 from benchmarks.api_process import ApiProcess
+from tests.triton_counts import settled_stats
 from triton_rerank import TritonEmbedFunction, TritonRerankFunction
 from triton_rerank.ingest import ingest, read_documents
 from triton_rerank.pipeline import RerankPipeline
-from triton_rerank.serving.statistics import triton_stats
 from triton_rerank.store import MilvusStore
 
 pytestmark = pytest.mark.integration
@@ -62,13 +60,7 @@ def api(triton_server, collection):
 
 def requests_of(server) -> int:
     """Every model's request count on Triton, once it stops moving."""
-    count = None
-    while True:
-        now = sum(model["requests"] for model in triton_stats(server.http_url).values())
-        if now == count:
-            return count
-        count = now
-        time.sleep(0.2)
+    return sum(model["requests"] for model in settled_stats(server.http_url).values())
 
 
 @pytest.mark.parametrize("stage", range(len(STAGES)))

@@ -38,7 +38,7 @@ FLOORS = (
     # retrieval: Milvus, the first stages, ingest, BEIR collections, the pipeline
     ("documents", "store", "first_stage", "ingest", "beir", "pipeline"),
     # what serves: the rerank HTTP API, and the model repository, its export, the embedded server, deploy
-    ("api", "serving"),
+    ("api", "playground", "serving"),
     ("training", "distill"),
     ("evaluation",),
     ("commands", "cli"),

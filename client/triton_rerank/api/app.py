@@ -39,6 +39,8 @@ from triton_rerank.api.routes import ROUTES
 from triton_rerank.api.search import Collections
 from triton_rerank.api.service import RerankService
 from triton_rerank.api.settings import ApiSettings
+from triton_rerank.playground import ROUTES as PLAYGROUND
+from triton_rerank.playground import load_judgements
 from triton_rerank.score_cache import score_cache
 
 log = logging.getLogger(__name__)
@@ -92,9 +94,11 @@ def create_app(settings: ApiSettings, service: RerankService | None = None) -> S
             await collections.close()
 
     routes = [Route(path, handler, methods=[method]) for path, (method, handler, _) in ROUTES.items()]
+    routes += [Route(path, handler, methods=["GET"]) for path, handler in PLAYGROUND.items()]
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
     app.state.settings, app.state.service, app.state.metrics = settings, service, metrics
     app.state.collections = collections
+    app.state.judgements = load_judgements(settings.qrels)  # read now: a bad file stops the start
     app.state.openapi = openapi_document()
     return app
 

@@ -46,6 +46,7 @@ from triton_rerank.api.search import SearchRequest
 from triton_rerank.api.search import search as search_answer
 from triton_rerank.api.service import ServedModel
 from triton_rerank.client import activate, rank
+from triton_rerank.playground import PUBLIC_PATHS
 
 log = logging.getLogger(__name__)
 
@@ -362,4 +363,4 @@ ROUTES: dict[str, tuple[str, Handler, Dialect]] = {
 }
 RERANK_PATHS = frozenset({"/v2/rerank", "/v1/rerank", "/rerank", "/v1/search"})
 # Probes, scrapers and the API's description need no key.
-OPEN_PATHS = frozenset({"/health", "/ready", "/metrics", "/openapi.json", "/docs"})
+OPEN_PATHS = frozenset({"/health", "/ready", "/metrics", "/openapi.json", "/docs"}) | PUBLIC_PATHS

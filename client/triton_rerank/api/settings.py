@@ -67,6 +67,9 @@ class ApiSettings:
         None, "a Milvus Lite file or a server URI whose --collection POST /v1/search searches (default: route off)"
     )
     collection: str = _setting("documents", "with --milvus-uri: the collection /v1/search searches by default")
+    qrels: str | None = _setting(
+        None, "a BEIR qrels file (<folder>/qrels/<split>.tsv) whose judgements the /playground page marks hits with"
+    )
     log_format: Literal["text", "json"] = _setting(
         "text", "text, or json: one JSON object per line (time, level, request_id, trace_id, route, status, ms, ...)"
     )

@@ -68,18 +68,19 @@ def run(args: argparse.Namespace) -> int:
     check_reachable(settings.score_cache)
     try:
         tracing.configure("triton-rerank-api")
+        app = create_app(settings)  # reads --qrels: a bad file stops here, said
     except RerankInputError as err:
         print(err, file=sys.stderr)
         return 2
     print(
         f"rerank API on http://{settings.host}:{settings.port} (routes /v2/rerank /v1/rerank /rerank"
-        + (f" /v1/search on {settings.collection}" if settings.milvus_uri else "")
+        + (f" /v1/search on {settings.collection}, page /playground" if settings.milvus_uri else "")
         + ") "
         f"-> Triton {settings.triton_url}" + (f" | key required (${RERANK_API_KEY_ENV})" if settings.api_key else ""),
         flush=True,
     )
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         log_config=None,  # the command's logging (configure_logging), not uvicorn's own
