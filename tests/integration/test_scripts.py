@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import html
 import json
 import os
 import signal
@@ -368,6 +369,9 @@ def test_evaluate_compares_first_stages_each_reranked_beside_an_exact_bm25(
     assert report["first_stage"] == ["dense", "bm25", *hybrids]
     # The other first stages' candidates were scored once: only pairs the dense list lacked.
     assert "served (after hybrid (rrf k=60)): reranked 0 new pairs" in result.stdout
+    page = out.with_suffix(".html").read_text()  # the report for a person: every row, every first stage
+    assert all(html.escape(name) in page for name in rows) and all(html.escape(stage) in page for stage in hybrids)
+    assert page.count("<circle") == report["queries"]  # one dot per query, before against after
 
 
 def test_evaluate_refuses_peers_it_cannot_run(tiny_model, sample_corpus, tmp_path, capsys):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from triton_rerank.beir import load_beir
 from triton_rerank.evaluation.config import CASCADE_NAME, EvaluationConfig
+from triton_rerank.evaluation.html_report import write_html
 from triton_rerank.evaluation.reference import exact_bm25, reference_runs
 from triton_rerank.evaluation.served import served_runs
 from triton_rerank.metrics import evaluate, noise_band
@@ -80,7 +81,11 @@ def run_evaluation(config: EvaluationConfig, peers: InProcessRuns | None = None)
         if served_scores:  # the served scores against the reference's, same candidates
             band = noise_band(reference_scores, served_scores, first_stage, qrels)
     print_table(config, len(queries), rows, band)
-    return write_report(config, len(queries), len(documents), rows, timings, band, peer_names)
+    report = write_report(config, len(queries), len(documents), rows, timings, band, peer_names)
+    page = config.out.with_suffix(".html")
+    write_html(page, report, first_stages, reranked, qrels, queries)
+    print(f"wrote {page}: per-query nDCG@10 before and after reranking, and the first stages side by side")
+    return report
 
 
 def exports(config: EvaluationConfig) -> list[tuple[str, str, dict]]:
