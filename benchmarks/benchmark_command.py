@@ -10,7 +10,8 @@ each mode is a module of ``benchmarks``:
 - --tracing ``tracing_overhead``: the rerank API with OpenTelemetry tracing on against off;
 - --families and --cpu-scaling ``scaling``: pairs/s per model family, and per core count;
 - --first-stages ``first_stages``: search and whole-query latency of dense, bm25 and hybrid;
-- --queue-policy ``queue_policy``: the bounded Triton queue (the default) against none.
+- --queue-policy ``queue_policy``: the bounded Triton queue (the default) against none;
+- --search-route ``search_route``: ``POST /v1/search`` against the pipeline in-process.
 """
 
 from __future__ import annotations
@@ -98,6 +99,7 @@ def _add_modes(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--queue-policy", action="store_true", help="the bounded queue (the default) against none, fp32 and int8"
     )
+    parser.add_argument("--search-route", action="store_true", help="POST /v1/search against the pipeline in-process")
 
 
 def _add_first_stages(parser: argparse.ArgumentParser) -> None:
@@ -153,6 +155,7 @@ def run(args: argparse.Namespace) -> int:
         query_latency,
         queue_policy,
         scaling,
+        search_route,
         served_benchmark,
         tiers,
         tracing_overhead,
@@ -174,6 +177,7 @@ def run(args: argparse.Namespace) -> int:
         "queue_policy": queue_policy.run_queue_policy_benchmark,
         "query_latency": query_latency.run_query_latency_benchmark,
         "cache_replay": cache_replay.run_cache_replay_benchmark,
+        "search_route": search_route.run_search_route_benchmark,
     }
     chosen = next((run_mode for flag, run_mode in modes.items() if getattr(args, flag)), None)
     return (chosen or served_benchmark.run_served_benchmark)(config)

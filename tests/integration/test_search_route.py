@@ -119,3 +119,16 @@ def test_without_milvus_the_route_says_how_to_turn_it_on(triton_server):
         assert response.status_code == 404
         assert "--milvus-uri" in response.json()["detail"]
         assert "/v1/search" in httpx.get(f"{process.url}/openapi.json").json()["paths"]
+
+
+def test_with_a_key_the_route_asks_for_it_and_the_page_does_not(triton_server):
+    key = "search-key"
+    with ApiProcess(triton_server.grpc_url, env={"RERANK_API_KEY": key}) as process:
+        assert httpx.post(f"{process.url}/v1/search", json={"query": QUERY}).status_code == 401
+        keyed = {"authorization": f"Bearer {key}"}
+        with_key = httpx.post(f"{process.url}/v1/search", json={"query": QUERY}, headers=keyed)
+        assert with_key.status_code == 404 and "--milvus-uri" in with_key.json()["detail"]  # past the key: no Milvus
+        assert httpx.get(f"{process.url}/playground").status_code == 200  # the page holds no data
+        script = httpx.get(f"{process.url}/playground/playground.js")
+        assert script.headers["content-type"].startswith("text/javascript")
+        assert httpx.get(f"{process.url}/playground/judgements").status_code == 401  # the judgements are data

@@ -146,7 +146,8 @@ function judge(id) {
 function body(model) {
   const value = (name) => form.elements[name].value;
   return JSON.stringify({ query: value("query"), retrieve_k: Number(value("retrieve_k")), top_k: Number(value("top_k")),
-    first_stage: value("first_stage"), fusion: value("fusion"), model: model || undefined });
+    first_stage: value("first_stage"), fusion: value("fusion"), long_documents: value("long_documents") || undefined,
+    model: model || undefined });
 }
 
 async function search(event) {
