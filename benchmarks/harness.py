@@ -17,7 +17,7 @@ import numpy as np
 from benchmarks.workload import Request
 from triton_rerank.base import DEFAULT_BATCH_SIZE
 from triton_rerank.metrics import rank_correlation, top_k_overlap
-from triton_rerank.serving.statistics import add_stats, stats_delta, triton_stats, triton_summary
+from triton_rerank.serving.statistics import add_stats, settled_stats, stats_delta, triton_summary
 
 Scorer = Callable[[str, list[str]], np.ndarray]
 REQUEST_TIMEOUT_S = 600.0  # 16 clients x 1000 documents queue for minutes on 2 cores: not an error
@@ -155,10 +155,10 @@ def measure(
     """One run of the clients added to ``cell``; with a served variant's ``stats_url``, Triton's
     statistics for the run too. ``scorers`` is a ``Measurer``, or a ``make_scorer`` for ``LocalScorers``."""
     measurer = scorers if hasattr(scorers, "measure") else LocalScorers(scorers)
-    before = triton_stats(stats_url) if stats_url else None
+    before = settled_stats(stats_url) if stats_url else None  # settled: Triton may count a request late
     cell.add(measurer.measure(requests, clients))
     if stats_url:
-        add_stats(cell.triton, stats_delta(before, triton_stats(stats_url)))
+        add_stats(cell.triton, stats_delta(before, settled_stats(stats_url)))
 
 
 def percentiles_ms(latencies: list[float]) -> dict[str, float | None]:

@@ -1,18 +1,6 @@
-"""Triton's statistics once they stop moving: Triton may count a request after the client has its
-response, so a read right after a call can miss that call (seen in CI: one request short)."""
+"""Triton's statistics once they stop moving, for the tests that count Triton's requests (the
+product's own settled read: ``triton_rerank.serving.statistics.settled_stats``)."""
 
-from __future__ import annotations
+from triton_rerank.serving.statistics import settled_stats
 
-import time
-
-from triton_rerank.serving.statistics import triton_stats
-
-
-def settled_stats(url: str, pause_s: float = 0.2) -> dict:
-    """``triton_stats(url)``, read again every ``pause_s`` until two reads agree."""
-    stats = triton_stats(url)
-    while True:
-        time.sleep(pause_s)
-        if (now := triton_stats(url)) == stats:
-            return stats
-        stats = now
+__all__ = ["settled_stats"]

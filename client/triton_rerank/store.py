@@ -46,6 +46,10 @@ INDEX_PARAMS = {
 }
 SEARCH_PARAMS = {"HNSW": {"ef": 256}, "FLAT": {}, "IVF_FLAT": {"nprobe": 32}}
 SPARSE_FIELD = "sparse"  # BM25 term weights, computed by Milvus from ``text``
+# pymilvus pings its channel every 10 s, calls or none; Milvus Lite's gRPC server takes a ping every 5
+# minutes at most without data, so an idle store earned GOAWAY "too_many_pings" and its next call failed
+# (issue 39). Lite is a local socket, with no proxy to keep alive: no pings. Servers allow pymilvus' pings.
+LITE_CHANNEL = {"grpc_options": {"grpc.keepalive_time_ms": 2**31 - 1, "grpc.keepalive_permit_without_calls": False}}
 # BM25's saturation and length normalisation, set rather than left to defaults that differ: Milvus
 # servers default to k1 = 1.2, Milvus Lite 3.2.2 to 1.5. 1.2 / 0.75 are Lucene's and Elasticsearch's.
 BM25_PARAMS = {"bm25_k1": 1.2, "bm25_b": 0.75}
@@ -125,7 +129,11 @@ class MilvusStore:
         self.index = index
         self.consistency = consistency
         self.exists = False  # the collection, once it exists (made now, or at the first write)
-        client_options = {**({"server_pem_path": ca_file} if ca_file else {}), **(client_options or {})}
+        client_options = {
+            **(LITE_CHANNEL if _is_lite_file(uri) else {}),
+            **({"server_pem_path": ca_file} if ca_file else {}),
+            **(client_options or {}),
+        }
         if not create and _is_lite_file(uri) and not Path(uri).exists():
             raise MissingCollectionError(f"no Milvus Lite file {uri}: ingest documents into it first")
         try:

@@ -113,10 +113,10 @@ def rerank_run(
     """Each query's candidates reranked (with ``texts`` instead of theirs, when given) under one
     long-document policy; records the seconds and the rows the cross-encoder scored, and each
     (query, document) pair's score in ``scores`` when given."""
-    from triton_rerank.serving.statistics import triton_stats
+    from triton_rerank.serving.statistics import settled_stats
 
     name = policy if texts is not None else "short" if policy == "first" else f"short {policy}"
-    before = triton_stats(stats_url) if stats_url else None
+    before = settled_stats(stats_url) if stats_url else None  # settled: the last run's last request counted
     started = time.perf_counter()
     run = {}
     for q, matches in candidates.items():
@@ -128,7 +128,7 @@ def rerank_run(
     timings[f"rerank_{name}_s"] = time.perf_counter() - started
     pairs = sum(len(c) for c in candidates.values())
     if before is not None:
-        rows = _model_rows(triton_stats(stats_url)) - _model_rows(before)
+        rows = _model_rows(settled_stats(stats_url)) - _model_rows(before)
         timings[f"rerank_{name}_rows"] = rows
     shown = f", {timings[f'rerank_{name}_rows']} rows scored" if before is not None else ""
     print(f"served ({name}): reranked {pairs} pairs in {timings[f'rerank_{name}_s']:.0f} s{shown}", flush=True)

@@ -4,6 +4,7 @@ rows each execution took, as deltas over a measurement."""
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
 
 
@@ -25,6 +26,18 @@ def triton_stats(http_url: str) -> dict[str, dict[str, int]]:
             "cache_hits": inference.get("cache_hit", {}).get("count", 0),
         }
     return out
+
+
+def settled_stats(http_url: str, pause_s: float = 0.2, timeout_s: float = 10.0) -> dict[str, dict[str, int]]:
+    """``triton_stats``, read again every ``pause_s`` until two reads agree: Triton may count a
+    request after its client has the response, so a read right after a call can miss that call
+    (seen in CI: one request short). The last read after ``timeout_s`` on a server never idle."""
+    stats, deadline = triton_stats(http_url), time.monotonic() + timeout_s
+    while True:
+        time.sleep(pause_s)
+        if (now := triton_stats(http_url)) == stats or time.monotonic() > deadline:
+            return now
+        stats = now
 
 
 def stats_delta(before: dict, after: dict) -> dict:
