@@ -107,6 +107,10 @@ STATUS = {
     "timeout": 504,
 }
 
+# Seconds a caller should wait before trying again (the Retry-After header): a full service frees a
+# slot within a request's time; a Triton restarting loads its models within seconds.
+RETRY_AFTER_S = {"overloaded": 1, "unavailable": 5}
+
 
 class ApiError(Exception):
     """A request this service answers with an error: what went wrong (``problem``) and a message

@@ -119,3 +119,4 @@ def write_html(path: Path, report: dict, first_stages: dict, reranked: dict, qre
 </body></html>
 """
     path.write_text(text, encoding="utf-8")
+    print(f"wrote {path}: per-query nDCG@10 before and after reranking, and the first stages side by side")

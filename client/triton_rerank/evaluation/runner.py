@@ -82,9 +82,7 @@ def run_evaluation(config: EvaluationConfig, peers: InProcessRuns | None = None)
             band = noise_band(reference_scores, served_scores, first_stage, qrels)
     print_table(config, len(queries), rows, band)
     report = write_report(config, len(queries), len(documents), rows, timings, band, peer_names)
-    page = config.out.with_suffix(".html")
-    write_html(page, report, first_stages, reranked, qrels, queries)
-    print(f"wrote {page}: per-query nDCG@10 before and after reranking, and the first stages side by side")
+    write_html(config.out.with_suffix(".html"), report, first_stages, reranked, qrels, queries)
     return report
 
 

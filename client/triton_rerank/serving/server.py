@@ -34,6 +34,7 @@ from triton_rerank.endpoints import API_KEY_HEADER
 from triton_rerank.errors import RerankError
 from triton_rerank.serving import layout
 from triton_rerank.serving import repository as repo
+from triton_rerank.serving.lifetime import child_setup
 
 log = logging.getLogger(__name__)
 
@@ -283,10 +284,10 @@ class EmbeddedTritonServer:
         log_file = self.log_path.open("wb")
         shown = " ".join(command).replace(s.api_key, "***") if s.api_key else " ".join(command)
         log.info("starting %s", shown)
-        # The model processes Triton starts inherit its cores.
-        pin = (lambda: os.sched_setaffinity(0, s.cpus)) if s.cpus else None
+        # The model processes Triton starts inherit its cores; Triton gets SIGTERM if this process dies.
+        setup = child_setup(os.getpid(), s.cpus)
         self._process = subprocess.Popen(
-            command, stdout=log_file, stderr=subprocess.STDOUT, env=env, start_new_session=True, preexec_fn=pin
+            command, stdout=log_file, stderr=subprocess.STDOUT, env=env, start_new_session=True, preexec_fn=setup
         )
         log_file.close()
         try:
