@@ -63,6 +63,7 @@ def otlp_traces_url() -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from triton_rerank.serving.install import InterruptedExportError
     from triton_rerank.serving.server import EmbeddedTritonServer, ServerSettings, ServerStartError
 
     # While the models load, Ctrl-C and SIGTERM unwind the start as anywhere else on the command line
@@ -83,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
             or None,  # from the environment only: argv shows in ps and history
         )
         server = EmbeddedTritonServer(args.repository, settings).start()
-    except (ValueError, ServerStartError, FileNotFoundError, ImportError) as err:
+    except (ValueError, ServerStartError, FileNotFoundError, ImportError, InterruptedExportError) as err:
         print(f"could not start Triton: {err}", file=sys.stderr)
         return 1
     stop = threading.Event()

@@ -34,6 +34,7 @@ from triton_rerank.endpoints import API_KEY_HEADER
 from triton_rerank.errors import RerankError
 from triton_rerank.serving import layout
 from triton_rerank.serving import repository as repo
+from triton_rerank.serving.install import check_whole
 from triton_rerank.serving.lifetime import child_setup
 
 log = logging.getLogger(__name__)
@@ -166,6 +167,7 @@ def derive_repository(source: Path, target: Path) -> Path:
             f"model repository {source} does not exist; export models into it first: triton-rerank export "
             f"--repository {source}"
         )
+    check_whole(source)
     target.mkdir(parents=True, exist_ok=True)
     for model_dir in sorted(p for p in source.iterdir() if (p / "config.pbtxt").exists()):
         derive_model(model_dir, target)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from triton_rerank.backends.tokenizer_model import encode
 from triton_rerank.serving import layout
 from triton_rerank.serving import repository as repo
 from triton_rerank.serving.export_options import ExportOptions
+from triton_rerank.serving.install import install
 
 log = logging.getLogger(__name__)
 
@@ -216,9 +216,6 @@ def _existing_parent(path: Path) -> Path:
 
 
 def _install(staging: Path, repository: Path, names: tuple[str, ...]) -> None:
-    """Move the checked models into place, replacing what an earlier export of them left."""
-    for name in names:
-        target = repository / name
-        if target.exists():
-            shutil.rmtree(target)
-        shutil.move(str(staging / name), str(target))
+    """Move the checked models into place, replacing what an earlier export of them left (one swap,
+    marked while it lasts: ``serving.install``)."""
+    install(staging, repository, names)
