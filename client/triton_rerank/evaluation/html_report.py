@@ -82,9 +82,9 @@ def first_stage_bars(pairs: dict[str, tuple[float, float]]) -> str:
     return f'<svg viewBox="0 0 {width} 200" width="{width}" height="200">{"".join(parts)}</svg>'
 
 
-def write_html(path: Path, report: dict, first_stages: dict, reranked: dict, qrels: dict, queries: dict) -> None:
-    """The report at ``path``. ``first_stages``: {name: run}; ``reranked``: the served runs by the
-    names ``served_runs`` gives them (the first one reranks the first first stage)."""
+def write_html(path: Path, report: dict, first_stages: dict, reranked: dict, qrels: dict, queries: dict) -> dict:
+    """The report at ``path``; returns ``report``. ``first_stages``: {name: run}; ``reranked``: the
+    served runs by the names ``served_runs`` gives them (the first one reranks the first first stage)."""
     primary, primary_run = next(iter(first_stages.items()))
     own = next(name for name in reranked if not name.startswith(("after ", "cascade")))
     before, after = per_query(primary_run, qrels), per_query(reranked[own], qrels)
@@ -120,3 +120,4 @@ def write_html(path: Path, report: dict, first_stages: dict, reranked: dict, qre
 """
     path.write_text(text, encoding="utf-8")
     print(f"wrote {path}: per-query nDCG@10 before and after reranking, and the first stages side by side")
+    return report

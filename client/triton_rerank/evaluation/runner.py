@@ -82,8 +82,7 @@ def run_evaluation(config: EvaluationConfig, peers: InProcessRuns | None = None)
             band = noise_band(reference_scores, served_scores, first_stage, qrels)
     print_table(config, len(queries), rows, band)
     report = write_report(config, len(queries), len(documents), rows, timings, band, peer_names)
-    write_html(config.out.with_suffix(".html"), report, first_stages, reranked, qrels, queries)
-    return report
+    return write_html(config.out.with_suffix(".html"), report, first_stages, reranked, qrels, queries)
 
 
 def exports(config: EvaluationConfig) -> list[tuple[str, str, dict]]:
