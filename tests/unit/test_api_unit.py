@@ -223,8 +223,9 @@ def test_dialects_follow_their_references():
     assert JINA.body("not_found", "no such model") == {"detail": "no such model"}
     assert [COHERE.status(p) for p in ("invalid", "too_large", "unauthorized")] == [400, 413, 401]
     assert [TEI.status(p) for p in ("invalid", "empty", "backend")] == [422, 400, 424]
-    assert set(STATUS) == {"malformed", "invalid", "empty", "unauthorized", "not_found", "too_large",
+    assert set(STATUS) == {"malformed", "invalid", "empty", "unauthorized", "not_found", "too_large", "too_slow",
                            "overloaded", "unavailable", "timeout", "backend"}  # fmt: skip
+    assert [JINA.status(p) for p in ("too_slow", "overloaded", "unavailable")] == [408, 429, 503]
 
 
 def test_api_error_keeps_the_servers_words_for_input_errors_only():

@@ -130,9 +130,9 @@ def openapi_document() -> dict:
     _, definitions = models_json_schema([(m, "validation") for m in MODELS], ref_template=REF)
     # The status codes each API answers with (schemas.Dialect): Jina's and TEI's 422 for a body of the
     # wrong shape, TEI's 424 for a backend failure.
-    cohere = (400, 401, 404, 413, 429, 500, 503, 504)
-    jina = (401, 404, 413, 422, 429, 500, 503, 504)
-    tei = (400, 401, 404, 413, 422, 424, 429, 503, 504)
+    cohere = (400, 401, 404, 408, 413, 429, 500, 503, 504)
+    jina = (401, 404, 408, 413, 422, 429, 500, 503, 504)
+    tei = (400, 401, 404, 408, 413, 422, 424, 429, 503, 504)
     # /rerank: TEI's body and answer, or vLLM's body (``documents``) and its Jina-shaped answer.
     tei_body, tei_answer = (
         {"oneOf": [_ref(TeiRerank), _ref(JinaRerank)]},

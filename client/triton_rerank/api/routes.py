@@ -113,11 +113,16 @@ async def read_bytes(request: Request) -> bytes:
     if length.isdigit() and int(length) > limit:
         raise ApiError("too_large", f"the body is {int(length):,} bytes; the limit is {limit:,}")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ApiError("too_large", f"the body is over the limit of {limit:,} bytes")
-        chunks.append(chunk)
+    most_s = request.app.state.settings.body_timeout_s
+    try:
+        async with asyncio.timeout(most_s):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise ApiError("too_large", f"the body is over the limit of {limit:,} bytes")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise ApiError("too_slow", f"the body was not sent within {most_s:g} s ({size:,} bytes came)") from None
     return b"".join(chunks)
 
 

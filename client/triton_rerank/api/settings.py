@@ -33,6 +33,9 @@ class ApiSettings:
     )
     max_documents: int = _setting(COHERE_MAX_DOCUMENTS, "most documents per request (more are refused)")
     max_body_bytes: int = _setting(10 * 2**20, "largest request body, in bytes (larger: 413)")
+    body_timeout_s: float = _setting(
+        30.0, "a request body not read whole within this many seconds is refused (408): a slow client holds no slot"
+    )
     max_concurrent_requests: int = _setting(512, "requests handled at once; more are answered 429 at once")
     max_concurrent_rows: int = _setting(
         8192,
@@ -100,6 +103,8 @@ class ApiSettings:
         ):
             if getattr(self, name) < 1:
                 raise RerankInputError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if not self.body_timeout_s > 0:
+            raise RerankInputError(f"--body-timeout-s must be more than 0, got {self.body_timeout_s}")
         if self.max_concurrent_rows < max(self.max_rows_per_request, self.max_documents):
             raise RerankInputError(
                 f"--max-concurrent-rows ({self.max_concurrent_rows}) must be at least --max-rows-per-request "
