@@ -25,6 +25,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import re
 import shutil
 import tempfile
 import time
@@ -57,8 +58,9 @@ def deploy(model: str, repository: Path, url: str, *, api_key: str | None = None
     from triton_rerank.serving.export import export_cross_encoder
 
     repository = Path(repository)
-    versions = history(repository)
+    versions = _reconciled(repository)
     version = max(entry["version"] for entry in versions["versions"]) + 1
+    _clear_leftovers(repository, _serving(versions)["members"], version)
     settings, options = exported_as(repository, _serving(versions))
     with tempfile.TemporaryDirectory(prefix="triton-rerank-deploy-") as staging:
         export_cross_encoder(model, Path(staging), settings=settings, **(options | export_options))
@@ -75,13 +77,17 @@ def deploy(model: str, repository: Path, url: str, *, api_key: str | None = None
         "ensemble_config": repo.to_pbtxt(ensemble),
         "deployed_at": _now(),
     }
-    versions["versions"].append(entry)
+    versions["versions"].append(entry | {"pending": True})  # recorded before the switch: a deploy killed
+    entry = versions["versions"][-1]  # later is known; "pending" until it has served (no rollback to it)
+    _write_history(repository, versions)
     with _connected(url) as clients:
         try:
             previous = _switch(repository, clients, versions, entry, api_key)
         except BaseException:  # not switched: nothing half-deployed, the new members leave the repository again
             for name in entry["members"]:
                 shutil.rmtree(repository / name, ignore_errors=True)
+            versions["versions"].remove(entry)
+            _write_history(repository, versions)
             raise
         _unload_replaced(clients, versions, entry, previous, api_key)  # serving now: a failure here is logged
     return entry
@@ -90,10 +96,11 @@ def deploy(model: str, repository: Path, url: str, *, api_key: str | None = None
 def rollback(repository: Path, url: str, *, to: int | None = None, api_key: str | None = None) -> dict:
     """Switch back to version ``to`` (default: the one before the serving one)."""
     repository = Path(repository)
-    versions_held = history(repository)
+    versions_held = _reconciled(repository)
     serving = versions_held["serving"]
     versions = [entry["version"] for entry in versions_held["versions"]]
-    to = to if to is not None else max((v for v in versions if v < serving), default=None)
+    served = [entry["version"] for entry in versions_held["versions"] if not entry.get("pending")]
+    to = to if to is not None else max((v for v in served if v < serving), default=None)
     if to is None or to not in versions:
         raise RerankInputError(
             f"no version {to} to roll back to: the repository has versions {versions}, serving {serving}"
@@ -161,7 +168,8 @@ def _switch(repository: Path, clients: list, held: dict, entry: dict, api_key: s
             _load(client, protocol.RERANKER, headers)
         raise
     held["serving"] = entry["version"]
-    _write_atomically(repository / protocol.RERANKER / HISTORY, json.dumps(held, indent=2) + "\n")
+    entry.pop("pending", None)
+    _write_history(repository, held)
     return serving["version"]
 
 
@@ -197,6 +205,35 @@ def history(repository: Path) -> dict:
         "deployed_at": None,
     }
     return {"serving": 1, "versions": [first]}
+
+
+def _write_history(repository: Path, held: dict) -> None:
+    _write_atomically(repository / protocol.RERANKER / HISTORY, json.dumps(held, indent=2) + "\n")
+
+
+def _reconciled(repository: Path) -> dict:
+    """The history, with ``serving`` made what the ensemble on disk runs: a deploy or a rollback killed
+    between the ensemble's switch and the history's left them apart (issue 39)."""
+    held = history(repository)
+    steps = sorted(s.model_name for s in repo.load_config(repository / protocol.RERANKER / "config.pbtxt")
+                   .ensemble_scheduling.step)  # fmt: skip
+    running = next((e for e in held["versions"] if sorted(e["members"]) == steps), None)
+    if running is not None and running["version"] != held["serving"]:
+        log.warning("an interrupted deploy left v%s serving (history: v%s)", running["version"], held["serving"])
+        held["serving"] = running["version"]
+        running.pop("pending", None)
+        _write_history(repository, held)
+    return held
+
+
+def _clear_leftovers(repository: Path, members: list[str], version: int) -> None:
+    """Remove the members of ``version`` (named after ``members``, the serving ones) that a deploy
+    killed before it recorded them left behind: the version is new, so nothing serves them."""
+    for base in {re.sub(r"_v\d+$", "", name) for name in members}:
+        for folder in (repository / f"{base}_v{version}", repository / f".{base}_v{version}.partial"):
+            if folder.exists():
+                log.warning("removing %s, left by a deploy that was interrupted", folder)
+                shutil.rmtree(folder)
 
 
 def _copy_member(source: Path, target: Path) -> None:

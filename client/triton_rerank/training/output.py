@@ -8,6 +8,8 @@ import json
 import shutil
 from pathlib import Path
 
+from safetensors import SafetensorError
+
 
 def write_model(cross_encoder, output: Path, report: dict) -> None:
     output = Path(output)
@@ -19,6 +21,9 @@ def write_model(cross_encoder, output: Path, report: dict) -> None:
         (staging / "README.md").write_text(model_card(report), encoding="utf-8")
         (staging / "train-report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         staging.rename(output)
+    except SafetensorError as err:  # a full disk, say: an OSError to the command line, without a traceback
+        shutil.rmtree(staging, ignore_errors=True)
+        raise OSError(f"cannot write the trained model beside {output}: {err}") from err
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
