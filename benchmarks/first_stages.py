@@ -21,6 +21,7 @@ from pathlib import Path
 
 from benchmarks.config import BenchmarkConfig, machine
 from benchmarks.harness import percentiles_ms
+from benchmarks.report import latency_table
 from triton_rerank.first_stage import FirstStage, fuse, retrieve
 
 STAGES = ("dense", "bm25", "hybrid")
@@ -117,11 +118,8 @@ def markdown(result: dict) -> str:
     lines = [
         f"First stages on {result['data']}; {result['milvus']}; {result['machine']}.",
         "",
-        "| search alone | p50 ms | p95 ms |",
-        "| --- | --- | --- |",
+        *latency_table("search alone", result["search"]),
     ]
-    for name, values in result["search"].items():
-        lines.append(f"| {name} | {values['p50_ms']:.1f} | {values['p95_ms']:.1f} |")
     whole = result["whole_query"]
     lines += [
         "",

@@ -13,7 +13,13 @@ def save(out: Path, stem: str, report: dict, table: str) -> int:
     (out / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / f"{stem}.md").write_text(table)
     print("\n" + table + f"\nwrote {stem}.json, {stem}.md to {out} in {report['wall_s']:.0f} s")
-    return 1 if any(cell["errors"] for cell in report["cells"]) else 0
+    return 1 if any(cell["errors"] for cell in report.get("cells", ())) else 0
+
+
+def latency_table(first_column: str, rows: dict[str, dict]) -> list[str]:
+    """A Markdown table of each row's p50 and p95 (``harness.percentiles_ms``'s figures)."""
+    body = [f"| {name} | {values['p50_ms']:.1f} | {values['p95_ms']:.1f} |" for name, values in rows.items()]
+    return [f"| {first_column} | p50 ms | p95 ms |", "| --- | --- | --- |", *body]
 
 
 def ratios(cells: list[Cell]) -> list[dict]:

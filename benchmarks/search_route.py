@@ -14,7 +14,6 @@ Writes search-route-benchmark.json and .md.
 
 from __future__ import annotations
 
-import json
 import statistics
 import tempfile
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 
 from benchmarks.config import BenchmarkConfig, machine
 from benchmarks.harness import percentiles_ms
+from benchmarks.report import latency_table, save
 
 RETRIEVE_K, TOP_K = 100, 10
 WARM_UP_QUERIES = 3
@@ -65,11 +65,7 @@ def run_search_route_benchmark(config: BenchmarkConfig) -> int:
     result = summary(config, f"{len(collection.documents)} documents, {len(queries)} test queries", latencies, outside)
     result |= {"same_hits": same, "wall_s": time.perf_counter() - started}
     config.out.mkdir(parents=True, exist_ok=True)
-    (config.out / "search-route-benchmark.json").write_text(json.dumps(result, indent=2) + "\n")
-    table = markdown(result)
-    (config.out / "search-route-benchmark.md").write_text(table)
-    print("\n" + table + f"\nwrote search-route-benchmark.json, .md to {config.out}")
-    return 0
+    return save(config.out, "search-route-benchmark", result, markdown(result))
 
 
 def summary(config: BenchmarkConfig, data: str, latencies: dict, outside: dict) -> dict:
@@ -135,11 +131,8 @@ def markdown(result: dict) -> str:
         f"`POST /v1/search` against the pipeline in-process on {result['data']}; {result['search']}; "
         f"score cache {result['score_cache']}; {result['machine']}; {result['same_hits']}.",
         "",
-        "| way | p50 ms | p95 ms |",
-        "| --- | --- | --- |",
+        *latency_table("way", result["latency"]),
     ]
-    for name, values in result["latency"].items():
-        lines.append(f"| {name} | {values['p50_ms']:.1f} | {values['p95_ms']:.1f} |")
     overhead = result["overhead_ms"]
     lines += [
         "",
