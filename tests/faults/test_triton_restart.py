@@ -6,7 +6,9 @@ API restart; the Python client says ``ServerUnavailableError`` meanwhile (issue 
 from __future__ import annotations
 
 import os
+import random
 import signal
+import socket
 import threading
 import time
 from pathlib import Path
@@ -17,11 +19,29 @@ import pytest
 from benchmarks.api_process import ApiProcess
 from triton_rerank import TritonRerankFunction
 from triton_rerank.errors import ServerUnavailableError
-from triton_rerank.serving.server import EmbeddedTritonServer, free_port_settings
+from triton_rerank.serving.server import EmbeddedTritonServer, ServerSettings
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("triton-restart")]
 BODY = {"model": "reranker", "query": "what is the capital of france?", "documents": ["paris", "berlin", "a fox"]}
 CLIENT_TIMEOUT_S = 30  # a request that takes longer hung: the API's own Triton timeout is 5 s here
+
+
+def steady_ports(count: int = 3) -> list[int]:
+    """Free ports below the kernel's ephemeral range: Triton is started again on its ports after being
+    killed, and in its downtime another worker's ``free_port`` (which draws from that range) could take
+    one (seen: the next API test talked HTTP to a Triton's gRPC port)."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    ports: list[int] = []
+    while len(ports) < count:
+        port = random.randrange(10_000, low)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        if port not in ports:
+            ports.append(port)
+    return ports
 
 
 def tritonserver_pid(http_port: int) -> int:
@@ -68,7 +88,8 @@ class Load:
 
 
 def test_triton_killed_under_load_and_started_again(tiny_repository):
-    settings = free_port_settings()
+    http, grpc, metrics = steady_ports()
+    settings = ServerSettings(http_port=http, grpc_port=grpc, metrics_port=metrics)
     server = EmbeddedTritonServer(tiny_repository, settings).start()
     try:
         with ApiProcess(server.grpc_url, "--timeout-s", "5") as api, Load(api.url) as load:
